@@ -1,0 +1,144 @@
+"""Robust image and mask reading.
+
+Everything the rest of the code sees is an RGB ``uint8`` array (H, W, 3) or a boolean mask (H, W).
+Odd inputs that a camera or a colleague may produce (grayscale, RGBA, 16-bit, CMYK JPEG, float
+TIFF, unicode paths) are converted; files that cannot be decoded raise :class:`ImageReadError`
+with the path and the reason, never a bare OpenCV error or ``None``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+# OpenCV refuses images above 2**30 pixels by default; we keep the same ceiling explicitly so the
+# message is ours. A 20000 x 20000 image (4e8 pixels) is accepted.
+MAX_PIXELS = 2**30
+
+
+class ImageReadError(ValueError):
+    """An image or mask file could not be used; the message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    # np.fromfile + imdecode works for unicode and space-containing paths on every platform,
+    # where cv2.imread fails silently on some.
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if data.size == 0:
+        raise ImageReadError(path, "file is empty")
+    return data
+
+
+def _decode(path: Path, flags: int) -> np.ndarray:
+    data = _read_bytes(path)
+    try:
+        img = cv2.imdecode(data, flags)
+    except cv2.error as exc:  # raised e.g. for images above OpenCV's pixel limit
+        raise ImageReadError(path, f"cannot be decoded ({str(exc).strip().splitlines()[-1]})") from None
+    if img is None or img.size == 0:
+        raise ImageReadError(path, "not a readable image (corrupt, truncated or not an image format)")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:
+        raise ImageReadError(path, f"image of {img.shape[1]}x{img.shape[0]} pixels is too large")
+    return img
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Scale any integer or float image to uint8 without clipping its range.
+
+    16-bit images are divided by 257 (full 16-bit range to full 8-bit range). Float images in
+    [0, 1] are scaled by 255; other float ranges are min-max normalised.
+    """
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        finite = np.nan_to_num(img.astype(np.float32))
+        lo, hi = float(finite.min()), float(finite.max())
+        if lo >= 0.0 and hi <= 1.0:
+            return (finite * 255.0 + 0.5).astype(np.uint8)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        return ((finite - lo) * scale + 0.5).astype(np.uint8)
+    info = np.iinfo(img.dtype)
+    lo = max(info.min, int(img.min()))
+    hi = int(img.max())
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return ((img.astype(np.float64) - lo) * scale + 0.5).astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read any supported image as RGB uint8 (H, W, 3)."""
+    path = Path(path)
+    img = _decode(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    img = to_uint8(img)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    channels = img.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        # Alpha is dropped, not composited: inspection images with alpha are usually exports
+        # whose colour channels are the real content.
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    if channels == 2:  # gray + alpha
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
+    raise ImageReadError(path, f"unsupported number of channels: {channels}")
+
+
+def read_mask(path: str | os.PathLike, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a defect mask as a boolean (H, W) array: any non-zero pixel is a defect pixel.
+
+    If ``expected_hw`` is given, a mask of another size is refused: silently resizing a mask
+    would shift labels and inflate or hide defects.
+    """
+    path = Path(path)
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3:
+        img = img[:, :, :3].max(axis=2) if img.shape[2] >= 3 else img[:, :, 0]
+    mask = img > 0
+    if expected_hw is not None and tuple(mask.shape) != tuple(expected_hw):
+        raise ImageReadError(
+            path,
+            f"mask is {mask.shape[1]}x{mask.shape[0]} pixels but its image is "
+            f"{expected_hw[1]}x{expected_hw[0]}",
+        )
+    return mask
+
+
+def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write an RGB (or gray / bool) image as PNG, atomically, to any (unicode) path."""
+    path = Path(path)
+    if img.dtype == bool:
+        img = img.astype(np.uint8) * 255
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise OSError(f"could not encode PNG for {path}")
+    tmp = path.with_name(path.name + ".tmp")
+    buf.tofile(str(tmp))
+    os.replace(tmp, path)
