@@ -4,12 +4,10 @@ PatchCore picks, again and again, the feature farthest from everything selected 
 (Gonzalez's greedy k-center). The textbook loop updates all N distances at every step:
 O(N * k * D) work, which on 330,000 features and k = 33,000 is hours on a CPU.
 
-:func:`greedy_coreset` returns exactly the same selection (same start, same order) but prunes
-with the triangle inequality. Every point is assigned to its nearest selected centre; cluster j
-has radius r_j (its farthest member). A new centre c can only take over points of cluster j if
-d(c, centre_j) < 2 r_j, so all other clusters are skipped. The test for all clusters uses a
-cheap lower bound of d(c, centre_j) from the first few principal coordinates, so the per-step
-cost falls with the cluster sizes instead of staying at N.
+:func:`greedy_coreset` returns the same selection in the same order, but it turns the
+memory-bound per-step update (one matrix-vector pass over all N features per selected point)
+into a few hundred matrix-matrix products, by running exact greedy steps on a small pool of the
+farthest points between full updates (see its docstring for why that is exact).
 
 As in PatchCore, distances are computed on a random projection to ``projection_dim`` dimensions
 by default (a Johnson-Lindenstrauss sketch); the selected indices refer to the input features.
@@ -59,74 +57,58 @@ def greedy_coreset_reference(x: np.ndarray, k: int, start: int = 0) -> np.ndarra
     return np.array(sel)
 
 
-def greedy_coreset(x: np.ndarray, k: int, start: int = 0, bound_dim: int = 8) -> CoresetResult:
-    """Exact greedy k-center selection of ``k`` rows of ``x`` with triangle-inequality pruning."""
+def _sq_norms(x: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", x, x)
+
+
+def greedy_coreset(x: np.ndarray, k: int, start: int = 0, pool_size: int = 4096, max_batch: int = 512) -> CoresetResult:
+    """Exact greedy k-center selection of ``k`` rows of ``x``, with batched distance updates.
+
+    Each round takes the ``pool_size`` points farthest from the current selection. Any point
+    outside the pool is at most ``threshold`` (the largest outside distance) away from the
+    selection, and selecting more points only lowers that. So greedy steps run on the pool
+    alone, exactly, as long as the farthest pool point is farther than ``threshold``. Then one
+    matrix product updates all N distances with the whole batch of new centres. The selection is
+    the textbook one (up to float rounding in near-ties).
+    """
     t0 = time.perf_counter()
     x = np.ascontiguousarray(x, dtype=np.float32)
-    n, d = x.shape
+    n = x.shape[0]
     k = int(min(max(k, 1), n))
-    # Exact distances use ``x`` itself. For the pruning test, the first ``bound_dim`` principal
-    # coordinates give a cheap lower bound on any distance (a projection never lengthens).
-    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    sample = x[:: max(1, n // 20000)] - mean
-    _, _, vt = np.linalg.svd(sample, full_matrices=False)
-    if vt.shape[0] < d:  # fewer samples than dimensions: complete the basis
-        q, _ = np.linalg.qr(np.concatenate([vt.T, np.eye(d, dtype=np.float32)], axis=1))
-        vt = q[:, :d].T
-    bdim = min(bound_dim, d)
-    low = np.ascontiguousarray((x - mean) @ vt[:bdim].T.astype(np.float32))
-
-    centres = np.empty(k, dtype=np.int64)
-    cb = np.empty((k, bdim), dtype=np.float32)  # centres' low-dimensional coordinates
-    radius = np.zeros(k, dtype=np.float32)
-    far = np.zeros(k, dtype=np.int64)
-    members: list[np.ndarray] = [np.arange(n)]
+    norms = _sq_norms(x)
+    selected = [int(start)]
     dist = _dist_to(x, x[start])
-    centres[0] = start
-    cb[0] = low[start]
-    radius[0] = dist.max()
-    far[0] = int(np.argmax(dist))
-
-    for t in range(1, k):
-        j_star = int(np.argmax(radius[:t]))
-        c = int(far[j_star])
-        centres[t] = c
-        xc = x[c]
-        cb[t] = low[c]
-        # lower bound of d(c, centre_j) from the leading coordinates
-        diff = cb[:t] - low[c]
-        lb = np.einsum("ij,ij->i", diff, diff)
-        cand = np.flatnonzero(lb < 4.0 * radius[:t] * radius[:t])
-        if cand.size:
-            # exact test on the survivors
-            full = x[centres[cand]] - xc
-            dc = np.einsum("ij,ij->i", full, full)
-            cand = cand[dc < 4.0 * radius[cand] * radius[cand]]
-        mine = []
-        for j in cand.tolist():
-            idx = members[j]
-            dn = _dist_to(x[idx], xc)
-            moved = dn < dist[idx]
-            if not moved.any():
-                continue
-            dist[idx[moved]] = dn[moved]
-            mine.append(idx[moved])
-            keep = idx[~moved]
-            members[j] = keep
-            if keep.size:
-                dk = dist[keep]
-                a = int(np.argmax(dk))
-                radius[j] = dk[a]
-                far[j] = keep[a]
-            else:
-                radius[j] = 0.0
-        own = np.concatenate(mine) if mine else np.array([c], dtype=np.int64)
-        members.append(own)
-        do = dist[own]
-        a = int(np.argmax(do))
-        radius[t] = do[a]
-        far[t] = own[a]
-    return CoresetResult(indices=centres, radius=float(radius.max()), seconds=time.perf_counter() - t0)
+    dist[start] = 0.0
+    chunk = 32768
+    while len(selected) < k:
+        p = min(pool_size, n - 1)
+        pool = np.argpartition(dist, n - p - 1)[n - p - 1 :]
+        threshold = dist[pool[0]]  # the (p+1)-th largest distance bounds everything outside
+        pool = pool[1:]
+        pd = dist[pool].copy()
+        px = x[pool]
+        new: list[int] = []
+        while len(new) < max_batch and len(selected) + len(new) < k:
+            a = int(np.argmax(pd))
+            if pd[a] < threshold or pd[a] <= 0.0:
+                break
+            c = int(pool[a])
+            new.append(c)
+            np.minimum(pd, _dist_to(px, x[c]), out=pd)
+        if not new:  # pool exhausted at the threshold: fall back to one exact textbook step
+            c = int(np.argmax(dist))
+            if dist[c] <= 0.0:
+                break  # every point coincides with a selected one
+            new = [c]
+        centres = x[new]
+        cn = norms[new]
+        for i in range(0, n, chunk):
+            d2 = norms[i : i + chunk, None] + cn[None, :] - 2.0 * (x[i : i + chunk] @ centres.T)
+            np.minimum(dist[i : i + chunk], np.sqrt(np.maximum(d2.min(axis=1), 0.0)), out=dist[i : i + chunk])
+        dist[new] = 0.0
+        selected.extend(new)
+    indices = np.array(selected, dtype=np.int64)
+    return CoresetResult(indices=indices, radius=float(dist.max()), seconds=time.perf_counter() - t0)
 
 
 def coverage_radius(x: np.ndarray, selected: np.ndarray) -> float:
