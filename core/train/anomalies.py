@@ -32,13 +32,19 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ForegroundRule",
     "MEMSEG_FOREGROUND",
-    "SyntheticAnomalies",
-    "foreground_mask",
     "PerlinField",
-    "perlin_noise",
-    "smooth_noise",
+    "STRUCTURE_OPS",
+    "SyntheticAnomalies",
+    "TEXTURES",
+    "TEXTURE_CATEGORIES",
+    "auto_foreground",
+    "foreground_mask",
     "fractal_noise",
+    "perlin_noise",
     "procedural_texture",
+    "resolve_foreground",
+    "shuffle_grid",
+    "smooth_noise",
 ]
 
 
