@@ -1,6 +1,6 @@
 """Contact sheet of synthetic anomalies on real images, to check by eye that they look like defects.
 
-Usage: python tools/synthetic_contact_sheet.py [DATA_ROOT] [OUT_PNG]
+Usage: python tests/benchmarks/make_synthetic_contact_sheet.py [DATA_ROOT] [OUT_PNG]
 Each example shows: original | synthetic anomaly | same with the mask outline (red).
 """
 from __future__ import annotations
