@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -57,11 +58,14 @@ def greedy_coreset_reference(x: np.ndarray, k: int, start: int = 0) -> np.ndarra
     return np.array(sel)
 
 
-def _sq_norms(x: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", x, x)
-
-
-def greedy_coreset(x: np.ndarray, k: int, start: int = 0, pool_size: int = 4096, max_batch: int = 512) -> CoresetResult:
+def greedy_coreset(
+    x: np.ndarray,
+    k: int,
+    start: int = 0,
+    pool_size: int = 4096,
+    max_batch: int = 512,
+    gemm_dtype: torch.dtype = torch.float32,
+) -> CoresetResult:
     """Exact greedy k-center selection of ``k`` rows of ``x``, with batched distance updates.
 
     Each round takes the ``pool_size`` points farthest from the current selection. Any point
@@ -69,43 +73,55 @@ def greedy_coreset(x: np.ndarray, k: int, start: int = 0, pool_size: int = 4096,
     selection, and selecting more points only lowers that. So greedy steps run on the pool
     alone, exactly, as long as the farthest pool point is farther than ``threshold``. Then one
     matrix product updates all N distances with the whole batch of new centres. The selection is
-    the textbook one (up to float rounding in near-ties).
+    the textbook one (up to float rounding in near-ties). Runs on torch (multi-threaded GEMM).
+
+    ``gemm_dtype=torch.bfloat16`` runs the batched update about 2.5x faster on CPUs with AMX or
+    AVX512-BF16, at the price of ~0.4 % relative error in the updated distances (the selection is
+    then approximate; :func:`coverage_radius` measures the effect).
     """
     t0 = time.perf_counter()
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n = x.shape[0]
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    n = xt.shape[0]
     k = int(min(max(k, 1), n))
-    norms = _sq_norms(x)
+    norms = (xt * xt).sum(dim=1)
+    xn, nn = xt.numpy(), norms.numpy()
+    xg = xt if gemm_dtype == torch.float32 else xt.to(gemm_dtype)
     selected = [int(start)]
-    dist = _dist_to(x, x[start])
+    dist = (xt - xt[start]).norm(dim=1)
     dist[start] = 0.0
-    chunk = 32768
+    chunk = 65536
     while len(selected) < k:
         p = min(pool_size, n - 1)
-        pool = np.argpartition(dist, n - p - 1)[n - p - 1 :]
-        threshold = dist[pool[0]]  # the (p+1)-th largest distance bounds everything outside
-        pool = pool[1:]
-        pd = dist[pool].copy()
-        px = x[pool]
+        top = torch.topk(dist, p + 1, sorted=True)
+        threshold = float(top.values[-1])  # bounds every point outside the pool
+        pool = top.indices[:-1].numpy()
+        # Greedy steps on the pool in numpy: the arrays are small, and numpy's per-call
+        # overhead is lower than torch's on a busy CPU.
+        pd = top.values[:-1].numpy().copy()
+        px = xn[pool]
+        pn = nn[pool]
         new: list[int] = []
         while len(new) < max_batch and len(selected) + len(new) < k:
             a = int(np.argmax(pd))
-            if pd[a] < threshold or pd[a] <= 0.0:
+            best = float(pd[a])
+            if best < threshold or best <= 0.0:
                 break
-            c = int(pool[a])
-            new.append(c)
-            np.minimum(pd, _dist_to(px, x[c]), out=pd)
-        if not new:  # pool exhausted at the threshold: fall back to one exact textbook step
-            c = int(np.argmax(dist))
-            if dist[c] <= 0.0:
+            new.append(int(pool[a]))
+            d2 = pn + pn[a] - 2.0 * (px @ px[a])
+            np.minimum(pd, np.sqrt(np.maximum(d2, 0.0)), out=pd)
+        if not new:  # pool exhausted at the threshold: one exact textbook step
+            c = int(torch.argmax(dist))
+            if float(dist[c]) <= 0.0:
                 break  # every point coincides with a selected one
             new = [c]
-        centres = x[new]
-        cn = norms[new]
+        idx = torch.tensor(new)
+        centres = xg[idx]
+        cn = norms[idx]
         for i in range(0, n, chunk):
-            d2 = norms[i : i + chunk, None] + cn[None, :] - 2.0 * (x[i : i + chunk] @ centres.T)
-            np.minimum(dist[i : i + chunk], np.sqrt(np.maximum(d2.min(axis=1), 0.0)), out=dist[i : i + chunk])
-        dist[new] = 0.0
+            prod = (xg[i : i + chunk] @ centres.T).float()
+            d2 = (norms[i : i + chunk, None] + cn[None, :]).sub_(prod, alpha=2.0)
+            torch.minimum(dist[i : i + chunk], d2.amin(dim=1).clamp_min_(0.0).sqrt_(), out=dist[i : i + chunk])
+        dist[idx] = 0.0
         selected.extend(new)
     indices = np.array(selected, dtype=np.int64)
     return CoresetResult(indices=indices, radius=float(dist.max()), seconds=time.perf_counter() - t0)
