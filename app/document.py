@@ -76,8 +76,8 @@ class ImageDocument:
     def _persist(self, write: Callable[[], None]) -> bool:
         if self.store is None:
             return True
-        if self.unsaved:  # an earlier edit is still pending: write everything, in order
-            return self.flush()
+        if self.unsaved:  # an earlier edit is pending: the session's retry writes everything
+            return False
         try:
             write()
             return True
@@ -228,8 +228,7 @@ class ImageDocument:
         self._notify(Change("boxes", box_id=local))
         if db is not None:
             self._persist(lambda: self.store.delete_box(db))
-        elif self.unsaved:
-            self.flush()
+        # else: the box never reached the project; a pending flush writes the current state
 
     def snapshot(self) -> ImageLabels:
         """A copy of the current labels (tests, exports)."""

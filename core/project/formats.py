@@ -515,7 +515,7 @@ def mean_seconds_per_image(rows: list[dict]) -> dict[str, float]:
     per: dict[str, dict[str, float]] = {}
     for r in rows:
         per.setdefault(r["label_type"], {}).setdefault(r["image_key"], 0.0)
-        per[r["label_type"]][r["image_key"]] += r["seconds"]
+        per[r["label_type"]][r["image_key"]] += float(r["seconds"])
     return {t: float(np.mean(list(v.values()))) for t, v in per.items() if v}
 
 

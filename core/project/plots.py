@@ -45,6 +45,7 @@ def plot_seconds_per_image(rows: list[dict], path: Path) -> Path:
     ax.set_xticks(range(len(types)), [TYPE_STYLE[t]["label"] for t in types])
     ax.set_xlim(-0.6, max(len(types), 1) - 0.2)
     ax.set_ylabel("active seconds per image")
+    ax.set_ylim(bottom=0)
     ax.set_title("Annotation time per image and label type")
     ax.grid(axis="y", alpha=0.3)
     if not types:
@@ -69,8 +70,8 @@ def plot_accuracy_vs_time(mean_seconds: dict[str, float], results: dict[str, dic
         ax.plot(xs, ys, color=st["color"], linestyle=st["linestyle"], label=st["label"], zorder=2)
         for x, y, t in pts:
             ax.scatter([x], [y], marker=TYPE_STYLE[t]["marker"], s=140, color=st["color"] or "grey", edgecolor="black", zorder=3)
-    for t in types:
-        ax.annotate(TYPE_STYLE[t]["label"], (mean_seconds[t], ax.get_ylim()[0]), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
+    ax.set_xticks([mean_seconds[t] for t in types], [f"{TYPE_STYLE[t]['label']}\n{mean_seconds[t]:.1f} s" for t in types], fontsize=8)
+    ax.set_xlim(0, max(mean_seconds[t] for t in types) * 1.12)
     ax.set_xlabel("mean annotation time per image (s)")
     ax.set_ylabel("score")
     ax.set_title("Accuracy against annotation time")

@@ -370,23 +370,31 @@ class ProjectStore:
         def connect():
             if read_only:
                 uri = f"file:{quote(path.as_posix())}?mode=ro"
-                con = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=2.0)
+                con = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=0.3)
             else:
-                con = sqlite3.connect(str(path), check_same_thread=False, timeout=2.0)
+                con = sqlite3.connect(str(path), check_same_thread=False, timeout=0.3)
             return con
 
         engine = create_engine("sqlite://", creator=connect, poolclass=StaticPool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_con, _record):
+            # pysqlite would not BEGIN before DDL, so a failed migration would leave half a schema;
+            # take transaction control ourselves (the SQLAlchemy recipe for SQLite).
+            dbapi_con.isolation_level = None
             cur = dbapi_con.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=2000")
+            # short: a healthy WAL writer holds the lock for milliseconds, and the GUI must not freeze
+            cur.execute("PRAGMA busy_timeout=300")
             if not read_only:
                 cur.execute("PRAGMA journal_mode=WAL")
                 # WAL + NORMAL: a committed edit survives an application crash or kill.
                 cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN")
 
         return engine
 
