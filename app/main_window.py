@@ -17,7 +17,7 @@ from semirest.app.panels.study import StudyPanel
 from semirest.app.session import LabelingSession
 from semirest.core.project.store import ProjectStore
 
-INPUT_EVENTS = {QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel, QEvent.Type.KeyPress, QEvent.Type.Shortcut}
+INPUT_EVENTS = {QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel, QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride}
 
 
 class _ActivityFilter(QObject):
@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._wire()
         self.ask_unsaved_on_close = self._ask_unsaved_on_close  # tests replace the dialog
+        self._closed = False
         self.activity = _ActivityFilter(self)
         QApplication.instance().installEventFilter(self.activity)
         self.actions_["brush"].trigger()
@@ -221,9 +222,13 @@ class MainWindow(QMainWindow):
         super().changeEvent(event)
 
     def closeEvent(self, event) -> None:
+        if self._closed:
+            event.accept()
+            return
         if not self.session.close() and not self.ask_unsaved_on_close():
             event.ignore()
             return
+        self._closed = True
         QApplication.instance().removeEventFilter(self.activity)
         self._clock.stop()
         self.session.shutdown()

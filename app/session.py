@@ -65,7 +65,6 @@ class LabelingSession(QObject):
             return
         if self.canvas.tool is not None:
             self.canvas.tool.cancel()
-        self.tracker.stop()
         self.index = index
         rec = self.records[index]
         self.loaded = img = self.cache.get(self.store.image_path(rec))

@@ -50,8 +50,12 @@ class TimeTracker:
     def set_target(self, image_id: int | None, label_type: str | None) -> None:
         """The image and label type that the next input counts for."""
         if (image_id, label_type) != (self.image_id, self.label_type):
-            self._stop(self.clock())
+            now = self.clock()
+            was_running = self.running and self.active
+            self._stop(now)
             self.image_id, self.label_type = image_id, label_type
+            if was_running and image_id is not None and label_type is not None:
+                self._open_span(now)  # the input that switched (a key, a click) starts the new clock
 
     def note_input(self) -> None:
         """The inspector did something: count the time since the last input (up to the idle
