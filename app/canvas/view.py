@@ -212,10 +212,15 @@ class CanvasView(QGraphicsView):
         self.user_input.emit()
         steps = event.angleDelta().y() / 120.0
         if steps:
-            self.scale(1.0, 1.0)  # keeps AnchorUnderMouse in effect for the next scale
+            pos = event.position().toPoint()
+            anchor = self.mapToScene(pos)
             z = max(MIN_ZOOM, min(MAX_ZOOM, self.zoom * (1.2**steps)))
             f = z / self.zoom
             self.scale(f, f)
+            # keep the image point under the mouse where it was
+            d = self.mapFromScene(anchor) - pos
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + d.x())
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() + d.y())
             self._zoom_updated()
         event.accept()
 
