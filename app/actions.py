@@ -59,3 +59,9 @@ def build_actions(parent) -> dict[str, QAction]:
         parent.addAction(a)  # shortcuts work even when the action is in no visible menu
         actions[spec.name] = a
     return actions
+
+
+def on_triggered(action: QAction, fn) -> None:
+    """Connect ``fn()`` to ``action.triggered(bool checked)``, dropping ``checked`` explicitly
+    (a default-valued first parameter of ``fn`` would otherwise receive it)."""
+    action.triggered.connect(lambda checked=False: fn())

@@ -7,7 +7,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
 
-from semirest.app.actions import build_actions
+from semirest.app.actions import build_actions, on_triggered
 from semirest.app.canvas.tools.blocks import BlockTool
 from semirest.app.canvas.tools.box import BoxTool
 from semirest.app.canvas.tools.brush import BrushTool
@@ -121,25 +121,25 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         a, c, s = self.actions_, self.canvas, self.session
         for name, tool in self.tools.items():
-            a[name].triggered.connect(lambda _=False, t=tool: self._use_tool(t))
-        a["brush_smaller"].triggered.connect(lambda: c.grow_brush(-1))
-        a["brush_bigger"].triggered.connect(lambda: c.grow_brush(+1))
+            on_triggered(a[name], lambda t=tool: self._use_tool(t))
+        on_triggered(a["brush_smaller"], lambda: c.grow_brush(-1))
+        on_triggered(a["brush_bigger"], lambda: c.grow_brush(+1))
         for name, deg in (("rotate_minus1", -1), ("rotate_plus1", 1), ("rotate_minus15", -15), ("rotate_plus15", 15)):
-            a[name].triggered.connect(lambda _=False, d=deg: self._after_edit(self.tools["box"].rotate_selected(d)))
-        a["delete_box"].triggered.connect(lambda: self._after_edit(self.tools["box"].delete_selected()))
-        a["previous_image"].triggered.connect(s.previous)
-        a["next_image"].triggered.connect(s.next)
-        a["undo"].triggered.connect(lambda: self._after_edit(s.undo()))
-        a["redo"].triggered.connect(lambda: self._after_edit(s.redo()))
-        a["zoom_in"].triggered.connect(c.zoom_in)
-        a["zoom_out"].triggered.connect(c.zoom_out)
-        a["zoom_fit"].triggered.connect(c.fit)
+            on_triggered(a[name], lambda d=deg: self._after_edit(self.tools["box"].rotate_selected(d)))
+        on_triggered(a["delete_box"], lambda: self._after_edit(self.tools["box"].delete_selected()))
+        on_triggered(a["previous_image"], s.previous)
+        on_triggered(a["next_image"], s.next)
+        on_triggered(a["undo"], lambda: self._after_edit(s.undo()))
+        on_triggered(a["redo"], lambda: self._after_edit(s.redo()))
+        on_triggered(a["zoom_in"], c.zoom_in)
+        on_triggered(a["zoom_out"], c.zoom_out)
+        on_triggered(a["zoom_fit"], c.fit)
         a["reference"].toggled.connect(s.set_reference_visible)
         a["study"].toggled.connect(self._set_study_mode)
-        a["open"].triggered.connect(self._open_other)
-        a["add_folder"].triggered.connect(self._add_folder)
-        a["export"].triggered.connect(self._export)
-        a["quit"].triggered.connect(self.close)
+        on_triggered(a["open"], self._open_other)
+        on_triggered(a["add_folder"], self._add_folder)
+        on_triggered(a["export"], self._export)
+        on_triggered(a["quit"], self.close)
         s.image_changed.connect(self._image_changed)
         s.summary_changed.connect(self.image_list.model.refresh)
         s.summary_changed.connect(lambda _id: self.image_list.update_progress())
