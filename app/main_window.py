@@ -191,7 +191,7 @@ class MainWindow(QMainWindow):
             return
         s = self.session
         by_type = s.seconds_by_type(rec.id)
-        detail = "  ".join(f"{t} {format_seconds(v)}" for t, v in by_type.items())
+        detail = "  ".join(f"{t} {format_seconds(v)}" for t, v in by_type.items() if v >= 0.05)
         state = "● timing" if s.tracker.running else "paused"
         total = s.seconds(rec.id)
         self.status_labels["time"].setText(f"{state} {format_seconds(total) or '0.0 s'}" + (f"  ({detail})" if detail else ""))
