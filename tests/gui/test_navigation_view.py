@@ -1,5 +1,4 @@
 """Image list, A/D navigation, zoom and pan, reference layer and study mode."""
-import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
@@ -31,7 +30,10 @@ def test_labels_and_history_survive_going_away_and_back(window, qtbot):
     click(c, 5, 5)
     model = window.image_list.model
     assert model.data(model.index(0, 1)) == "8: 1"
-    assert model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) == window.image_list.model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole)
+    from semirest.app.panels.image_list import LABELLED, UNLABELLED
+
+    assert model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) == LABELLED
+    assert model.data(model.index(1, 0), Qt.ItemDataRole.DecorationRole) == UNLABELLED
     assert "1 of 3 images labelled" == window.image_list.progress.text()
     key(qtbot, window, Qt.Key.Key_D)
     assert c.document.labels.blocks[8] == set()
