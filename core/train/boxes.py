@@ -74,16 +74,33 @@ class RotatedBox:
 
 
 def boxes_to_mask(boxes: list[RotatedBox], hw: tuple[int, int]) -> np.ndarray:
-    """Union of the boxes rasterised at pixel centres (bool, shape ``hw``)."""
+    """Union of the boxes rasterised at pixel centres (bool, shape ``hw``).
+
+    A pixel is inside when its centre (c + 0.5, r + 0.5) lies inside the rectangle, borders
+    included, tested exactly in the box's own frame. (``cv2.fillPoly`` was used before; it also
+    fills the pixels its outline passes through and so grew every pixel-aligned box by one pixel at
+    the right and bottom.)
+    """
     h, w = hw
-    mask = np.zeros((h, w), dtype=np.uint8)
-    shift = 8  # sub-pixel precision for fillPoly: coordinates in 1/256 pixel
+    mask = np.zeros((h, w), dtype=bool)
+    tol = 1e-9
     for b in boxes:
-        # A pixel (r, c) has its centre at (c + 0.5, r + 0.5); fillPoly samples integer
-        # coordinates, so move the polygon by -0.5 to sample pixel centres.
-        pts = np.round((b.corners() - 0.5) * (1 << shift)).astype(np.int32)
-        cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=shift)
-    return mask.astype(bool)
+        corners = b.corners()
+        # pixels whose centre can lie inside the box's axis-aligned bounding rectangle
+        c0 = max(int(math.floor(corners[:, 0].min() - 0.5)), 0)
+        c1 = min(int(math.ceil(corners[:, 0].max() - 0.5)), w - 1)
+        r0 = max(int(math.floor(corners[:, 1].min() - 0.5)), 0)
+        r1 = min(int(math.ceil(corners[:, 1].max() - 0.5)), h - 1)
+        if c0 > c1 or r0 > r1:
+            continue
+        dx = (np.arange(c0, c1 + 1) + 0.5 - b.cx)[None, :]
+        dy = (np.arange(r0, r1 + 1) + 0.5 - b.cy)[:, None]
+        t = math.radians(b.angle)
+        u = dx * math.cos(t) + dy * math.sin(t)  # along the box's x axis
+        v = -dx * math.sin(t) + dy * math.cos(t)  # along the box's y axis
+        inside = (np.abs(u) <= b.width / 2.0 + tol) & (np.abs(v) <= b.height / 2.0 + tol)
+        mask[r0:r1 + 1, c0:c1 + 1] |= inside
+    return mask
 
 
 def boxes_from_mask(mask: np.ndarray) -> list[RotatedBox]:
