@@ -1,7 +1,116 @@
-"""`semirest project ...` sub-commands (placeholder until the store lands)."""
+"""`semirest project create|export|import|info`: the studio's projects without a window."""
 from __future__ import annotations
+
+from pathlib import Path
+
+from semirest.core.data.datasets import DatasetLayoutError
+from semirest.core.data.images import ImageReadError
+from semirest.core.project.labels import BLOCK8, BLOCK16, PIXEL
+
+
+def _cli_error(exc: Exception):
+    from semirest.core.cli import CliError
+
+    return CliError(str(exc))
+
+
+def _create(args) -> int:
+    from semirest.core.project import formats
+    from semirest.core.project.store import ProjectError, ProjectStore
+
+    try:
+        if args.images:
+            new = formats.images_from_folder(args.images, recursive=not args.no_recursive)
+            source = f"folder {Path(args.images).absolute()}"
+        else:
+            if not args.category:
+                raise ProjectError("--mvtec needs --category (e.g. --category screw)")
+            new = formats.images_from_mvtec(args.mvtec, args.category, split=args.split, reference=not args.no_reference)
+            source = f"mvtec {Path(args.mvtec).absolute()} category {args.category} split {args.split}"
+        with ProjectStore.create(args.project) as store:
+            store.set_meta("source", source)
+            store.add_images(new)
+            n_ref = sum(1 for n in new if n.reference_mask_path is not None)
+    except (ProjectError, DatasetLayoutError, ImageReadError, OSError) as exc:
+        raise _cli_error(exc) from None
+    print(f"created {args.project}: {len(new)} images, {n_ref} reference masks")
+    return 0
+
+
+def _export(args) -> int:
+    from semirest.core.project import formats
+    from semirest.core.project.store import ProjectError, ProjectStore
+
+    try:
+        bench = formats.load_benchmark(args.benchmark) if args.benchmark else None
+        with ProjectStore.open(args.project) as store:
+            paths = formats.export(store, args.format, args.out, benchmark=bench)
+    except (ProjectError, ImageReadError, OSError) as exc:
+        raise _cli_error(exc) from None
+    print(f"exported {args.format} to {args.out}: {len(paths)} files")
+    return 0
+
+
+def _import(args) -> int:
+    from semirest.core.project import formats
+    from semirest.core.project.store import ProjectError, ProjectStore
+
+    try:
+        with ProjectStore.open(args.project) as store:
+            n = formats.import_labels(store, args.format, args.source, as_type=args.as_type)
+    except (ProjectError, ImageReadError, OSError) as exc:
+        raise _cli_error(exc) from None
+    print(f"imported {args.format} labels for {n} images")
+    return 0
+
+
+def _info(args) -> int:
+    from semirest.core.project.store import ProjectError, ProjectStore
+
+    try:
+        with ProjectStore.open(args.project, read_only=True) as store:
+            imgs = store.images()
+            sums = store.summaries()
+            labelled = sum(1 for s in sums.values() if s.is_labelled)
+            seconds = sum(s.seconds for s in sums.values())
+            print(f"{store.path}: schema {store.schema_version()}, {len(imgs)} images, {labelled} labelled, {seconds:.1f} s of labeling")
+    except ProjectError as exc:
+        raise _cli_error(exc) from None
+    return 0
 
 
 def register(sub) -> None:
+    from semirest.core.project.formats import FORMATS, IMPORT_FORMATS
+
     p = sub.add_parser("project", help="create, export and inspect labeling projects")
     p.set_defaults(func=lambda args: p.print_help())
+    ps = p.add_subparsers(dest="project_command", metavar="ACTION")
+
+    c = ps.add_parser("create", help="create a project file from an image folder or an MVTec category")
+    c.add_argument("project", help="the project file to create (e.g. screw.sqlite)")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", metavar="DIR", help="a folder of images (searched recursively)")
+    src.add_argument("--mvtec", metavar="ROOT", help="an MVTec-layout dataset root")
+    c.add_argument("--category", help="the MVTec category (with --mvtec)")
+    c.add_argument("--split", choices=("test", "train", "all"), default="test", help="MVTec split to import (default: test)")
+    c.add_argument("--no-reference", action="store_true", help="do not bring MVTec ground-truth masks in as reference masks")
+    c.add_argument("--no-recursive", action="store_true", help="with --images: only the folder itself")
+    c.set_defaults(func=_create)
+
+    e = ps.add_parser("export", help="export labels or timing")
+    e.add_argument("project")
+    e.add_argument("--format", required=True, choices=FORMATS)
+    e.add_argument("--out", required=True, metavar="DIR")
+    e.add_argument("--benchmark", metavar="JSON", help="timing-csv: results per label type for the accuracy-vs-time chart")
+    e.set_defaults(func=_export)
+
+    i = ps.add_parser("import", help="import labels exported earlier (or by another tool)")
+    i.add_argument("project")
+    i.add_argument("--format", required=True, choices=IMPORT_FORMATS)
+    i.add_argument("--from", dest="source", required=True, metavar="DIR")
+    i.add_argument("--as", dest="as_type", choices=(PIXEL, BLOCK8, BLOCK16), default=PIXEL, help="masks: label type to create")
+    i.set_defaults(func=_import)
+
+    n = ps.add_parser("info", help="print a project's size and progress")
+    n.add_argument("project")
+    n.set_defaults(func=_info)

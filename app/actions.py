@@ -1,0 +1,67 @@
+"""Every command of the studio with its shortcut, in one table (the shortcuts of issue 5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    text: str
+    shortcuts: tuple[str, ...] = ()
+    checkable: bool = False
+    group: str | None = None
+    tip: str = ""
+
+
+ACTION_SPECS = (
+    ActionSpec("brush", "Brush", ("B",), True, "tools", "Paint pixel labels"),
+    ActionSpec("eraser", "Eraser", ("E",), True, "tools", "Erase pixel labels"),
+    ActionSpec("block8", "Blocks 8×8", ("K",), True, "tools", "Toggle 8x8 blocks: click or drag"),
+    ActionSpec("block16", "Blocks 16×16", ("L",), True, "tools", "Toggle 16x16 blocks: click or drag"),
+    ActionSpec("box", "Rotated box", ("R",), True, "tools", "Draw, move, resize and rotate boxes"),
+    ActionSpec("brush_smaller", "Smaller brush", ("[",)),
+    ActionSpec("brush_bigger", "Bigger brush", ("]",)),
+    ActionSpec("rotate_minus1", "Rotate box −1°", ("Z",)),
+    ActionSpec("rotate_plus1", "Rotate box +1°", ("X",)),
+    ActionSpec("rotate_minus15", "Rotate box −15°", ("Shift+Z",)),
+    ActionSpec("rotate_plus15", "Rotate box +15°", ("Shift+X",)),
+    ActionSpec("delete_box", "Delete box", ("Delete",)),
+    ActionSpec("previous_image", "Previous image", ("A",)),
+    ActionSpec("next_image", "Next image", ("D",)),
+    ActionSpec("undo", "Undo", ("Ctrl+Z",)),
+    ActionSpec("redo", "Redo", ("Ctrl+Shift+Z", "Ctrl+Y")),
+    ActionSpec("zoom_in", "Zoom in", ("+", "=")),
+    ActionSpec("zoom_out", "Zoom out", ("-",)),
+    ActionSpec("zoom_fit", "Fit to window", ("0",)),
+    ActionSpec("reference", "Show reference mask", ("G",), True, None, "Overlay the reference (ground-truth) mask in green"),
+    ActionSpec("study", "Study mode", ("Ctrl+T",), True, None, "Show the reference mask in a side window to copy it"),
+    ActionSpec("open", "Open project…", ("Ctrl+O",)),
+    ActionSpec("add_folder", "Add image folder…"),
+    ActionSpec("export", "Export…", ("Ctrl+E",)),
+    ActionSpec("quit", "Quit", ("Ctrl+Q",)),
+)
+
+
+def build_actions(parent) -> dict[str, QAction]:
+    actions, groups = {}, {}
+    for spec in ACTION_SPECS:
+        a = QAction(spec.text, parent)
+        a.setObjectName(f"action_{spec.name}")
+        if spec.shortcuts:
+            a.setShortcuts([QKeySequence(s) for s in spec.shortcuts])
+            a.setToolTip(f"{spec.tip or spec.text} ({spec.shortcuts[0]})")
+        a.setCheckable(spec.checkable)
+        if spec.group:
+            groups.setdefault(spec.group, QActionGroup(parent)).addAction(a)
+        parent.addAction(a)  # shortcuts work even when the action is in no visible menu
+        actions[spec.name] = a
+    return actions
+
+
+def on_triggered(action: QAction, fn) -> None:
+    """Connect ``fn()`` to ``action.triggered(bool checked)``, dropping ``checked`` explicitly
+    (a default-valued first parameter of ``fn`` would otherwise receive it)."""
+    action.triggered.connect(lambda checked=False: fn())

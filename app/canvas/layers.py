@@ -1,0 +1,244 @@
+"""The canvas layers, bottom to top: image, reference, labels, boxes, (heatmap, later).
+
+Images and masks are drawn from numpy-backed QImages, and each paint draws only the exposed
+rectangle, so a brush dab on a 4096x4096 image repaints a few hundred pixels, not the image.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
+
+from semirest.core.train.boxes import RotatedBox
+
+Z_IMAGE, Z_REFERENCE, Z_LABELS, Z_GRID, Z_BOXES, Z_HEATMAP, Z_CURSOR = 0, 10, 20, 25, 30, 40, 50
+
+
+def argb(r: int, g: int, b: int, a: int) -> int:
+    """A premultiplied ARGB32 pixel value."""
+    return (a << 24) | ((r * a // 255) << 16) | ((g * a // 255) << 8) | (b * a // 255)
+
+
+# Label colours: pixel red, 8x8 blocks orange, 16x16 blocks violet; reference green; boxes cyan.
+PIXEL_ARGB = argb(235, 35, 35, 150)
+BLOCK8_ARGB = argb(255, 150, 0, 120)
+BLOCK16_ARGB = argb(170, 70, 255, 120)
+REFERENCE_FILL_ARGB = argb(40, 230, 90, 70)
+REFERENCE_EDGE_ARGB = argb(60, 255, 110, 230)
+BOX_COLOR = QColor(0, 220, 255)
+BOX_SELECTED_COLOR = QColor(255, 235, 0)
+
+
+class ArrayImageItem(QGraphicsItem):
+    """Draws a (H, W) uint32 ARGB32-premultiplied numpy array; only exposed parts are painted."""
+
+    def __init__(self, z: float, fmt=QImage.Format.Format_ARGB32_Premultiplied):
+        super().__init__()
+        self.setZValue(z)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption)
+        self._fmt = fmt
+        self.array: np.ndarray | None = None
+        self.qimage: QImage | None = None
+        self._rect = QRectF()
+        self.smooth_when_small = False
+
+    def set_array(self, array: np.ndarray | None) -> None:
+        """Show an array (H, W) uint32 or (H, W, 4) BGRA uint8; None shows nothing."""
+        self.prepareGeometryChange()
+        if array is None:
+            self.array = self.qimage = None
+            self._rect = QRectF()
+        else:
+            if array.ndim == 3:
+                array = array.view(np.uint32).reshape(array.shape[:2])
+            self.array = np.ascontiguousarray(array)
+            h, w = self.array.shape
+            self.qimage = QImage(self.array.data, w, h, 4 * w, self._fmt)
+            self._rect = QRectF(0, 0, w, h)
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        if self.qimage is None:
+            return
+        r = option.exposedRect.intersected(self._rect).toAlignedRect()
+        if r.isEmpty():
+            return
+        if self.smooth_when_small:
+            scale = painter.worldTransform().m11()
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 1.0)
+        painter.drawImage(QRectF(r), self.qimage, QRectF(r))
+
+
+class GridItem(QGraphicsItem):
+    """The block grid (8 or 16 pixels), drawn only where exposed and only when cells are big
+    enough on screen to be useful."""
+
+    def __init__(self):
+        super().__init__()
+        self.setZValue(Z_GRID)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption)
+        self.grid = 0
+        self._rect = QRectF()
+
+    def configure(self, grid: int, hw: tuple[int, int] | None) -> None:
+        self.prepareGeometryChange()
+        self.grid = grid
+        self._rect = QRectF(0, 0, hw[1], hw[0]) if hw else QRectF()
+        self.setVisible(bool(grid and hw))
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, painter, option, widget=None):
+        g = self.grid
+        scale = painter.worldTransform().m11()
+        if not g or g * scale < 5:
+            return
+        r = option.exposedRect.intersected(self._rect)
+        pen = QPen(QColor(255, 255, 255, 55), 0)
+        painter.setPen(pen)
+        x = math.floor(r.left() / g) * g
+        while x <= r.right():
+            painter.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
+            x += g
+        y = math.floor(r.top() / g) * g
+        while y <= r.bottom():
+            painter.drawLine(QPointF(r.left(), y), QPointF(r.right(), y))
+            y += g
+
+
+class BrushCursorItem(QGraphicsItem):
+    """The brush outline under the mouse, at the brush's real size in image pixels."""
+
+    def __init__(self):
+        super().__init__()
+        self.setZValue(Z_CURSOR)
+        self.size = 10.0
+        self.erase = False
+        self.setVisible(False)
+
+    def set_size(self, size: float) -> None:
+        self.prepareGeometryChange()
+        self.size = size
+
+    def boundingRect(self) -> QRectF:
+        r = self.size / 2 + 2
+        return QRectF(-r, -r, 2 * r, 2 * r)
+
+    def paint(self, painter, option, widget=None):
+        r = self.size / 2
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor(0, 0, 0, 200), 0))
+        painter.drawEllipse(QPointF(0, 0), r + 0.5, r + 0.5)
+        painter.setPen(QPen(QColor(255, 255, 255) if self.erase else QColor(255, 90, 90), 0, Qt.PenStyle.DashLine if self.erase else Qt.PenStyle.SolidLine))
+        painter.drawEllipse(QPointF(0, 0), r, r)
+
+
+class RotatedBoxItem(QGraphicsItem):
+    """A rotated box: position = centre, rotation = angle (degrees clockwise, as RotatedBox).
+
+    When selected it shows 8 resize handles and a rotation handle above its top edge; handle sizes
+    stay constant on screen (``handle_scale`` is set by the view from its zoom)."""
+
+    HANDLE_PX = 5.0
+    ROTATE_PX = 28.0
+
+    def __init__(self, local_id: int, box: RotatedBox):
+        super().__init__()
+        self.local_id = local_id
+        self.setZValue(Z_BOXES)
+        self.selected = False
+        self.handle_scale = 1.0  # image pixels per screen pixel
+        self.set_box(box)
+
+    def set_box(self, box: RotatedBox) -> None:
+        self.prepareGeometryChange()
+        self.box = box
+        self.setPos(box.cx, box.cy)
+        self.setRotation(box.angle)
+        self.update()
+
+    def set_selected(self, selected: bool) -> None:
+        self.prepareGeometryChange()
+        self.selected = selected
+        self.setZValue(Z_BOXES + (1 if selected else 0))
+        self.update()
+
+    def set_handle_scale(self, s: float) -> None:
+        self.prepareGeometryChange()
+        self.handle_scale = s
+
+    def _local_rect(self) -> QRectF:
+        return QRectF(-self.box.width / 2, -self.box.height / 2, self.box.width, self.box.height)
+
+    def handles(self) -> dict[str, QPointF]:
+        """Handle positions in local coordinates: corners nw/ne/se/sw, edges n/e/s/w, rotate."""
+        w, h = self.box.width / 2, self.box.height / 2
+        return {
+            "nw": QPointF(-w, -h), "n": QPointF(0, -h), "ne": QPointF(w, -h), "e": QPointF(w, 0),
+            "se": QPointF(w, h), "s": QPointF(0, h), "sw": QPointF(-w, h), "w": QPointF(-w, 0),
+            "rotate": QPointF(0, -h - self.ROTATE_PX * self.handle_scale),
+        }
+
+    def handle_at(self, scene_pos: QPointF) -> str | None:
+        if not self.selected:
+            return None
+        p = self.mapFromScene(scene_pos)
+        tol = (self.HANDLE_PX + 3) * self.handle_scale
+        best, dist = None, tol
+        for name, q in self.handles().items():
+            d = math.hypot(p.x() - q.x(), p.y() - q.y())
+            if d <= dist:
+                best, dist = name, d
+        return best
+
+    def contains_scene(self, scene_pos: QPointF) -> bool:
+        p = self.mapFromScene(scene_pos)
+        tol = 3 * self.handle_scale
+        return self._local_rect().adjusted(-tol, -tol, tol, tol).contains(p)
+
+    def boundingRect(self) -> QRectF:
+        m = (self.HANDLE_PX + 3) * self.handle_scale + 2
+        r = self._local_rect().adjusted(-m, -m, m, m)
+        if self.selected:
+            r = r.united(QRectF(-m, -self.box.height / 2 - self.ROTATE_PX * self.handle_scale - m, 2 * m, 2 * m))
+        return r
+
+    def paint(self, painter, option, widget=None):
+        color = BOX_SELECTED_COLOR if self.selected else BOX_COLOR
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fill = QColor(color)
+        fill.setAlpha(35)
+        painter.setBrush(QBrush(fill))
+        painter.setPen(QPen(QColor(0, 0, 0, 160), 3.5 * self.handle_scale))
+        painter.drawRect(self._local_rect())
+        painter.setPen(QPen(color, 0))
+        painter.setPen(QPen(color, 2 * self.handle_scale))
+        painter.drawRect(self._local_rect())
+        # a tick on the top edge shows which way the box's x axis (width) points
+        painter.drawLine(QPointF(0, -self.box.height / 2), QPointF(0, -self.box.height / 2 + 6 * self.handle_scale))
+        if not self.selected:
+            return
+        hs = self.handles()
+        painter.setPen(QPen(color, 1.5 * self.handle_scale))
+        painter.drawLine(hs["n"], hs["rotate"])
+        s = self.HANDLE_PX * self.handle_scale
+        painter.setBrush(QBrush(QColor(20, 20, 20)))
+        for name, q in hs.items():
+            if name == "rotate":
+                painter.setBrush(QBrush(color))
+                painter.drawEllipse(q, s * 1.2, s * 1.2)
+            else:
+                painter.drawRect(QRectF(q.x() - s, q.y() - s, 2 * s, 2 * s))
+
+    def shape(self) -> QPainterPath:
+        path = QPainterPath()
+        path.addRect(self.boundingRect())
+        return path

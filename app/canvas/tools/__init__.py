@@ -1,0 +1,1 @@
+"""Labeling tools: one small class per tool, all sharing :class:`base.Tool`."""

@@ -1,0 +1,295 @@
+"""The canvas: a QGraphicsView with zoom, pan and ordered layers, that hands mouse input to the
+current tool. It knows the current :class:`ImageDocument` only through its change callbacks."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QWheelEvent
+from PySide6.QtWidgets import QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView
+
+from semirest.app.canvas.layers import (
+    Z_HEATMAP,
+    Z_IMAGE,
+    Z_LABELS,
+    Z_REFERENCE,
+    ArrayImageItem,
+    BrushCursorItem,
+    GridItem,
+    RotatedBoxItem,
+)
+from semirest.app.canvas.overlay import compose_labels, compose_reference
+from semirest.app.document import Change, ImageDocument
+
+BRUSH_SIZES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 200, 256)
+MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+
+
+class CanvasView(QGraphicsView):
+    zoom_changed = Signal(float)
+    cursor_moved = Signal(int, int)  # image pixel under the mouse
+    user_input = Signal()  # any mouse input, for the time tracker
+    tool_state_changed = Signal()  # brush size etc. changed: refresh the status bar
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setBackgroundBrush(QColor(38, 40, 44))
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
+        self.setOptimizationFlags(
+            QGraphicsView.OptimizationFlag.DontSavePainterState | QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing
+        )
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.image_layer = ArrayImageItem(Z_IMAGE, QImage.Format.Format_RGB32)
+        self.image_layer.smooth_when_small = True
+        self.reference_layer = ArrayImageItem(Z_REFERENCE)
+        self.label_layer = ArrayImageItem(Z_LABELS)
+        # reserved for the anomaly heatmap of the trained model (a later issue fills it)
+        self.heatmap_layer = ArrayImageItem(Z_HEATMAP)
+        self.grid_item = GridItem()
+        self.brush_cursor = BrushCursorItem()
+        self.placeholder = QGraphicsSimpleTextItem()
+        self.placeholder.setBrush(QColor(230, 230, 230))
+        f = QFont()
+        f.setPointSize(13)
+        self.placeholder.setFont(f)
+        for it in (self.image_layer, self.reference_layer, self.label_layer, self.heatmap_layer, self.grid_item, self.brush_cursor, self.placeholder):
+            self.scene().addItem(it)
+        self.box_items: dict[int, RotatedBoxItem] = {}
+        self.selected_box: int | None = None
+        self.document: ImageDocument | None = None
+        self.tool = None
+        self.brush_size = 12
+        self.push_command: Callable = lambda cmd: None
+        self.message: Callable[[str], None] = lambda text: None
+        self._label_array: np.ndarray | None = None
+        self._pan_from: QPointF | None = None
+        self._space_down = False
+
+    # -- document -------------------------------------------------------------------------------
+    def set_document(self, doc: ImageDocument | None, bgra: np.ndarray | None, reference: np.ndarray | None, error: str | None = None) -> None:
+        """Show an image with its labels (or an error text when it cannot be shown)."""
+        if self.document is not None and self._on_change in self.document.listeners:
+            self.document.listeners.remove(self._on_change)
+        self.select_box(None)
+        for it in self.box_items.values():
+            self.scene().removeItem(it)
+        self.box_items.clear()
+        self.document = doc
+        self.image_layer.set_array(bgra)
+        self.set_reference(reference)
+        if doc is not None:
+            h, w = doc.hw
+            self._label_array = np.zeros((h, w), dtype=np.uint32)
+            if doc.pixels.any() or doc.cells[8].any() or doc.cells[16].any():
+                compose_labels(self._label_array, doc.pixels, doc.cells)
+            self.label_layer.set_array(self._label_array)
+            for local, box in doc.boxes.items():
+                self._sync_box(local)
+            doc.listeners.append(self._on_change)
+            self.scene().setSceneRect(QRectF(0, 0, w, h))
+            self.placeholder.setVisible(False)
+        else:
+            self._label_array = None
+            self.label_layer.set_array(None)
+            self.placeholder.setText(error or "No image")
+            self.placeholder.setPos(0, 0)
+            self.placeholder.setVisible(True)
+            self.scene().setSceneRect(self.placeholder.boundingRect().adjusted(-20, -20, 20, 20))
+        self.heatmap_layer.set_array(None)
+        self.grid_item.configure(self.grid_item.grid, doc.hw if doc else None)
+        self.fit()
+
+    def set_reference(self, mask: np.ndarray | None) -> None:
+        self.reference_layer.set_array(None if mask is None else compose_reference(mask))
+
+    def _on_change(self, change: Change) -> None:
+        doc = self.document
+        if change.kind in ("pixels", "blocks") and self._label_array is not None:
+            compose_labels(self._label_array, doc.pixels, doc.cells, change.rect)
+            x0, y0, x1, y1 = change.rect
+            self.label_layer.update(QRectF(x0, y0, x1 - x0, y1 - y0))
+        elif change.kind == "boxes":
+            self._sync_box(change.box_id)
+
+    def _sync_box(self, local: int) -> None:
+        box = self.document.boxes.get(local) if self.document else None
+        item = self.box_items.get(local)
+        if box is None:
+            if item is not None:
+                self.scene().removeItem(item)
+                del self.box_items[local]
+            if self.selected_box == local:
+                self.selected_box = None
+            return
+        if item is None:
+            item = self.box_items[local] = RotatedBoxItem(local, box)
+            item.set_handle_scale(1.0 / self.zoom)
+            self.scene().addItem(item)
+        else:
+            item.set_box(box)
+
+    def select_box(self, local: int | None) -> None:
+        if self.selected_box in self.box_items:
+            self.box_items[self.selected_box].set_selected(False)
+        self.selected_box = local if local in self.box_items else None
+        if self.selected_box is not None:
+            self.box_items[self.selected_box].set_selected(True)
+
+    # -- tools ----------------------------------------------------------------------------------
+    def set_tool(self, tool) -> None:
+        if self.tool is not None:
+            self.tool.deactivate()
+        self.tool = tool
+        tool.activate()
+        self.viewport().setCursor(tool.cursor)
+        self.tool_state_changed.emit()
+
+    def set_brush_size(self, size: int) -> None:
+        self.brush_size = max(BRUSH_SIZES[0], min(BRUSH_SIZES[-1], int(size)))
+        self.brush_cursor.set_size(self.brush_size)
+        self.tool_state_changed.emit()
+
+    def grow_brush(self, steps: int) -> None:
+        if steps > 0:
+            bigger = [s for s in BRUSH_SIZES if s > self.brush_size]
+            self.set_brush_size(bigger[0] if bigger else BRUSH_SIZES[-1])
+        else:
+            smaller = [s for s in BRUSH_SIZES if s < self.brush_size]
+            self.set_brush_size(smaller[-1] if smaller else BRUSH_SIZES[0])
+
+    def show_grid(self, grid: int) -> None:
+        self.grid_item.configure(grid, self.document.hw if self.document else None)
+
+    # -- zoom -----------------------------------------------------------------------------------
+    @property
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def set_zoom(self, z: float, anchor_view: QPointF | None = None) -> None:
+        z = max(MIN_ZOOM, min(MAX_ZOOM, z))
+        f = z / self.zoom
+        if anchor_view is None:
+            old = self.transformationAnchor()
+            self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+            self.scale(f, f)
+            self.setTransformationAnchor(old)
+        else:
+            self.scale(f, f)
+        self._zoom_updated()
+
+    def zoom_in(self) -> None:
+        self.set_zoom(self.zoom * 1.25)
+
+    def zoom_out(self) -> None:
+        self.set_zoom(self.zoom / 1.25)
+
+    def fit(self) -> None:
+        r = self.scene().sceneRect()
+        if r.isEmpty():
+            return
+        self.resetTransform()
+        self.fitInView(r.adjusted(-8, -8, 8, 8), Qt.AspectRatioMode.KeepAspectRatio)
+        self._zoom_updated()
+
+    def _zoom_updated(self) -> None:
+        s = 1.0 / max(self.zoom, 1e-6)
+        for it in self.box_items.values():
+            it.set_handle_scale(s)
+        self.zoom_changed.emit(self.zoom)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if getattr(self, "_fit_on_resize", True):
+            self.fit()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        self._fit_on_resize = False
+        self.user_input.emit()
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            pos = event.position().toPoint()
+            anchor = self.mapToScene(pos)
+            z = max(MIN_ZOOM, min(MAX_ZOOM, self.zoom * (1.2**steps)))
+            f = z / self.zoom
+            self.scale(f, f)
+            # keep the image point under the mouse where it was
+            d = self.mapFromScene(anchor) - pos
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + d.x())
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() + d.y())
+            self._zoom_updated()
+        event.accept()
+
+    # -- mouse ----------------------------------------------------------------------------------
+    def _image_pos(self, event) -> QPointF:
+        return self.mapToScene(event.position().toPoint()) if hasattr(event, "position") else self.mapToScene(event.pos())
+
+    def _wants_pan(self, event: QMouseEvent) -> bool:
+        return event.button() == Qt.MouseButton.MiddleButton or (event.button() == Qt.MouseButton.LeftButton and self._space_down)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.user_input.emit()
+        self._fit_on_resize = False
+        if self._wants_pan(event):
+            self._pan_from = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if self.tool is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.tool.press(self._image_pos(event), event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        self.user_input.emit()
+        if self._pan_from is not None:
+            d = event.position() - self._pan_from
+            self._pan_from = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
+            return
+        pos = self._image_pos(event)
+        self.cursor_moved.emit(int(pos.x() // 1), int(pos.y() // 1))
+        if self.tool is not None:
+            self.tool.move(pos, event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        self.user_input.emit()
+        if self._pan_from is not None and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
+            self._pan_from = None
+            self.viewport().setCursor(self.tool.cursor if self.tool else Qt.CursorShape.ArrowCursor)
+            return
+        if self.tool is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.tool.release(self._image_pos(event), event)
+
+    def leaveEvent(self, event) -> None:
+        self.brush_cursor.setVisible(False)
+        super().leaveEvent(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        if event.key() == Qt.Key.Key_Escape and self.tool is not None:
+            self.tool.cancel()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = False
+            self.viewport().setCursor(self.tool.cursor if self.tool else Qt.CursorShape.ArrowCursor)
+            return
+        super().keyReleaseEvent(event)
+
+    def can_edit(self) -> bool:
+        """True if the current image may be edited; otherwise says why in the status bar."""
+        if self.document is None:
+            self.message("This image cannot be labelled (it could not be opened).")
+            return False
+        if not self.document.editable:
+            self.message("The project is read-only: labels cannot be changed.")
+            return False
+        return True

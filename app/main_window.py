@@ -1,0 +1,299 @@
+"""The studio's main window: layout and wiring only (tools, session, panels do the work)."""
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
+
+from semirest.app.actions import build_actions, on_triggered
+from semirest.app.canvas.tools.blocks import BlockTool
+from semirest.app.canvas.tools.box import BoxTool
+from semirest.app.canvas.tools.brush import BrushTool
+from semirest.app.canvas.view import CanvasView
+from semirest.app.panels.image_list import ImageListPanel, format_seconds
+from semirest.app.panels.study import StudyPanel
+from semirest.app.session import LabelingSession
+from semirest.core.project.store import ProjectStore
+
+INPUT_EVENTS = {QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel, QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride}
+
+
+class _ActivityFilter(QObject):
+    """Reports every mouse or key input inside the window to the time tracker."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() in INPUT_EVENTS and isinstance(obj, QWidget) and obj.window() is self.window:
+            self.window.session.tracker.note_input()
+        return False
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, store: ProjectStore, annotator: str, clock=time.monotonic):
+        super().__init__()
+        self.setWindowTitle(f"SemiREST Studio — {store.path.name}" + (" [read-only]" if store.read_only else ""))
+        self.resize(1400, 900)
+        self.canvas = CanvasView()
+        self.setCentralWidget(self.canvas)
+        self.session = LabelingSession(store, self.canvas, annotator, clock)
+        self.tools = {
+            "brush": BrushTool(self.canvas),
+            "eraser": BrushTool(self.canvas, erase=True),
+            "block8": BlockTool(self.canvas, 8),
+            "block16": BlockTool(self.canvas, 16),
+            "box": BoxTool(self.canvas),
+        }
+        self.actions_ = build_actions(self)
+        self._build_docks()
+        self._build_toolbar_and_menus()
+        self._build_status_bar()
+        self._wire()
+        self.ask_unsaved_on_close = self._ask_unsaved_on_close  # tests replace the dialog
+        self._closed = False
+        self.activity = _ActivityFilter(self)
+        QApplication.instance().installEventFilter(self.activity)
+        self.actions_["brush"].trigger()
+        self.session.open_index(0)
+        self._clock = QTimer(self)
+        self._clock.setInterval(500)
+        self._clock.timeout.connect(self._tick)
+        self._clock.start()
+
+    # -- layout ---------------------------------------------------------------------------------
+    def _build_docks(self) -> None:
+        self.image_list = ImageListPanel(self.session)
+        self.list_dock = QDockWidget("Images", self)
+        self.list_dock.setObjectName("images_dock")
+        self.list_dock.setWidget(self.image_list)
+        self.list_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.list_dock)
+        self.study = StudyPanel()
+        self.study_dock = QDockWidget("Study mode: reference", self)
+        self.study_dock.setObjectName("study_dock")
+        self.study_dock.setWidget(self.study)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.study_dock)
+        self.splitDockWidget(self.study_dock, self.list_dock, Qt.Orientation.Vertical)
+        self.study_dock.hide()
+        self.resizeDocks([self.list_dock], [380], Qt.Orientation.Horizontal)
+
+    def _build_toolbar_and_menus(self) -> None:
+        a = self.actions_
+        bar = QToolBar("Tools", self)
+        bar.setObjectName("tools_toolbar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for name in ("brush", "eraser", "block8", "block16", "box"):
+            a[name].setText(f"{a[name].text()}  [{a[name].shortcut().toString()}]")
+            bar.addAction(a[name])
+        bar.addSeparator()
+        for name in ("undo", "redo", None, "previous_image", "next_image", None, "zoom_fit", "reference", "study"):
+            bar.addSeparator() if name is None else bar.addAction(a[name])
+        self.addToolBar(bar)
+        m = self.menuBar()
+        groups = {
+            "&File": ("open", "add_folder", "export", None, "quit"),
+            "&Edit": ("undo", "redo", None, "delete_box", "rotate_minus1", "rotate_plus1", "rotate_minus15", "rotate_plus15"),
+            "&Tools": ("brush", "eraser", "brush_smaller", "brush_bigger", None, "block8", "block16", None, "box"),
+            "&View": ("zoom_in", "zoom_out", "zoom_fit", None, "reference", "study", None, "previous_image", "next_image"),
+        }
+        for title, names in groups.items():
+            menu = m.addMenu(title)
+            for n in names:
+                menu.addSeparator() if n is None else menu.addAction(a[n])
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        f = QFont()
+        f.setPointSize(10)
+        self.status_labels = {}
+        for key, stretch in (("tool", 0), ("zoom", 0), ("cursor", 0), ("image", 0), ("time", 0), ("save", 0)):
+            lab = QLabel()
+            lab.setFont(f)
+            lab.setContentsMargins(6, 0, 6, 0)
+            sb.addPermanentWidget(lab, stretch)
+            self.status_labels[key] = lab
+
+    def _wire(self) -> None:
+        a, c, s = self.actions_, self.canvas, self.session
+        for name, tool in self.tools.items():
+            on_triggered(a[name], lambda t=tool: self._use_tool(t))
+        on_triggered(a["brush_smaller"], lambda: c.grow_brush(-1))
+        on_triggered(a["brush_bigger"], lambda: c.grow_brush(+1))
+        for name, deg in (("rotate_minus1", -1), ("rotate_plus1", 1), ("rotate_minus15", -15), ("rotate_plus15", 15)):
+            on_triggered(a[name], lambda d=deg: self._after_edit(self.tools["box"].rotate_selected(d)))
+        on_triggered(a["delete_box"], lambda: self._after_edit(self.tools["box"].delete_selected()))
+        on_triggered(a["previous_image"], s.previous)
+        on_triggered(a["next_image"], s.next)
+        on_triggered(a["undo"], lambda: self._after_edit(s.undo()))
+        on_triggered(a["redo"], lambda: self._after_edit(s.redo()))
+        on_triggered(a["zoom_in"], c.zoom_in)
+        on_triggered(a["zoom_out"], c.zoom_out)
+        on_triggered(a["zoom_fit"], c.fit)
+        a["reference"].toggled.connect(s.set_reference_visible)
+        a["study"].toggled.connect(self._set_study_mode)
+        on_triggered(a["open"], self._open_other)
+        on_triggered(a["add_folder"], self._add_folder)
+        on_triggered(a["export"], self._export)
+        on_triggered(a["quit"], self.close)
+        s.image_changed.connect(self._image_changed)
+        s.summary_changed.connect(self.image_list.model.refresh)
+        s.summary_changed.connect(lambda _id: self.image_list.update_progress())
+        s.save_state_changed.connect(self._update_status)
+        s.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        c.message = lambda text: self.statusBar().showMessage(text, 6000)
+        self.image_list.image_chosen.connect(s.open_index)
+        c.zoom_changed.connect(lambda _z: self._update_status())
+        c.tool_state_changed.connect(self._update_status)
+        c.cursor_moved.connect(self._show_cursor)
+
+    # -- reactions ------------------------------------------------------------------------------
+    def _use_tool(self, tool) -> None:
+        self.canvas.set_tool(tool)
+        self.session.tool_changed()
+        self._update_status()
+
+    def _after_edit(self, result) -> None:
+        self._update_status()
+
+    def _set_study_mode(self, on: bool) -> None:
+        self.study_dock.setVisible(on)
+        self._image_changed(self.session.index)
+
+    def _image_changed(self, index: int) -> None:
+        if index < 0:
+            return
+        self.image_list.select_row(index)
+        rec = self.session.record
+        if self.study_dock.isVisible():
+            loaded = self.session.loaded
+            self.study.show_reference(loaded.bgra if loaded else None, self.session.reference_mask, rec.key)
+        self._update_status()
+
+    def _show_cursor(self, x: int, y: int) -> None:
+        doc = self.canvas.document
+        inside = doc is not None and 0 <= x < doc.hw[1] and 0 <= y < doc.hw[0]
+        self.status_labels["cursor"].setText(f"x {x}, y {y}" if inside else "")
+
+    def _tick(self) -> None:
+        rec = self.session.record
+        if rec is not None:
+            self.image_list.model.refresh(rec.id)
+            self._update_time()
+
+    def _update_time(self) -> None:
+        rec = self.session.record
+        if rec is None:
+            return
+        s = self.session
+        by_type = s.seconds_by_type(rec.id)
+        detail = "  ".join(f"{t} {format_seconds(v)}" for t, v in by_type.items() if v >= 0.05)
+        state = "● timing" if s.tracker.running else "paused"
+        total = s.seconds(rec.id)
+        self.status_labels["time"].setText(f"{state} {format_seconds(total) or '0.0 s'}" + (f"  ({detail})" if detail else ""))
+
+    def _update_status(self) -> None:
+        c, s, lab = self.canvas, self.session, self.status_labels
+        lab["tool"].setText(c.tool.status() if c.tool else "")
+        lab["zoom"].setText(f"zoom {c.zoom * 100:.0f}%")
+        n = len(s.records)
+        rec = s.record
+        lab["image"].setText(f"image {s.index + 1}/{n}" + (f"  {rec.key}" if rec else "") if n else "no images: File ▸ Add image folder…")
+        if s.store.read_only:
+            lab["save"].setText("READ-ONLY")
+            lab["save"].setStyleSheet("color: white; background: #a33; padding: 1px 6px;")
+        elif s.has_unsaved:
+            lab["save"].setText("NOT SAVED – retrying")
+            lab["save"].setStyleSheet("color: white; background: #c50; padding: 1px 6px;")
+            lab["save"].setToolTip(s.save_error or "")
+        else:
+            lab["save"].setText("saved ✓")
+            lab["save"].setStyleSheet("color: #2a8a4a;")
+        self._update_time()
+
+    # -- window events --------------------------------------------------------------------------
+    def changeEvent(self, event) -> None:
+        if event.type() == QEvent.Type.ActivationChange:
+            self.session.tracker.set_active(self.isActiveWindow())
+        super().changeEvent(event)
+
+    def closeEvent(self, event) -> None:
+        if self._closed:
+            event.accept()
+            return
+        if not self.session.close() and not self.ask_unsaved_on_close():
+            event.ignore()
+            return
+        self._closed = True
+        QApplication.instance().removeEventFilter(self.activity)
+        self._clock.stop()
+        self.session.shutdown()
+        event.accept()
+
+    def _ask_unsaved_on_close(self) -> bool:
+        """True to close although edits are unsaved (the project is locked or read-only)."""
+        while True:
+            box = QMessageBox(QMessageBox.Icon.Warning, "Edits not saved", f"Some edits could not be saved:\n{self.session.save_error}", parent=self)
+            retry = box.addButton("Retry", QMessageBox.ButtonRole.AcceptRole)
+            box.addButton("Keep the window open", QMessageBox.ButtonRole.RejectRole)
+            discard = box.addButton("Close and lose them", QMessageBox.ButtonRole.DestructiveRole)
+            box.exec()
+            if box.clickedButton() is retry:
+                if self.session.retry_saves():
+                    return True
+                continue
+            return box.clickedButton() is discard
+
+    # -- file actions ---------------------------------------------------------------------------
+    def _open_other(self) -> None:
+        from semirest.app.main import open_project_window
+
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", str(self.session.store.root), "SemiREST projects (*.sqlite *.db *.semirest);;All files (*)")
+        if path:
+            w = open_project_window(path, self.session.tracker.annotator, parent_for_errors=self)
+            if w is not None:
+                w.show()
+                self.close()
+
+    def _add_folder(self) -> None:
+        from semirest.core.data.datasets import DatasetLayoutError
+        from semirest.core.project.formats import images_from_folder
+        from semirest.core.project.store import ProjectError
+
+        folder = QFileDialog.getExistingDirectory(self, "Add image folder", str(self.session.store.root))
+        if not folder:
+            return
+        try:
+            self.session.store.add_images(images_from_folder(folder))
+        except (ProjectError, DatasetLayoutError) as exc:
+            QMessageBox.warning(self, "Images not added", str(exc))
+            return
+        self.session.reload_records()
+        self.image_list.model.beginResetModel()
+        self.image_list.model._row_of = {r.id: i for i, r in enumerate(self.session.records)}
+        self.image_list.model.endResetModel()
+        self.image_list.update_progress()
+        if self.session.index < 0:
+            self.session.open_index(0)
+
+    def _export(self) -> None:
+        from semirest.core.data.images import ImageReadError
+        from semirest.core.project.formats import FORMATS, export
+        from semirest.core.project.store import ProjectError
+
+        fmt, ok = QInputDialog.getItem(self, "Export", "Format:", list(FORMATS), 0, False)
+        if not ok:
+            return
+        out = QFileDialog.getExistingDirectory(self, f"Export {fmt} to folder", str(self.session.store.root))
+        if not out:
+            return
+        try:
+            paths = export(self.session.store, fmt, out)
+        except (ProjectError, ImageReadError, OSError) as exc:
+            QMessageBox.warning(self, "Export failed", str(exc))
+            return
+        self.statusBar().showMessage(f"Exported {fmt}: {len(paths)} files in {out}", 8000)

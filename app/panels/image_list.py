@@ -1,0 +1,124 @@
+"""The image list: every image of the project with its label status and the time spent on it.
+
+A table model over the session's records, so a project of tens of thousands of images costs
+one row object per visible row, not one widget per image."""
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QVBoxLayout, QWidget, QLabel
+
+from semirest.core.project.store import LabelSummary
+
+LABELLED = QColor(70, 200, 110)
+UNLABELLED = QColor(120, 120, 120)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+def describe(s: LabelSummary) -> str:
+    """Short label status, e.g. 'px 2.4k · 8: 12 · box 2'."""
+    parts = []
+    if s.pixel_count:
+        parts.append(f"px {_count(s.pixel_count)}")
+    if s.block8:
+        parts.append(f"8: {s.block8}")
+    if s.block16:
+        parts.append(f"16: {s.block16}")
+    if s.boxes:
+        parts.append(f"box {s.boxes}")
+    return " · ".join(parts) if parts else "—"
+
+
+def format_seconds(s: float) -> str:
+    if s <= 0:
+        return ""
+    if s < 60:
+        return f"{s:.1f} s"
+    return f"{int(s // 60)}:{int(s % 60):02d}"
+
+
+class ImageListModel(QAbstractTableModel):
+    HEADERS = ("Image", "Labels", "Time")
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+        self._row_of = {r.id: i for i, r in enumerate(session.records)}
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.session.records)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 3
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        rec = self.session.records[index.row()]
+        s = self.session.summaries.get(rec.id, LabelSummary())
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return rec.key
+            if col == 1:
+                return describe(s)
+            return format_seconds(self.session.seconds(rec.id))
+        if role == Qt.ItemDataRole.DecorationRole and col == 0:
+            return LABELLED if s.is_labelled else UNLABELLED
+        if role == Qt.ItemDataRole.ToolTipRole:
+            by_type = self.session.seconds_by_type(rec.id)
+            times = ", ".join(f"{t} {v:.1f} s" for t, v in by_type.items()) or "no time yet"
+            return f"{rec.path}\n{describe(s)}\n{times}"
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == 2:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def refresh(self, image_id: int) -> None:
+        row = self._row_of.get(image_id)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, 0), self.index(row, 2))
+
+
+class ImageListPanel(QWidget):
+    """The list; clicking a row opens that image."""
+
+    image_chosen = Signal(int)
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.model = ImageListModel(session)
+        self.view = QTableView()
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # single-letter shortcuts stay with the window
+        self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(22)
+        self.view.setShowGrid(False)
+        self.view.setAlternatingRowColors(True)
+        h = self.view.horizontalHeader()
+        h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        h.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        h.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.view.clicked.connect(lambda idx: self.image_chosen.emit(idx.row()))
+        self.progress = QLabel()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.view)
+        self.update_progress()
+
+    def select_row(self, row: int) -> None:
+        self.view.selectRow(row)
+        self.view.scrollTo(self.model.index(row, 0), QAbstractItemView.ScrollHint.EnsureVisible)
+
+    def update_progress(self) -> None:
+        s = self.model.session
+        done = sum(1 for v in s.summaries.values() if v.is_labelled)
+        self.progress.setText(f"{done} of {len(s.records)} images labelled")

@@ -1,0 +1,245 @@
+"""The labeling session: which image is open, its document and history, saving and timing.
+
+The main window only wires actions to these methods; the canvas and tools only talk to the
+document of the current image. Documents of recently visited images are kept (with their undo
+histories) so that undo still works after going back to an image; a document with an edit the
+project could not save is never dropped.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from semirest.app.canvas.view import CanvasView
+from semirest.app.document import ImageDocument
+from semirest.app.image_cache import ImageCache, LoadedImage
+from semirest.app.timing import TimeTracker
+from semirest.app.undo import Command, HistoryBook
+from semirest.core.data.images import ImageReadError
+from semirest.core.project.labels import LABEL_TYPES
+from semirest.core.project.store import ImageRecord, LabelSummary, ProjectError, ProjectStore, ProjectWriteError, TimeSpan
+
+MAX_KEPT_PIXELS = 64 * 2**20  # label pixels of documents kept for undo (uint8 each)
+
+
+class LabelingSession(QObject):
+    image_changed = Signal(int)  # index in records
+    summary_changed = Signal(int)  # image id
+    save_state_changed = Signal()
+    message = Signal(str)
+
+    def __init__(self, store: ProjectStore, canvas: CanvasView, annotator: str, clock=time.monotonic):
+        super().__init__()
+        self.store = store
+        self.canvas = canvas
+        self.records: list[ImageRecord] = store.images()
+        self.index = -1
+        self.cache = ImageCache()
+        self.book = HistoryBook()
+        self.docs: OrderedDict[int, ImageDocument] = OrderedDict()
+        self.loaded: LoadedImage | None = None
+        self.summaries: dict[int, LabelSummary] = store.summaries()
+        self.tracker = TimeTracker(self._write_span, annotator, clock)
+        self.tracker.totals = store.time_totals()
+        self._pending_spans: list[TimeSpan] = []
+        self.save_error: str | None = None
+        canvas.push_command = self.push
+        self._retry = QTimer(self)
+        self._retry.setInterval(2000)
+        self._retry.timeout.connect(self.retry_saves)
+
+    # -- navigation -----------------------------------------------------------------------------
+    @property
+    def record(self) -> ImageRecord | None:
+        return self.records[self.index] if 0 <= self.index < len(self.records) else None
+
+    @property
+    def document(self) -> ImageDocument | None:
+        return self.canvas.document
+
+    def open_index(self, index: int) -> None:
+        if not self.records or not (0 <= index < len(self.records)):
+            return
+        if self.canvas.tool is not None:
+            self.canvas.tool.cancel()
+        self.index = index
+        rec = self.records[index]
+        self.loaded = img = self.cache.get(self.store.image_path(rec))
+        doc, reference = None, None
+        if img.bgra is not None:
+            hw = img.hw
+            if rec.hw != hw:
+                self._safely(lambda: self.store.set_image_size(rec.id, hw[1], hw[0]))
+                self.records[index] = rec = self.store.image(rec.id)
+            doc = self._document(rec, hw)
+            reference = self._reference(rec, hw)
+        self.canvas.set_document(doc, img.bgra, reference if self.reference_visible else None, img.error)
+        self.reference_mask = reference
+        self.tracker.set_target(rec.id, self.canvas.tool.label_type if self.canvas.tool else None)
+        self.cache.prefetch(self.store.image_path(self.records[j]) for j in (index + 1, index - 1) if 0 <= j < len(self.records))
+        self.image_changed.emit(index)
+        if img.error:
+            self.message.emit(img.error)
+
+    reference_visible = False
+    reference_mask: np.ndarray | None = None
+
+    def _reference(self, rec: ImageRecord, hw) -> np.ndarray | None:
+        try:
+            return self.store.reference_mask(rec.id, hw)
+        except (ImageReadError, ProjectError) as exc:
+            self.message.emit(f"Reference mask not shown: {exc}")
+            return None
+
+    def _document(self, rec: ImageRecord, hw) -> ImageDocument:
+        doc = self.docs.get(rec.id)
+        if doc is None or doc.hw != tuple(hw):
+            doc = ImageDocument(self.store, rec.id, self.store.load_labels(rec.id, hw))
+            doc.on_save_error = self._on_save_error
+            self.docs[rec.id] = doc
+        self.docs.move_to_end(rec.id)
+        self._trim_docs(keep=rec.id)
+        return doc
+
+    def _trim_docs(self, keep: int) -> None:
+        total = sum(d.hw[0] * d.hw[1] for d in self.docs.values())
+        for image_id in list(self.docs):
+            if total <= MAX_KEPT_PIXELS:
+                break
+            d = self.docs[image_id]
+            if image_id == keep or d.unsaved:
+                continue
+            total -= d.hw[0] * d.hw[1]
+            del self.docs[image_id]
+            self.book.forget(image_id)
+
+    def reload_records(self) -> None:
+        """Re-read the image list after images were added."""
+        self.records = self.store.images()
+        self.summaries = self.store.summaries()
+
+    def next(self) -> None:
+        self.open_index(min(self.index + 1, len(self.records) - 1))
+
+    def previous(self) -> None:
+        self.open_index(max(self.index - 1, 0))
+
+    def set_reference_visible(self, visible: bool) -> None:
+        self.reference_visible = visible
+        self.canvas.set_reference(self.reference_mask if visible else None)
+
+    def tool_changed(self) -> None:
+        if self.record is not None and self.canvas.tool is not None:
+            self.tracker.set_target(self.record.id, self.canvas.tool.label_type)
+
+    # -- edits ----------------------------------------------------------------------------------
+    def push(self, cmd: Command) -> None:
+        self.book.push(self.record.id, cmd)
+        self._labels_changed()
+
+    def undo(self) -> Command | None:
+        return self._step(self.book.history(self.record.id).undo) if self._can_step() else None
+
+    def redo(self) -> Command | None:
+        return self._step(self.book.history(self.record.id).redo) if self._can_step() else None
+
+    def _can_step(self) -> bool:
+        if self.record is None or self.document is None:
+            return False
+        if self.canvas.tool is not None:
+            self.canvas.tool.cancel()
+        return self.canvas.can_edit()
+
+    def _step(self, fn) -> Command | None:
+        cmd = fn(self.document)
+        if cmd is None:
+            self.message.emit("Nothing to undo or redo on this image.")
+            return None
+        if self.canvas.selected_box not in self.canvas.box_items:
+            self.canvas.select_box(None)
+        self._labels_changed()
+        self.message.emit(f"{cmd.text}")
+        return cmd
+
+    def _labels_changed(self) -> None:
+        doc = self.document
+        old = self.summaries.get(doc.image_id, LabelSummary())
+        self.summaries[doc.image_id] = LabelSummary(
+            pixel_count=int(np.count_nonzero(doc.pixels)),
+            block8=int(doc.cells[8].sum()),
+            block16=int(doc.cells[16].sum()),
+            boxes=len(doc.boxes),
+            seconds=old.seconds,
+        )
+        self.summary_changed.emit(doc.image_id)
+        self.save_state_changed.emit()
+
+    def seconds(self, image_id: int, label_type: str | None = None) -> float:
+        return self.tracker.seconds(image_id, label_type)
+
+    def seconds_by_type(self, image_id: int) -> dict[str, float]:
+        return {t: s for t in LABEL_TYPES if (s := self.tracker.seconds(image_id, t)) > 0}
+
+    # -- saving ---------------------------------------------------------------------------------
+    def _safely(self, fn) -> bool:
+        try:
+            fn()
+            return True
+        except ProjectWriteError as exc:
+            self._on_save_error(exc)
+            return False
+
+    def _on_save_error(self, exc: ProjectWriteError) -> None:
+        first = self.save_error is None
+        self.save_error = str(exc)
+        if not self._retry.isActive():
+            self._retry.start()
+        if first:
+            self.message.emit(f"Not saved: {exc}")
+        self.save_state_changed.emit()
+
+    def _write_span(self, span: TimeSpan) -> None:
+        if self._pending_spans or not self._safely(lambda: self.store.add_time_span(span)):
+            self._pending_spans.append(span)
+
+    @property
+    def has_unsaved(self) -> bool:
+        return bool(self._pending_spans) or any(d.unsaved for d in self.docs.values())
+
+    def retry_saves(self) -> bool:
+        """Write whatever could not be saved earlier. True when everything is saved."""
+        if self.store.read_only:
+            return not self.has_unsaved
+        ok = True
+        for d in list(self.docs.values()):
+            if d.unsaved:
+                ok = d.flush() and ok
+        while self._pending_spans and ok:
+            span = self._pending_spans[0]
+            try:
+                self.store.add_time_span(span)
+                self._pending_spans.pop(0)
+            except ProjectWriteError as exc:
+                self.save_error = str(exc)
+                ok = False
+        if ok:
+            self.save_error = None
+            self._retry.stop()
+            self.message.emit("All edits saved.")
+        self.save_state_changed.emit()
+        return ok
+
+    def close(self) -> bool:
+        """Stop the clock and save; False if something is still unsaved (the caller asks)."""
+        if self.canvas.tool is not None:
+            self.canvas.tool.cancel()
+        self.tracker.stop()
+        return self.retry_saves() if self.has_unsaved else True
+
+    def shutdown(self) -> None:
+        self._retry.stop()
+        self.cache.shutdown()
+        self.store.close()

@@ -1,0 +1,710 @@
+"""The labeling project: one SQLite file, the only place where SQL lives.
+
+Why SQLite through SQLAlchemy: a single file the inspector can copy, transactions that make each
+edit atomic (a crash or kill loses at most the stroke in progress), and WAL mode so the studio
+can read while it writes. Every public write method commits before it returns.
+
+Schema (version :data:`SCHEMA_VERSION`; see :data:`MIGRATIONS`):
+
+* ``schema_migrations``: one row per applied migration (version, description, time);
+* ``project_meta``: key/value facts (name, creation time, source of the images);
+* ``images``: the user's images by path (relative to the project file's folder where possible,
+  the absolute path kept as a fallback); files are never copied or modified;
+* ``reference_masks``: ground-truth masks brought in by an import (study mode, metrics), kept
+  apart from the inspector's labels; stored as a path to the user's file, or as a PNG blob;
+* ``pixel_tiles``: the brush mask, cut into 256x256 tiles stored as PNG blobs (empty tiles are
+  not stored), so a stroke rewrites only the tiles it touched even on a 4096x4096 image;
+* ``blocks``: toggled cells of the 8x8 and 16x16 grids, one row per cell (never as pixels);
+* ``boxes``: rotated boxes as centre, width, height, angle (degrees, clockwise on screen, the
+  :mod:`semirest.core.train.boxes` convention);
+* ``time_spans``: active labeling time: image, label type, annotator, seconds, start, end.
+
+Later features (training runs, issue 6) add tables through a new migration; nothing here needs to
+change for that beyond appending to :data:`MIGRATIONS`.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import cv2
+import numpy as np
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from semirest.core.data.images import read_mask
+from semirest.core.project.labels import LABEL_TYPES, ImageLabels
+from semirest.core.train.boxes import RotatedBox
+
+TILE = 256
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class ProjectError(Exception):
+    """A user-facing project problem; the message says what happened and what to do."""
+
+
+class NotAProjectError(ProjectError):
+    pass
+
+
+class NewerSchemaError(ProjectError):
+    pass
+
+
+class ProjectWriteError(ProjectError):
+    """An edit could not be committed. The caller keeps the edit and may retry."""
+
+
+class ProjectLockedError(ProjectWriteError):
+    pass
+
+
+class ProjectReadOnlyError(ProjectWriteError):
+    pass
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ---------------------------------------------------------------------------------------- schema
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("applied_at", String, nullable=False),
+)
+project_meta = Table(
+    "project_meta", metadata, Column("key", String, primary_key=True), Column("value", Text)
+)
+images = Table(
+    "images",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String, nullable=False, unique=True),  # stable name used by exports
+    Column("path", Text, nullable=False),  # relative to the project folder where possible
+    Column("abs_path", Text, nullable=False),  # fallback if the project file moved alone
+    Column("split", String),
+    Column("defect_type", String),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("position", Integer, nullable=False),
+    Column("added_at", String, nullable=False),
+)
+reference_masks = Table(
+    "reference_masks",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text),
+    Column("abs_path", Text),
+    Column("png", LargeBinary),
+    CheckConstraint("path IS NOT NULL OR png IS NOT NULL", name="reference_has_data"),
+)
+pixel_tiles = Table(
+    "pixel_tiles",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("tile_row", Integer, primary_key=True),
+    Column("tile_col", Integer, primary_key=True),
+    Column("png", LargeBinary, nullable=False),
+    Column("pixel_count", Integer, nullable=False),
+)
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("grid", Integer, primary_key=True),
+    Column("row", Integer, primary_key=True),
+    Column("col", Integer, primary_key=True),
+    CheckConstraint("grid IN (8, 16)", name="grid_is_8_or_16"),
+)
+boxes = Table(
+    "boxes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("cx", Float, nullable=False),
+    Column("cy", Float, nullable=False),
+    Column("width", Float, nullable=False),
+    Column("height", Float, nullable=False),
+    Column("angle", Float, nullable=False),  # degrees, clockwise on screen, in [-90, 90)
+    Column("category", String, nullable=False, default="defect"),
+    Column("updated_at", String, nullable=False),
+)
+time_spans = Table(
+    "time_spans",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("label_type", String, nullable=False),
+    Column("annotator", String, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("started_at", String, nullable=False),
+    Column("ended_at", String, nullable=False),
+    CheckConstraint(
+        "label_type IN (" + ", ".join(f"'{t}'" for t in LABEL_TYPES) + ")", name="known_label_type"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable  # (sqlalchemy Connection) -> None
+
+
+def _create_v1(conn) -> None:
+    metadata.create_all(conn, tables=[project_meta, images, reference_masks, pixel_tiles, blocks, boxes, time_spans])
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "images, reference masks, pixel tiles, blocks, rotated boxes, time spans", _create_v1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def apply_migrations(conn, migrations: list[Migration] = MIGRATIONS) -> list[int]:
+    """Bring a database up to the last migration; each step and its record commit together.
+
+    Returns the versions applied. Raises :class:`NewerSchemaError` for a database made by a newer
+    version of the software.
+    """
+    schema_migrations.create(conn, checkfirst=True)
+    current = conn.execute(select(func.max(schema_migrations.c.version))).scalar() or 0
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise NewerSchemaError(
+            f"this project uses schema version {current}, but this SemiREST Studio supports up to "
+            f"version {latest}; update the software to open it"
+        )
+    applied = []
+    for m in migrations:
+        if m.version > current:
+            m.apply(conn)
+            conn.execute(insert(schema_migrations).values(version=m.version, description=m.description, applied_at=_now()))
+            applied.append(m.version)
+    return applied
+
+
+# ---------------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class NewImage:
+    """An image to add: its file, a unique key for exports, and optional dataset facts."""
+
+    path: Path
+    key: str
+    split: str | None = None
+    defect_type: str | None = None
+    reference_mask_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    key: str
+    path: str
+    abs_path: str
+    split: str | None
+    defect_type: str | None
+    width: int | None
+    height: int | None
+    position: int
+
+    @property
+    def hw(self) -> tuple[int, int] | None:
+        return (self.height, self.width) if self.width and self.height else None
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """What the image list shows for one image."""
+
+    pixel_count: int = 0
+    block8: int = 0
+    block16: int = 0
+    boxes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def is_labelled(self) -> bool:
+        return bool(self.pixel_count or self.block8 or self.block16 or self.boxes)
+
+
+@dataclass(frozen=True)
+class TimeSpan:
+    image_id: int
+    label_type: str
+    annotator: str
+    seconds: float
+    started_at: str
+    ended_at: str
+
+
+def _encode_png(a: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError("could not encode a PNG")
+    return buf.tobytes()
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ProjectError("a label tile in the project is corrupt")
+    return img
+
+
+# ---------------------------------------------------------------------------------------- store
+class ProjectStore:
+    """One open project file. Not thread-safe: use it from one thread (the GUI thread)."""
+
+    def __init__(self, path: Path, engine, read_only: bool):
+        self.path = path
+        self.root = path.parent
+        self.read_only = read_only
+        self._engine = engine
+
+    # -- opening --------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike, name: str | None = None) -> "ProjectStore":
+        """Create a new, empty project file; refuses to overwrite an existing file."""
+        path = Path(os.path.abspath(path))
+        if path.exists():
+            raise ProjectError(f"{path}: already exists; open it, or choose another file name")
+        if not path.parent.is_dir():
+            raise ProjectError(f"{path.parent}: folder does not exist")
+        store = cls.open(path, create=True)
+        store.set_meta("name", name or path.stem)
+        store.set_meta("created_at", _now())
+        return store
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        create: bool = False,
+        read_only: bool = False,
+        migrations: list[Migration] = MIGRATIONS,
+    ) -> "ProjectStore":
+        """Open a project (creating it if ``create``). A project the user cannot write to is
+        opened read-only automatically; check :attr:`read_only`."""
+        path = Path(os.path.abspath(path))
+        if path.is_dir():
+            raise NotAProjectError(f"{path}: is a folder; a project is a single .sqlite file")
+        if not path.exists():
+            if not create:
+                raise ProjectError(f"{path}: no such project file")
+        else:
+            with open(path, "rb") as f:
+                head = f.read(16)
+            if head and head != SQLITE_HEADER:
+                raise NotAProjectError(f"{path}: not a SemiREST project (not an SQLite database)")
+            if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+                read_only = True
+        engine = cls._make_engine(path, read_only)
+        store = cls(path, engine, read_only)
+        try:
+            with engine.connect() as conn:
+                tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "schema_migrations" not in tables:
+                raise NotAProjectError(f"{path}: an SQLite database, but not a SemiREST project")
+            if read_only:
+                with engine.connect() as conn:
+                    current = conn.execute(select(func.max(schema_migrations.c.version))).scalar() or 0
+                latest = migrations[-1].version
+                if current > latest:
+                    raise NewerSchemaError(
+                        f"this project uses schema version {current}, but this SemiREST Studio "
+                        f"supports up to version {latest}; update the software to open it"
+                    )
+                if current < latest:
+                    raise ProjectReadOnlyError(
+                        f"{path}: read-only, and it needs upgrading to schema version {latest}; "
+                        "make it writable once"
+                    )
+            else:
+                with store._write():
+                    with engine.begin() as conn:
+                        apply_migrations(conn, migrations)
+        except DBAPIError as exc:
+            engine.dispose()
+            raise store._translate(exc) from None
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    @staticmethod
+    def _make_engine(path: Path, read_only: bool):
+        def connect():
+            if read_only:
+                uri = f"file:{quote(path.as_posix())}?mode=ro"
+                con = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=0.3)
+            else:
+                con = sqlite3.connect(str(path), check_same_thread=False, timeout=0.3)
+            return con
+
+        engine = create_engine("sqlite://", creator=connect, poolclass=StaticPool)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_con, _record):
+            # pysqlite would not BEGIN before DDL, so a failed migration would leave half a schema;
+            # take transaction control ourselves (the SQLAlchemy recipe for SQLite).
+            dbapi_con.isolation_level = None
+            cur = dbapi_con.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            # short: a healthy WAL writer holds the lock for milliseconds, and the GUI must not freeze
+            cur.execute("PRAGMA busy_timeout=300")
+            if not read_only:
+                cur.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: a committed edit survives an application crash or kill.
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- error translation ----------------------------------------------------------------------
+    def _translate(self, exc: Exception) -> ProjectError:
+        msg = str(getattr(exc, "orig", exc)).lower()
+        if "locked" in msg or "busy" in msg:
+            return ProjectLockedError(
+                f"{self.path.name}: the project is locked by another program (another SemiREST "
+                "Studio?); your edit is kept and will be saved when the lock is released"
+            )
+        if "readonly" in msg or "read-only" in msg or "attempt to write" in msg:
+            return ProjectReadOnlyError(f"{self.path.name}: the project file is read-only; edits cannot be saved")
+        if "not a database" in msg or "malformed" in msg:
+            return NotAProjectError(f"{self.path.name}: not a SemiREST project or the file is damaged ({msg})")
+        return ProjectWriteError(f"{self.path.name}: could not save ({msg})")
+
+    @contextmanager
+    def _write(self):
+        if self.read_only:
+            raise ProjectReadOnlyError(f"{self.path.name}: the project is open read-only; edits cannot be saved")
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except DBAPIError as exc:
+            raise self._translate(exc) from None
+
+    @contextmanager
+    def _tx(self):
+        """One committed transaction for a write."""
+        with self._write():
+            with self._engine.begin() as conn:
+                yield conn
+
+    # -- meta -----------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        with self._engine.connect() as conn:
+            return conn.execute(select(func.max(schema_migrations.c.version))).scalar() or 0
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self._engine.connect() as conn:
+            v = conn.execute(select(project_meta.c.value).where(project_meta.c.key == key)).scalar()
+        return default if v is None else v
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(project_meta).where(project_meta.c.key == key))
+            conn.execute(insert(project_meta).values(key=key, value=value))
+
+    # -- images ---------------------------------------------------------------------------------
+    def _rel(self, p: Path) -> str:
+        p = os.path.abspath(p)
+        try:
+            return Path(os.path.relpath(p, self.root)).as_posix()
+        except ValueError:  # another drive on Windows
+            return Path(p).as_posix()
+
+    def resolve(self, rel: str, abs_path: str | None = None) -> Path:
+        p = Path(rel)
+        if not p.is_absolute():
+            p = self.root / p
+        if not p.exists() and abs_path and Path(abs_path).exists():
+            return Path(abs_path)
+        return p
+
+    def add_images(self, new: Iterable[NewImage]) -> list[int]:
+        """Add images (and their reference masks) in one transaction. Keys must be unique."""
+        new = list(new)
+        ids = []
+        with self._tx() as conn:
+            pos = conn.execute(select(func.max(images.c.position))).scalar()
+            pos = -1 if pos is None else pos
+            existing = set(conn.execute(select(images.c.key)).scalars())
+            for n in new:
+                if n.key in existing:
+                    raise ProjectError(f"an image with key {n.key!r} is already in the project")
+                existing.add(n.key)
+                pos += 1
+                res = conn.execute(
+                    insert(images).values(
+                        key=n.key,
+                        path=self._rel(n.path),
+                        abs_path=Path(os.path.abspath(n.path)).as_posix(),
+                        split=n.split,
+                        defect_type=n.defect_type,
+                        position=pos,
+                        added_at=_now(),
+                    )
+                )
+                image_id = res.inserted_primary_key[0]
+                ids.append(image_id)
+                if n.reference_mask_path is not None:
+                    conn.execute(
+                        insert(reference_masks).values(
+                            image_id=image_id,
+                            path=self._rel(n.reference_mask_path),
+                            abs_path=Path(os.path.abspath(n.reference_mask_path)).as_posix(),
+                        )
+                    )
+        return ids
+
+    def images(self) -> list[ImageRecord]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(images).order_by(images.c.position)).mappings().all()
+        return [self._record(r) for r in rows]
+
+    def image(self, image_id: int) -> ImageRecord:
+        with self._engine.connect() as conn:
+            r = conn.execute(select(images).where(images.c.id == image_id)).mappings().first()
+        if r is None:
+            raise ProjectError(f"no image with id {image_id} in the project")
+        return self._record(r)
+
+    @staticmethod
+    def _record(r) -> ImageRecord:
+        return ImageRecord(
+            r["id"], r["key"], r["path"], r["abs_path"], r["split"], r["defect_type"], r["width"], r["height"], r["position"]
+        )
+
+    def image_path(self, rec: ImageRecord) -> Path:
+        return self.resolve(rec.path, rec.abs_path)
+
+    def set_image_size(self, image_id: int, width: int, height: int) -> None:
+        if self.read_only:
+            return  # a cache only; never worth an error
+        with self._tx() as conn:
+            conn.execute(update(images).where(images.c.id == image_id).values(width=width, height=height))
+
+    # -- reference masks ------------------------------------------------------------------------
+    def has_reference(self, image_id: int) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(select(reference_masks.c.image_id).where(reference_masks.c.image_id == image_id)).first() is not None
+
+    def reference_mask(self, image_id: int, hw: tuple[int, int] | None = None) -> np.ndarray | None:
+        """The reference (ground-truth) mask, bool, or None if the image has none."""
+        with self._engine.connect() as conn:
+            r = conn.execute(select(reference_masks).where(reference_masks.c.image_id == image_id)).mappings().first()
+        if r is None:
+            return None
+        if r["png"] is not None:
+            m = _decode_png(r["png"]) > 0
+            if hw is not None and m.shape != tuple(hw):
+                raise ProjectError(f"reference mask of image {image_id} does not match the image size")
+            return m
+        return read_mask(self.resolve(r["path"], r["abs_path"]), expected_hw=hw)
+
+    def set_reference_mask(self, image_id: int, mask: np.ndarray) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(reference_masks).where(reference_masks.c.image_id == image_id))
+            conn.execute(insert(reference_masks).values(image_id=image_id, png=_encode_png(mask.astype(np.uint8) * 255)))
+
+    # -- labels ---------------------------------------------------------------------------------
+    def load_labels(self, image_id: int, hw: tuple[int, int]) -> ImageLabels:
+        labels = ImageLabels(hw)
+        h, w = hw
+        with self._engine.connect() as conn:
+            for r in conn.execute(select(pixel_tiles).where(pixel_tiles.c.image_id == image_id)).mappings():
+                tile = _decode_png(r["png"])
+                y0, x0 = r["tile_row"] * TILE, r["tile_col"] * TILE
+                th, tw = min(tile.shape[0], h - y0), min(tile.shape[1], w - x0)
+                if th > 0 and tw > 0:
+                    labels.pixels[y0 : y0 + th, x0 : x0 + tw] = tile[:th, :tw] > 0
+            for g, r_, c in conn.execute(select(blocks.c.grid, blocks.c.row, blocks.c.col).where(blocks.c.image_id == image_id)):
+                labels.blocks[g].add((r_, c))
+            for r in conn.execute(select(boxes).where(boxes.c.image_id == image_id).order_by(boxes.c.id)).mappings():
+                labels.boxes[r["id"]] = RotatedBox(r["cx"], r["cy"], r["width"], r["height"], r["angle"])
+        return labels
+
+    @staticmethod
+    def _tile_rows(image_id: int, mask: np.ndarray, rect: tuple[int, int, int, int]):
+        """(tile_row, tile_col, png or None) for every tile meeting rect = (x0, y0, x1, y1)."""
+        h, w = mask.shape
+        x0, y0, x1, y1 = max(0, rect[0]), max(0, rect[1]), min(w, rect[2]), min(h, rect[3])
+        if x1 <= x0 or y1 <= y0:
+            return []
+        out = []
+        for tr in range(y0 // TILE, (y1 - 1) // TILE + 1):
+            for tc in range(x0 // TILE, (x1 - 1) // TILE + 1):
+                tile = mask[tr * TILE : (tr + 1) * TILE, tc * TILE : (tc + 1) * TILE]
+                n = int(np.count_nonzero(tile))
+                out.append((tr, tc, _encode_png((tile > 0).astype(np.uint8) * 255) if n else None, n))
+        return out
+
+    def save_pixel_region(self, image_id: int, mask: np.ndarray, rect: tuple[int, int, int, int] | None = None) -> None:
+        """Commit the brush mask inside ``rect`` (x0, y0, x1, y1; whole image if None)."""
+        if rect is None:
+            rect = (0, 0, mask.shape[1], mask.shape[0])
+        rows = self._tile_rows(image_id, mask, rect)
+        with self._tx() as conn:
+            self._write_tiles(conn, image_id, rows)
+
+    @staticmethod
+    def _write_tiles(conn, image_id: int, rows) -> None:
+        for tr, tc, png, n in rows:
+            conn.execute(
+                delete(pixel_tiles).where(
+                    (pixel_tiles.c.image_id == image_id) & (pixel_tiles.c.tile_row == tr) & (pixel_tiles.c.tile_col == tc)
+                )
+            )
+            if png is not None:
+                conn.execute(insert(pixel_tiles).values(image_id=image_id, tile_row=tr, tile_col=tc, png=png, pixel_count=n))
+
+    def set_blocks(self, image_id: int, grid: int, on: Iterable[tuple[int, int]] = (), off: Iterable[tuple[int, int]] = ()) -> None:
+        """Turn cells of one grid on and off, in one transaction."""
+        if grid not in (8, 16):
+            raise ValueError(f"grid must be 8 or 16, got {grid}")
+        on, off = list(on), list(off)
+        with self._tx() as conn:
+            for r, c in off:
+                conn.execute(
+                    delete(blocks).where(
+                        (blocks.c.image_id == image_id) & (blocks.c.grid == grid) & (blocks.c.row == r) & (blocks.c.col == c)
+                    )
+                )
+            if on:
+                conn.exec_driver_sql(
+                    "INSERT OR IGNORE INTO blocks (image_id, grid, row, col) VALUES (?, ?, ?, ?)",
+                    [(image_id, grid, int(r), int(c)) for r, c in on],
+                )
+
+    def add_box(self, image_id: int, box: RotatedBox, box_id: int | None = None) -> int:
+        """Insert a box; ``box_id`` restores a deleted box under its old id (undo)."""
+        values = dict(image_id=image_id, cx=box.cx, cy=box.cy, width=box.width, height=box.height, angle=box.angle, updated_at=_now())
+        if box_id is not None:
+            values["id"] = box_id
+        with self._tx() as conn:
+            return conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
+
+    def update_box(self, box_id: int, box: RotatedBox) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(boxes)
+                .where(boxes.c.id == box_id)
+                .values(cx=box.cx, cy=box.cy, width=box.width, height=box.height, angle=box.angle, updated_at=_now())
+            )
+
+    def delete_box(self, box_id: int) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(boxes).where(boxes.c.id == box_id))
+
+    def replace_labels(self, image_id: int, labels: ImageLabels) -> dict[int, int]:
+        """Write the whole label state of one image in one transaction (imports, retries after a
+        failed save). Box ids are kept where given; returns {old id: stored id}."""
+        mask = labels.pixels
+        rows = self._tile_rows(image_id, mask, (0, 0, mask.shape[1], mask.shape[0]))
+        ids = {}
+        with self._tx() as conn:
+            conn.execute(delete(pixel_tiles).where(pixel_tiles.c.image_id == image_id))
+            self._write_tiles(conn, image_id, [r for r in rows if r[2] is not None])
+            conn.execute(delete(blocks).where(blocks.c.image_id == image_id))
+            cells = [(image_id, g, int(r), int(c)) for g in (8, 16) for r, c in labels.blocks[g]]
+            if cells:
+                conn.exec_driver_sql("INSERT INTO blocks (image_id, grid, row, col) VALUES (?, ?, ?, ?)", cells)
+            conn.execute(delete(boxes).where(boxes.c.image_id == image_id))
+            for old_id, b in labels.boxes.items():
+                values = dict(image_id=image_id, cx=b.cx, cy=b.cy, width=b.width, height=b.height, angle=b.angle, updated_at=_now())
+                if old_id is not None and old_id >= 0:
+                    values["id"] = old_id
+                ids[old_id] = conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
+        return ids
+
+    # -- timing ---------------------------------------------------------------------------------
+    def add_time_span(self, span: TimeSpan) -> None:
+        if span.label_type not in LABEL_TYPES:
+            raise ValueError(f"unknown label type {span.label_type!r}")
+        with self._tx() as conn:
+            conn.execute(insert(time_spans).values(**span.__dict__))
+
+    def time_spans(self) -> list[TimeSpan]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(time_spans).order_by(time_spans.c.id)).mappings().all()
+        return [TimeSpan(r["image_id"], r["label_type"], r["annotator"], r["seconds"], r["started_at"], r["ended_at"]) for r in rows]
+
+    def time_totals(self, image_id: int | None = None) -> dict[int, dict[str, float]]:
+        """Seconds of active time, {image id: {label type: seconds}}."""
+        q = select(time_spans.c.image_id, time_spans.c.label_type, func.sum(time_spans.c.seconds)).group_by(
+            time_spans.c.image_id, time_spans.c.label_type
+        )
+        if image_id is not None:
+            q = q.where(time_spans.c.image_id == image_id)
+        out: dict[int, dict[str, float]] = {}
+        with self._engine.connect() as conn:
+            for i, t, s in conn.execute(q):
+                out.setdefault(i, {})[t] = float(s)
+        return out
+
+    # -- summaries ------------------------------------------------------------------------------
+    def summaries(self) -> dict[int, LabelSummary]:
+        """Per image: labelled pixels, cells, boxes and seconds, in four grouped queries."""
+        acc: dict[int, dict] = {}
+        with self._engine.connect() as conn:
+            for i, n in conn.execute(select(pixel_tiles.c.image_id, func.sum(pixel_tiles.c.pixel_count)).group_by(pixel_tiles.c.image_id)):
+                acc.setdefault(i, {})["pixel_count"] = int(n)
+            for i, g, n in conn.execute(select(blocks.c.image_id, blocks.c.grid, func.count()).group_by(blocks.c.image_id, blocks.c.grid)):
+                acc.setdefault(i, {})[f"block{g}"] = int(n)
+            for i, n in conn.execute(select(boxes.c.image_id, func.count()).group_by(boxes.c.image_id)):
+                acc.setdefault(i, {})["boxes"] = int(n)
+            for i, s in conn.execute(select(time_spans.c.image_id, func.sum(time_spans.c.seconds)).group_by(time_spans.c.image_id)):
+                acc.setdefault(i, {})["seconds"] = float(s)
+        return {i: LabelSummary(**v) for i, v in acc.items()}
+
+    def summary(self, image_id: int) -> LabelSummary:
+        return self.summaries().get(image_id, LabelSummary())

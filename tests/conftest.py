@@ -1,0 +1,53 @@
+"""Shared fixtures: small synthetic projects and the real benchmark data (skipped when absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SCREW = DATA / "mvtec"
+
+
+@pytest.fixture
+def real_mvtec() -> Path:
+    if not (SCREW / "screw" / "train" / "good").is_dir():
+        pytest.skip("real data not found at ../shared/data/mvtec/screw (it sits beside the repository)")
+    return SCREW
+
+
+def make_images(folder: Path, sizes=((120, 160), (100, 130), (64, 96))) -> list[Path]:
+    """Small textured grayscale PNGs, deterministic."""
+    from semirest.core.data.images import write_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        img = (rng.integers(90, 160, size=(h, w)) + 40 * np.sin(np.arange(w) / 7.0)).clip(0, 255).astype(np.uint8)
+        p = folder / f"img{i:02d}.png"
+        write_png(p, img)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def small_project(tmp_path):
+    """A project over 3 small images (sizes not multiples of 16); the first has a reference mask."""
+    from semirest.core.data.images import write_png
+    from semirest.core.project.store import NewImage, ProjectStore
+
+    paths = make_images(tmp_path / "images")
+    ref = np.zeros((120, 160), dtype=bool)
+    ref[40:60, 50:90] = True
+    write_png(tmp_path / "images" / "ref0.png", ref)
+    store = ProjectStore.create(tmp_path / "project.sqlite")
+    store.add_images(
+        [NewImage(p, p.stem, reference_mask_path=(tmp_path / "images" / "ref0.png") if i == 0 else None) for i, p in enumerate(paths)]
+    )
+    store.close()
+    return tmp_path / "project.sqlite"
