@@ -51,3 +51,21 @@ def small_project(tmp_path):
     )
     store.close()
     return tmp_path / "project.sqlite"
+
+
+@pytest.fixture(scope="session")
+def screw_root() -> Path:
+    """Session-scoped root of the real screw category (for the core pipeline tests)."""
+    if not (SCREW / "screw" / "train" / "good").is_dir():
+        pytest.skip("real data not found at ../shared/data/mvtec/screw (it sits beside the repository)")
+    return SCREW
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """The deterministic synthetic demo dataset, built once per test session."""
+    from semirest.core.data.demo import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_dataset(root, seed=0)
+    return root

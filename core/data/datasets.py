@@ -94,6 +94,8 @@ def list_categories(root: str | os.PathLike) -> list[str]:
 def load_mvtec_category(root: str | os.PathLike, category: str) -> Category:
     """Index one MVTec-layout category. Image files are listed, not decoded."""
     root = Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(f"{root}: dataset folder does not exist")
     base = root / category
     if not base.is_dir():
         hint = ""

@@ -114,7 +114,12 @@ def _load_by_position(model: nn.Module, state: dict[str, torch.Tensor], source: 
 
 def _load_by_name(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    target = model.state_dict()
+    wrong = [k for k, v in state.items() if k in target and target[k].shape != v.shape and not k.startswith("fc.")]
+    if wrong:
+        raise BackboneError(f"{source}: weights do not match the model; {wrong[0]} has shape {tuple(state[wrong[0]].shape)}")
+    state = {k: v for k, v in state.items() if k in target and target[k].shape == v.shape}
+    missing, _ = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing:
         raise BackboneError(f"{source}: weights do not match the model; missing {missing[:3]} ...")

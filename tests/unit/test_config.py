@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from semirest.core.config import Config, ConfigError, make_config
+
+
+def test_presets_and_settings():
+    paper = make_config("paper", "semi")
+    assert paper.features.backbone == "wide_resnet50_2" and paper.model.num_heads == 32 and paper.model.mu == 32
+    assert paper.train.lr == 3e-5 and paper.train.b3 == 2 and paper.train.window_fraction == pytest.approx(0.1)
+    un = make_config("fast", "un")
+    assert un.train.eps_plus == 0.5 and un.train.b1 == 4 and un.train.b2 == 2
+
+
+def test_overrides_parse_types_and_refuse_unknown_names():
+    cfg = make_config("fast", "un", ["features.image_size=320", "model.bagging=false", "train.lr=3e-4", "bank.residual=abs", "device=cpu"])
+    assert cfg.features.image_size == 320 and cfg.model.bagging is False
+    assert cfg.train.lr == 3e-4 and cfg.bank.residual == "abs" and cfg.device == "cpu"
+    assert make_config("fast", "un", ["train.lr=1"]).train.lr == 1.0
+    with pytest.raises(ConfigError, match="unknown config field 'model.heads'"):
+        make_config("fast", "un", ["model.heads=3"])
+    with pytest.raises(ConfigError, match="expects true or false"):
+        make_config("fast", "un", ["model.bagging=maybe"])
+    with pytest.raises(ConfigError, match="expects a int"):
+        make_config("fast", "un", ["features.image_size=big"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        make_config("huge")
+
+
+def test_dict_round_trip():
+    cfg = make_config("fast", "sup", ["model.depth=2"])
+    assert Config.from_dict(cfg.to_dict()) == cfg
