@@ -29,6 +29,10 @@ class FeatureConfig:
 @dataclass
 class BankConfig:
     coreset_ratio: float = 0.1
+    # Upper bound on the bank size (0: none). Coreset time grows with N x bank size and search
+    # time with the bank size, so large training sets get a smaller ratio, as the paper does for
+    # KolektorSDD2 (0.1 %). The fast preset caps at 32768 entries.
+    max_size: int = 0
     projection_dim: int = 128  # random projection used for coreset distances (PatchCore)
     residual: str = "square"  # Eq. 6 "square", or "abs" (ablation)
     exclude_self: bool = True  # training images never match entries of themselves
@@ -150,6 +154,7 @@ def _fast() -> Config:
     cfg = Config(preset="fast")
     cfg.features = FeatureConfig(backbone="efficientnet_lite0", image_size=256, d_f=1024, pretrain_dim=1024)
     cfg.model = ModelConfig(embed_dim=128, depth=4, num_heads=4, window_size=8, mlp_ratio=2.0, drop_path=0.05, mu=16, step=8)
+    cfg.bank = BankConfig(max_size=32768)
     cfg.train = TrainConfig(steps=600, ema_decay=0.99)
     return cfg
 

@@ -157,10 +157,13 @@ def select_coreset(
     ratio: float = 0.1,
     projection_dim: int = 128,
     seed: int = 0,
+    max_size: int = 0,
 ) -> CoresetResult:
-    """PatchCore subsampling: keep ``ratio`` of the features by greedy k-center selection."""
+    """PatchCore subsampling: keep ``ratio`` of the features (at most ``max_size`` if > 0)."""
     n = features.shape[0]
     k = max(1, int(round(n * ratio)))
+    if max_size > 0:
+        k = min(k, max_size)
     if k >= n:
         return CoresetResult(indices=np.arange(n), radius=0.0, seconds=0.0)
     proj = random_projection(features, projection_dim, seed)
