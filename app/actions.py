@@ -37,7 +37,7 @@ ACTION_SPECS = (
     ActionSpec("zoom_out", "Zoom out", ("-",)),
     ActionSpec("zoom_fit", "Fit to window", ("0",)),
     ActionSpec("reference", "Show reference mask", ("G",), True, None, "Overlay the reference (ground-truth) mask in green"),
-    ActionSpec("study", "Study mode", ("Ctrl+T",), True, None, "Show the reference mask in a side window to copy it"),
+    ActionSpec("study", "Study mode", ("F2",), True, None, "Show the reference mask in a side window to copy it"),
     ActionSpec("open", "Open project…", ("Ctrl+O",)),
     ActionSpec("add_folder", "Add image folder…"),
     ActionSpec("export", "Export…", ("Ctrl+E",)),

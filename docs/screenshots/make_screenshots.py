@@ -77,7 +77,7 @@ def main() -> int:
 
     # 1. brush, in study mode: copy the reference shown top-left (paper Fig. 5)
     goto(w, "test/scratch_head/001")
-    key(w, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    key(w, Qt.Key.Key_F2)
     ref = w.session.reference_mask
     zoom_to(w, ref, 60)
     key(w, Qt.Key.Key_B)
@@ -98,7 +98,7 @@ def main() -> int:
     drag(c, [(x1, y1), (x1 - (x1 - x0) * 0.2, y1 - (y1 - y0) * 0.2)], steps=6)
     move(c, x1 - (x1 - x0) * 0.2, y1 - (y1 - y0) * 0.2)
     grab(w, "eraser")
-    key(w, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    key(w, Qt.Key.Key_F2)
 
     # 3. 8x8 blocks, reference shown in green: click every cell the defect touches
     goto(w, "test/thread_side/002")

@@ -97,7 +97,7 @@ def test_reference_layer_and_study_mode(window, qtbot):
     assert ref[50, 70] != 0 and ref[10, 10] == 0  # the reference rectangle 40:60, 50:90
     assert not c.document.pixels.any()  # the reference is not a label
     assert c.reference_layer.zValue() < c.label_layer.zValue()
-    key(qtbot, window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    key(qtbot, window, Qt.Key.Key_F2)
     assert window.study_dock.isVisible()
     pm = window.study.picture.pixmap()
     assert not pm.isNull() and max(pm.width(), pm.height()) == 300
@@ -108,7 +108,7 @@ def test_reference_layer_and_study_mode(window, qtbot):
     key(qtbot, window, Qt.Key.Key_D)
     assert c.reference_layer.array is None  # image 1 has no reference
     assert "no reference mask" in window.study.caption.text()
-    key(qtbot, window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    key(qtbot, window, Qt.Key.Key_F2)
     assert not window.study_dock.isVisible()
 
 
