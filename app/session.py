@@ -8,10 +8,11 @@ project could not save is never dropped.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
+import cv2
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from semirest.app.canvas.view import CanvasView
 from semirest.app.document import ImageDocument
@@ -20,6 +21,7 @@ from semirest.app.timing import TimeTracker
 from semirest.app.undo import Command, HistoryBook
 from semirest.core.data.images import ImageReadError
 from semirest.core.project.labels import LABEL_TYPES
+from semirest.core.project.previews import PreviewStore, needs_preview, preview_folder
 from semirest.core.project.store import ImageRecord, LabelSummary, ProjectError, ProjectStore, ProjectWriteError, TimeSpan
 
 MAX_KEPT_PIXELS = 64 * 2**20  # label pixels of documents kept for undo (uint8 each)
@@ -30,6 +32,7 @@ class LabelingSession(QObject):
     summary_changed = Signal(int)  # image id
     save_state_changed = Signal()
     message = Signal(str)
+    _full_image_ready = Signal(str)  # emitted from the decoding thread, delivered in the GUI thread
 
     def __init__(self, store: ProjectStore, canvas: CanvasView, annotator: str, clock=time.monotonic):
         super().__init__()
@@ -37,7 +40,7 @@ class LabelingSession(QObject):
         self.canvas = canvas
         self.records: list[ImageRecord] = store.images()
         self.index = -1
-        self.cache = ImageCache()
+        self.cache = ImageCache(previews=PreviewStore(preview_folder(store.path), writable=not store.read_only))
         self.book = HistoryBook()
         self.docs: OrderedDict[int, ImageDocument] = OrderedDict()
         self.loaded: LoadedImage | None = None
@@ -50,6 +53,14 @@ class LabelingSession(QObject):
         self._retry = QTimer(self)
         self._retry.setInterval(2000)
         self._retry.timeout.connect(self.retry_saves)
+        self._loading = None  # Future of the full image while its preview is shown
+        self._full_image_ready.connect(self._on_full_image_ready, Qt.ConnectionType.QueuedConnection)
+        # make the missing previews in the background, nearest images first, one at a time
+        self._sweep_todo: deque = deque()
+        self._sweep = QTimer(self)
+        self._sweep.setInterval(400)
+        self._sweep.timeout.connect(self._sweep_step)
+        self._sweep.start()
 
     # -- navigation -----------------------------------------------------------------------------
     @property
@@ -61,28 +72,91 @@ class LabelingSession(QObject):
         return self.canvas.document
 
     def open_index(self, index: int) -> None:
+        """Show image ``index`` without waiting for a large file to decode: if it was not read
+        ahead, its preview (or a "Loading…" text) is shown at once and the full image replaces it
+        when the foreground thread has decoded it (``_full_image_ready``)."""
         if not self.records or not (0 <= index < len(self.records)):
             return
         if self.canvas.tool is not None:
             self.canvas.tool.cancel()
+        forward = index >= self.index
         self.index = index
         rec = self.records[index]
-        self.loaded = img = self.cache.get(self.store.image_path(rec))
+        path = self.store.image_path(rec)
+        self._loading = None
+        img = self.cache.lookup(path)
+        if img is None and not needs_preview(path):
+            img = self.cache.get(path)  # a small file decodes in a few ms: no loading state
+        if img is not None:
+            self._show_full(img)
+        else:
+            self._show_preview(rec, path)
+            self._loading = fut = self.cache.request(path)
+            fut.add_done_callback(lambda _f, p=path: self._full_image_ready.emit(str(p)))
+        self.tracker.set_target(rec.id, self.canvas.tool.label_type if self.canvas.tool else None)
+        ahead = (index + 1, index - 1) if forward else (index - 1, index + 1)  # direction of travel first
+        self.cache.prefetch(self.store.image_path(self.records[j]) for j in ahead if 0 <= j < len(self.records))
+        self.image_changed.emit(index)
+        if img is not None and img.error:
+            self.message.emit(img.error)
+
+    def _show_full(self, img: LoadedImage) -> None:
+        rec = self.records[self.index]
+        self.loaded = img
         doc, reference = None, None
         if img.bgra is not None:
             hw = img.hw
             if rec.hw != hw:
                 self._safely(lambda: self.store.set_image_size(rec.id, hw[1], hw[0]))
-                self.records[index] = rec = self.store.image(rec.id)
+                self.records[self.index] = rec = self.store.image(rec.id)
             doc = self._document(rec, hw)
             reference = self._reference(rec, hw)
         self.canvas.set_document(doc, img.bgra, reference if self.reference_visible else None, img.error)
         self.reference_mask = reference
-        self.tracker.set_target(rec.id, self.canvas.tool.label_type if self.canvas.tool else None)
-        self.cache.prefetch(self.store.image_path(self.records[j]) for j in (index + 1, index - 1) if 0 <= j < len(self.records))
-        self.image_changed.emit(index)
+
+    def _show_preview(self, rec: ImageRecord, path) -> None:
+        self.loaded = None
+        preview = self.cache.preview(path)
+        hw = preview.full_hw if preview is not None else rec.hw
+        doc = self._document(rec, hw) if hw else None
+        reference = self._reference(rec, hw) if hw else None
+        bgra = None
+        if preview is not None:
+            code = cv2.COLOR_GRAY2BGRA if preview.image.ndim == 2 else cv2.COLOR_BGR2BGRA
+            bgra = cv2.cvtColor(preview.image, code)
+        self.canvas.set_document(doc, None, reference if self.reference_visible else None, preview=bgra, loading=True)
+        self.reference_mask = reference
+
+    def _on_full_image_ready(self, path: str) -> None:
+        rec, fut = self.record, self._loading
+        if rec is None or fut is None or str(self.store.image_path(rec)) != path or not fut.done():
+            return  # the inspector moved on; the decoded image stays in the cache
+        self._loading = None
+        if fut.cancelled():
+            return self.open_index(self.index)
+        img: LoadedImage = fut.result()
+        doc = self.canvas.document
+        if img.bgra is not None and doc is not None and doc.hw == tuple(img.hw):
+            if rec.hw != doc.hw:  # first full view: remember the size
+                self._safely(lambda: self.store.set_image_size(rec.id, doc.hw[1], doc.hw[0]))
+                self.records[self.index] = self.store.image(rec.id)
+            self.loaded = img
+            self.canvas.show_full_image(img.bgra)  # keeps the zoom the inspector may have set
+        else:  # size unknown before, or the file changed size or became unreadable
+            self._show_full(img)
+        self.image_changed.emit(self.index)
         if img.error:
             self.message.emit(img.error)
+
+    def wait_until_shown(self, timeout: float = 30.0) -> bool:
+        """Block until the current image is fully shown (scripts and tests; not for the GUI)."""
+        from PySide6.QtCore import QCoreApplication
+
+        end = time.monotonic() + timeout
+        while self.canvas.loading and time.monotonic() < end:
+            QCoreApplication.processEvents()
+            time.sleep(0.002)
+        return not self.canvas.loading
 
     reference_visible = False
     reference_mask: np.ndarray | None = None
@@ -120,6 +194,16 @@ class LabelingSession(QObject):
         """Re-read the image list after images were added."""
         self.records = self.store.images()
         self.summaries = self.store.summaries()
+        self._sweep_todo.clear()
+        self._sweep.start()
+
+    def _sweep_step(self) -> None:
+        if not self._sweep_todo:
+            i = max(self.index, 0)
+            order = sorted(range(len(self.records)), key=lambda j: abs(j - i))
+            self._sweep_todo.extend(self.store.image_path(self.records[j]) for j in order)
+        if not self.cache.sweep(self._sweep_todo):
+            self._sweep.stop()  # every large image has its preview
 
     def next(self) -> None:
         self.open_index(min(self.index + 1, len(self.records) - 1))
@@ -241,5 +325,6 @@ class LabelingSession(QObject):
 
     def shutdown(self) -> None:
         self._retry.stop()
+        self._sweep.stop()
         self.cache.shutdown()
         self.store.close()

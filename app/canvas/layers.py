@@ -44,6 +44,7 @@ class ArrayImageItem(QGraphicsItem):
         self.qimage: QImage | None = None
         self._rect = QRectF()
         self.smooth_when_small = False
+        self.smooth_always = False  # a stretched preview looks better smoothed at any zoom
 
     def set_array(self, array: np.ndarray | None) -> None:
         """Show an array (H, W) uint32 or (H, W, 4) BGRA uint8; None shows nothing."""
@@ -69,7 +70,9 @@ class ArrayImageItem(QGraphicsItem):
         r = option.exposedRect.intersected(self._rect).toAlignedRect()
         if r.isEmpty():
             return
-        if self.smooth_when_small:
+        if self.smooth_always:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        elif self.smooth_when_small:
             scale = painter.worldTransform().m11()
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 1.0)
         painter.drawImage(QRectF(r), self.qimage, QRectF(r))

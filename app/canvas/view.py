@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QWheelEvent
+from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QTransform, QWheelEvent
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView
 
 from semirest.app.canvas.layers import (
@@ -62,6 +62,7 @@ class CanvasView(QGraphicsView):
         self.box_items: dict[int, RotatedBoxItem] = {}
         self.selected_box: int | None = None
         self.document: ImageDocument | None = None
+        self.loading = False  # the full image is still being decoded (a preview is shown)
         self.tool = None
         self.brush_size = 12
         self.push_command: Callable = lambda cmd: None
@@ -71,8 +72,21 @@ class CanvasView(QGraphicsView):
         self._space_down = False
 
     # -- document -------------------------------------------------------------------------------
-    def set_document(self, doc: ImageDocument | None, bgra: np.ndarray | None, reference: np.ndarray | None, error: str | None = None) -> None:
-        """Show an image with its labels (or an error text when it cannot be shown)."""
+    def set_document(
+        self,
+        doc: ImageDocument | None,
+        bgra: np.ndarray | None,
+        reference: np.ndarray | None,
+        error: str | None = None,
+        preview: np.ndarray | None = None,
+        loading: bool = False,
+    ) -> None:
+        """Show an image with its labels (or an error text when it cannot be shown).
+
+        With ``loading``, the full image is still being decoded: ``preview`` (a smaller BGRA
+        version, or None) is stretched over the image's full size so labels, which always live
+        at image resolution, stay aligned; :meth:`show_full_image` swaps the image in later.
+        Editing waits for the full image (see :meth:`can_edit`)."""
         if self.document is not None and self._on_change in self.document.listeners:
             self.document.listeners.remove(self._on_change)
         self.select_box(None)
@@ -80,7 +94,11 @@ class CanvasView(QGraphicsView):
             self.scene().removeItem(it)
         self.box_items.clear()
         self.document = doc
-        self.image_layer.set_array(bgra)
+        self.loading = loading
+        if loading and preview is not None and doc is not None:
+            self._show_image(preview, doc.hw)
+        else:
+            self._show_image(None if loading else bgra, None)
         self.set_reference(reference)
         if doc is not None:
             h, w = doc.hw
@@ -96,13 +114,27 @@ class CanvasView(QGraphicsView):
         else:
             self._label_array = None
             self.label_layer.set_array(None)
-            self.placeholder.setText(error or "No image")
+            self.placeholder.setText(error or ("Loading…" if loading else "No image"))
             self.placeholder.setPos(0, 0)
             self.placeholder.setVisible(True)
             self.scene().setSceneRect(self.placeholder.boundingRect().adjusted(-20, -20, 20, 20))
         self.heatmap_layer.set_array(None)
         self.grid_item.configure(self.grid_item.grid, doc.hw if doc else None)
         self.fit()
+
+    def _show_image(self, bgra: np.ndarray | None, stretch_to_hw: tuple[int, int] | None) -> None:
+        """Draw ``bgra`` in the image layer, scaled to cover ``stretch_to_hw`` image pixels."""
+        self.image_layer.set_array(bgra)
+        t = QTransform()
+        if bgra is not None and stretch_to_hw is not None:
+            t.scale(stretch_to_hw[1] / bgra.shape[1], stretch_to_hw[0] / bgra.shape[0])
+        self.image_layer.setTransform(t)
+        self.image_layer.smooth_always = not t.isIdentity()
+
+    def show_full_image(self, bgra: np.ndarray) -> None:
+        """Replace the preview by the full image, keeping zoom, pan, labels and the tool state."""
+        self._show_image(bgra, None)
+        self.loading = False
 
     def set_reference(self, mask: np.ndarray | None) -> None:
         self.reference_layer.set_array(None if mask is None else compose_reference(mask))
@@ -286,6 +318,9 @@ class CanvasView(QGraphicsView):
 
     def can_edit(self) -> bool:
         """True if the current image may be edited; otherwise says why in the status bar."""
+        if self.loading:
+            self.message("The full image is still loading; labels can be edited in a moment.")
+            return False
         if self.document is None:
             self.message("This image cannot be labelled (it could not be opened).")
             return False

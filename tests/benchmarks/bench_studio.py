@@ -1,5 +1,6 @@
 """Studio speed on large images: brush-stroke latency per mouse-move event on a 4096x4096 image,
-and image-switch time. Prints figures; asserts nothing (run as a script):
+and image-switch time (read ahead with A/D, and a jump to an image not read ahead, with and
+without its preview). Prints figures; asserts nothing (run as a script):
 
     QT_QPA_PLATFORM=offscreen python tests/benchmarks/bench_studio.py
 
@@ -23,6 +24,7 @@ from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 SIDE = 4096
+N = 5  # images
 
 
 def make_image(path: Path, seed: int) -> None:
@@ -69,7 +71,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = []
-        for i in range(4):
+        for i in range(N):
             p = tmp / f"big{i}.png"
             make_image(p, i)
             paths.append(p)
@@ -77,6 +79,8 @@ def main() -> int:
         store.add_images([NewImage(p, p.stem) for p in paths])
         w = MainWindow(store, "bench")
         w.show()
+        w.session._sweep.stop()  # no background preview making during the measurements
+        w.session.wait_until_shown(60)
         app.processEvents()
         c = w.canvas
         print(f"SemiREST Studio benchmark: {SIDE}x{SIDE} images, window {w.width()}x{w.height()}, Qt platform {app.platformName()}")
@@ -99,21 +103,48 @@ def main() -> int:
         app.processEvents()
         print(f"undo of that stroke: {(time.perf_counter() - undo_t) * 1000:.1f} ms")
 
-        cold, warm = [], []
-        for i in range(1, 4):  # first visits; the neighbour was prefetched while the user worked
-            time.sleep(1.5)  # an inspector spends seconds per image; prefetch runs meanwhile
+        def switch(go) -> tuple[float, float]:
+            """ms until the GUI thread is free again with something on screen (preview or full
+            image), and ms until the full-resolution image is shown."""
             t0 = time.perf_counter()
-            w.session.next()
+            go()
+            app.processEvents()  # includes the repaint
+            shown = (time.perf_counter() - t0) * 1000
+            assert s.wait_until_shown(60)
             app.processEvents()
-            warm.append((time.perf_counter() - t0) * 1000)
-        w.session.cache._items.clear()
-        for i in (2, 1, 0):
-            t0 = time.perf_counter()
-            w.session.open_index(i)
-            app.processEvents()
-            cold.append((time.perf_counter() - t0) * 1000)
-        print(f"image switch, next image prefetched : {stats(warm)}")
-        print(f"image switch, not cached (decode)   : {stats(cold)}")
+            return shown, (time.perf_counter() - t0) * 1000
+
+        def settle():
+            time.sleep(1.5)  # an inspector spends seconds per image; read-ahead runs meanwhile
+            while not s.cache.idle:
+                time.sleep(0.05)
+
+        s = w.session
+        results = {}
+        s.open_index(0)
+        s.wait_until_shown(60)
+        for name, steps in (("D (next), read ahead", (s.next,) * (N - 1)), ("A (previous), read ahead", (s.previous,) * (N - 1))):
+            r = []
+            for go in steps:
+                settle()
+                r.append(switch(go))
+            results[name] = r
+        for name, with_previews in (("jump, not read ahead, no preview yet", False), ("jump, not read ahead, preview", True)):
+            r = []
+            previews = s.cache.previews
+            for i in (N - 2, 1, N - 1, 0):
+                settle()
+                s.cache._items.clear()  # forget decoded images: the jump must decode
+                if not with_previews:
+                    s.cache.previews = None
+                r.append(switch(lambda i=i: s.open_index(i)))
+                s.cache.previews = previews
+            results[name] = r
+        print("image switch (GUI busy = until the GUI thread is free with the image or its preview on screen;")
+        print("              full = until the full-resolution image is shown):")
+        for name, r in results.items():
+            print(f"  {name:38s} GUI busy {stats([a for a, _ in r])}")
+            print(f"  {'':38s} full     {stats([b for _, b in r])}")
         w.close()
     return 0
 
