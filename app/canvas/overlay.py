@@ -41,6 +41,20 @@ def compose_labels(out: np.ndarray, pixels: np.ndarray, cells: dict[int, np.ndar
         region[pix.astype(bool)] = PIXEL_ARGB
 
 
+def label_bounds(pixels: np.ndarray, cells: dict[int, np.ndarray]) -> Rect | None:
+    """The rectangle holding every label, or None: composing only that part of a fresh (zeroed)
+    overlay keeps opening a large, sparsely labelled image fast (the whole 4096x4096 image takes
+    ~70 ms, a scan with cv2.boundingRect a few ms)."""
+    rects = []
+    for grid, m in ((1, pixels), *cells.items()):
+        x, y, w, h = cv2.boundingRect(m.view(np.uint8) if m.dtype == bool else m.astype(np.uint8, copy=False))
+        if w and h:
+            rects.append((x * grid, y * grid, (x + w) * grid, (y + h) * grid))
+    if not rects:
+        return None
+    return min(r[0] for r in rects), min(r[1] for r in rects), max(r[2] for r in rects), max(r[3] for r in rects)
+
+
 def compose_reference(mask: np.ndarray) -> np.ndarray:
     """A reference mask as a translucent green fill with a bright outline (H, W) uint32."""
     m = mask.astype(np.uint8)

@@ -19,7 +19,7 @@ from semirest.app.canvas.layers import (
     GridItem,
     RotatedBoxItem,
 )
-from semirest.app.canvas.overlay import compose_labels, compose_reference
+from semirest.app.canvas.overlay import compose_labels, compose_reference, label_bounds
 from semirest.app.document import Change, ImageDocument
 
 BRUSH_SIZES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 200, 256)
@@ -103,8 +103,9 @@ class CanvasView(QGraphicsView):
         if doc is not None:
             h, w = doc.hw
             self._label_array = np.zeros((h, w), dtype=np.uint32)
-            if doc.pixels.any() or doc.cells[8].any() or doc.cells[16].any():
-                compose_labels(self._label_array, doc.pixels, doc.cells)
+            bounds = label_bounds(doc.pixels, doc.cells)
+            if bounds is not None:
+                compose_labels(self._label_array, doc.pixels, doc.cells, bounds)
             self.label_layer.set_array(self._label_array)
             for local, box in doc.boxes.items():
                 self._sync_box(local)

@@ -132,7 +132,7 @@ def main() -> int:
         for name, with_previews in (("jump, not read ahead, no preview yet", False), ("jump, not read ahead, preview", True)):
             r = []
             previews = s.cache.previews
-            for i in (N - 2, 1, N - 1, 0):
+            for i in (3, 1, 4, 0, 2):
                 settle()
                 s.cache._items.clear()  # forget decoded images: the jump must decode
                 if not with_previews:
