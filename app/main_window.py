@@ -171,7 +171,7 @@ class MainWindow(QMainWindow):
         rec = self.session.record
         if self.study_dock.isVisible():
             loaded = self.session.loaded
-            self.study.show_reference(loaded.bgra if loaded else None, self.session.reference_mask, rec.key)
+            self.study.show_reference(loaded.bgra if loaded else None, self.session.reference_mask, rec.key, loading=self.canvas.loading)
         self._update_status()
 
     def _show_cursor(self, x: int, y: int) -> None:

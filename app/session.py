@@ -54,6 +54,7 @@ class LabelingSession(QObject):
         self._retry.setInterval(2000)
         self._retry.timeout.connect(self.retry_saves)
         self._loading = None  # Future of the full image while its preview is shown
+        self._ahead: tuple[int, ...] = ()
         self._full_image_ready.connect(self._on_full_image_ready, Qt.ConnectionType.QueuedConnection)
         # make the missing previews in the background, nearest images first, one at a time
         self._sweep_todo: deque = deque()
@@ -94,11 +95,16 @@ class LabelingSession(QObject):
             self._loading = fut = self.cache.request(path)
             fut.add_done_callback(lambda _f, p=path: self._full_image_ready.emit(str(p)))
         self.tracker.set_target(rec.id, self.canvas.tool.label_type if self.canvas.tool else None)
-        ahead = (index + 1, index - 1) if forward else (index - 1, index + 1)  # direction of travel first
-        self.cache.prefetch(self.store.image_path(self.records[j]) for j in ahead if 0 <= j < len(self.records))
+        self._ahead = (index + 1, index - 1) if forward else (index - 1, index + 1)  # direction of travel first
+        if img is not None:  # else after the full image: read-ahead must not slow it down
+            self._read_ahead()
         self.image_changed.emit(index)
         if img is not None and img.error:
             self.message.emit(img.error)
+
+    def _read_ahead(self) -> None:
+        n = len(self.records)
+        self.cache.prefetch(self.store.image_path(self.records[j]) for j in self._ahead if 0 <= j < n)
 
     def _show_full(self, img: LoadedImage) -> None:
         rec = self.records[self.index]
@@ -145,6 +151,7 @@ class LabelingSession(QObject):
         else:  # size unknown before, or the file changed size or became unreadable
             self._show_full(img)
         self.image_changed.emit(self.index)
+        self._read_ahead()
         if img.error:
             self.message.emit(img.error)
 

@@ -25,12 +25,13 @@ class StudyPanel(QWidget):
         lay.addWidget(self.caption)
         self.has_reference = False
 
-    def show_reference(self, bgra: np.ndarray | None, mask: np.ndarray | None, name: str) -> None:
-        """The image, shrunk, with the reference mask in red on top (as in the paper's tool)."""
+    def show_reference(self, bgra: np.ndarray | None, mask: np.ndarray | None, name: str, loading: bool = False) -> None:
+        """The image, shrunk, with the reference mask in red on top (as in the paper's tool).
+        ``loading``: the full image is still being decoded (it is shown when it arrives)."""
         self.has_reference = mask is not None
         if bgra is None:
             self.picture.setPixmap(QPixmap())
-            self.picture.setText("Image cannot be shown")
+            self.picture.setText("Loading…" if loading else "Image cannot be shown")
             self.caption.setText(name)
             return
         h, w = bgra.shape[:2]

@@ -35,6 +35,7 @@ def key(w, k, mod=Qt.KeyboardModifier.NoModifier):
 def goto(w, key_name):
     idx = next(i for i, r in enumerate(w.session.records) if r.key == key_name)
     w.session.open_index(idx)
+    w.session.wait_until_shown()  # a large file is shown as a preview first
     QApplication.processEvents()
 
 

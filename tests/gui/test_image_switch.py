@@ -67,8 +67,11 @@ def test_jump_to_large_image_shows_at_once_and_edits_after_full_image(mixed_proj
     click_row(w, 3)  # a jump: image 3 is not read ahead from image 0
     assert s.index == 3 and c.loading
     assert c.document is None and c.placeholder.isVisible() and "Loading" in c.placeholder.text()  # size unknown yet
+    key(qtbot, w, Qt.Key.Key_F2)  # study mode while loading: says so, then shows the image
+    assert w.study.picture.text() == "Loading…"
     gate.set()
     qtbot.waitUntil(lambda: not c.loading, timeout=10000)
+    assert w.study.picture.pixmap().width() > 0
     assert c.image_layer.array.shape == BIG_HW and c.image_layer.transform().isIdentity()
     assert c.document.hw == BIG_HW and s.record.hw == BIG_HW
     assert s.loaded.bgra.shape[:2] == BIG_HW
