@@ -12,6 +12,7 @@ from semirest.app.canvas.tools.blocks import BlockTool
 from semirest.app.canvas.tools.box import BoxTool
 from semirest.app.canvas.tools.brush import BrushTool
 from semirest.app.canvas.view import CanvasView
+from semirest.app.memory import keep_large_arrays_on_fresh_pages
 from semirest.app.panels.image_list import ImageListPanel, format_seconds
 from semirest.app.panels.study import StudyPanel
 from semirest.app.session import LabelingSession
@@ -36,6 +37,7 @@ class _ActivityFilter(QObject):
 class MainWindow(QMainWindow):
     def __init__(self, store: ProjectStore, annotator: str, clock=time.monotonic):
         super().__init__()
+        keep_large_arrays_on_fresh_pages()
         self.setWindowTitle(f"SemiREST Studio — {store.path.name}" + (" [read-only]" if store.read_only else ""))
         self.resize(1400, 900)
         self.canvas = CanvasView()
