@@ -3,8 +3,9 @@
 Each image switch allocates masks and overlays of image size (16-64 MB for 4096x4096) and frees
 those of images left behind. glibc raises its mmap threshold after such frees, so later large
 arrays come from the heap and ``np.zeros`` must clear them page by page: going back to an image
-took 70-270 ms instead of 7 ms on the shared 2-core machine. A fixed 1 MB threshold keeps large
-arrays on fresh, lazily zeroed pages (and gives their memory back to the system when freed).
+took 70-270 ms instead of 7 ms on the shared 2-core machine. A fixed 8 MB threshold keeps such
+arrays on fresh, lazily zeroed pages (and gives their memory back to the system when freed); a
+lower one also moved Qt's per-repaint buffers to mmap and slowed brush strokes.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import ctypes.util
 import sys
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-LARGE_ARRAY_BYTES = 1 << 20
+LARGE_ARRAY_BYTES = 8 << 20  # image-size arrays (16-64 MB), not the small temporaries of painting
 
 _done = False
 

@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QTimer, Signal
 
 from semirest.app.canvas.view import CanvasView
 from semirest.app.document import ImageDocument
@@ -157,8 +157,6 @@ class LabelingSession(QObject):
 
     def wait_until_shown(self, timeout: float = 30.0) -> bool:
         """Block until the current image is fully shown (scripts and tests; not for the GUI)."""
-        from PySide6.QtCore import QCoreApplication
-
         end = time.monotonic() + timeout
         while self.canvas.loading and time.monotonic() < end:
             QCoreApplication.processEvents()

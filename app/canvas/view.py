@@ -67,7 +67,9 @@ class CanvasView(QGraphicsView):
         self.brush_size = 12
         self.push_command: Callable = lambda cmd: None
         self.message: Callable[[str], None] = lambda text: None
-        self._label_array: np.ndarray | None = None
+        self._label_array: np.ndarray | None = None  # the current image's label overlay
+        self._label_buffer: np.ndarray | None = None  # kept across images (see _clean_label_buffer)
+        self._label_dirty: tuple[int, int, int, int] | None = None  # where the buffer is not zero
         self._pan_from: QPointF | None = None
         self._space_down = False
 
@@ -102,10 +104,11 @@ class CanvasView(QGraphicsView):
         self.set_reference(reference)
         if doc is not None:
             h, w = doc.hw
-            self._label_array = np.zeros((h, w), dtype=np.uint32)
+            self._label_array = self._clean_label_buffer((h, w))
             bounds = label_bounds(doc.pixels, doc.cells)
             if bounds is not None:
                 compose_labels(self._label_array, doc.pixels, doc.cells, bounds)
+                self._mark_dirty(bounds)
             self.label_layer.set_array(self._label_array)
             for local, box in doc.boxes.items():
                 self._sync_box(local)
@@ -137,6 +140,24 @@ class CanvasView(QGraphicsView):
         self._show_image(bgra, None)
         self.loading = False
 
+    def _clean_label_buffer(self, hw: tuple[int, int]) -> np.ndarray:
+        """An all-zero label overlay of size ``hw``: the previous image's, cleared only where it
+        was drawn, when the size matches. A fresh 64 MB array for a 4096x4096 image costs page
+        faults wherever labels are composed (80+ ms for a large labelled region on a busy machine);
+        the reused one's pages are already mapped."""
+        buf = self._label_buffer
+        if buf is None or buf.shape != tuple(hw):
+            buf = self._label_buffer = np.zeros(hw, dtype=np.uint32)
+        elif self._label_dirty is not None:
+            x0, y0, x1, y1 = self._label_dirty
+            buf[max(0, y0) : y1, max(0, x0) : x1] = 0
+        self._label_dirty = None
+        return buf
+
+    def _mark_dirty(self, rect) -> None:
+        d = self._label_dirty
+        self._label_dirty = tuple(rect) if d is None else (min(d[0], rect[0]), min(d[1], rect[1]), max(d[2], rect[2]), max(d[3], rect[3]))
+
     def set_reference(self, mask: np.ndarray | None) -> None:
         self.reference_layer.set_array(None if mask is None else compose_reference(mask))
 
@@ -144,6 +165,7 @@ class CanvasView(QGraphicsView):
         doc = self.document
         if change.kind in ("pixels", "blocks") and self._label_array is not None:
             compose_labels(self._label_array, doc.pixels, doc.cells, change.rect)
+            self._mark_dirty(change.rect)
             x0, y0, x1, y1 = change.rect
             self.label_layer.update(QRectF(x0, y0, x1 - x0, y1 - y0))
         elif change.kind == "boxes":

@@ -145,6 +145,7 @@ def main() -> int:
         for name, r in results.items():
             print(f"  {name:38s} GUI busy {stats([a for a, _ in r])}")
             print(f"  {'':38s} full     {stats([b for _, b in r])}")
+            print(f"  {'':38s} each (GUI busy / full): " + ", ".join(f"{a:.0f}/{b:.0f}" for a, b in r))
         w.close()
     return 0
 

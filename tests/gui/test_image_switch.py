@@ -136,3 +136,28 @@ def test_neighbours_are_read_ahead_in_both_directions(mixed_project, gate, qtbot
     key(qtbot, w, Qt.Key.Key_A)  # read ahead: shown at once, no loading state
     assert s.index == 1 and not w.canvas.loading and w.canvas.image_layer.array.shape == BIG_HW
     w.close()
+
+
+def test_labels_do_not_leak_between_images_of_the_same_size(mixed_project, gate, qtbot, clock):
+    """The label overlay buffer is reused across images of the same size: it must come back clean."""
+    project, paths = mixed_project
+    gate.set()
+    w = open_window(qtbot, project, clock)
+    c = w.canvas
+    key(qtbot, w, Qt.Key.Key_D)
+    qtbot.waitUntil(lambda: not c.loading, timeout=10000)
+    key(qtbot, w, Qt.Key.Key_L)
+    drag(c, [(40, 40), (400, 300)])  # 16x16 blocks
+    key(qtbot, w, Qt.Key.Key_B)
+    drag(c, [(1000, 1200), (1400, 100)])
+    assert (c.label_layer.array != 0).sum() > 10000
+    for _ in range(2):
+        key(qtbot, w, Qt.Key.Key_D)
+        qtbot.waitUntil(lambda: not c.loading, timeout=10000)
+    assert w.session.index == 3 and c.label_layer.array.shape == BIG_HW
+    assert not c.label_layer.array.any()
+    for _ in range(2):
+        key(qtbot, w, Qt.Key.Key_A)
+        qtbot.waitUntil(lambda: not c.loading, timeout=10000)
+    assert c.label_layer.array[1200, 1000] != 0 and c.label_layer.array[50, 50] != 0
+    w.close()
