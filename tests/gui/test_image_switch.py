@@ -159,3 +159,14 @@ def test_labels_do_not_leak_between_images_of_the_same_size(mixed_project, gate,
     qtbot.waitUntil(lambda: not c.loading, timeout=10000)
     assert c.label_layer.array[1200, 1000] != 0 and c.label_layer.array[50, 50] != 0
     w.close()
+
+
+def test_background_sweep_makes_missing_previews_without_visiting(mixed_project, gate, qtbot, clock):
+    project, paths = mixed_project
+    gate.set()
+    w = open_window(qtbot, project, clock)  # on image 0 (small); images 1 and 3 are large
+    assert w.session.index == 0
+    qtbot.waitUntil(lambda: all(PreviewStore(preview_folder(project)).has(p) for p in (paths[1], paths[3])), timeout=15000)
+    assert not PreviewStore(preview_folder(project)).has(paths[0])  # small files need none
+    qtbot.waitUntil(lambda: not w.session._sweep.isActive(), timeout=5000)  # the sweep ends
+    w.close()
