@@ -33,7 +33,8 @@ class BankConfig:
     # time with the bank size, so large training sets get a smaller ratio, as the paper does for
     # KolektorSDD2 (0.1 %). The fast preset caps at 32768 entries.
     max_size: int = 0
-    projection_dim: int = 128  # random projection used for coreset distances (PatchCore)
+    projection_dim: int = 256  # coreset distances in the top principal coordinates (PatchCore: 128-d random)
+    projection: str = "pca"  # "pca" or "random" (PatchCore's)
     residual: str = "square"  # Eq. 6 "square", or "abs" (ablation)
     exclude_self: bool = True  # training images never match entries of themselves
     knn: int = 3  # neighbours kept for the k-NN augmentation (Eq. 12)

@@ -97,7 +97,7 @@ def fit_memory_bank(train_features: np.ndarray, cfg: BankConfig, seed: int = 0, 
     n, h, w, d = train_features.shape
     flat = train_features.reshape(-1, d)
     progress(ProgressEvent("coreset", 0, 1, {"features": flat.shape[0]}))
-    result = select_coreset(flat, cfg.coreset_ratio, cfg.projection_dim, seed, cfg.max_size)
+    result = select_coreset(flat, cfg.coreset_ratio, cfg.projection_dim, seed, cfg.max_size, cfg.projection)
     progress(ProgressEvent("coreset", 1, 1, {"kept": len(result.indices), "seconds": result.seconds}))
     source = np.repeat(np.arange(n), h * w)[result.indices]
     return MemoryBank(flat[result.indices], source)
