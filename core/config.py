@@ -72,7 +72,9 @@ class TrainConfig:
     noise_clip: float = 0.223
     pcr_dropout: bool = False  # Eq. 13 in the fully supervised part
     dropout_alpha: float = 0.25
-    synthetic_pool: int = 0  # synthetic images prepared up front; 0 = one per normal image
+    synthetic_pool: int = 0  # synthetic images prepared up front; 0 = one per normal pool image
+    normal_pool: int = 0  # normal images with precomputed k-NN used for training; 0 = all
+    residual_norm: bool = True  # divide residuals by their mean on normal tokens (defaults row 6)
     # semi-supervised (ResMixMatch, Algorithm 1)
     mixmatch: bool = True
     m_copies: int = 3

@@ -1,0 +1,108 @@
+"""The SemiREST method object (fit / predict), as registered in ``benchmark.METHODS["semirest"]``.
+
+``fit`` runs the whole of paper 4.2: PCFs, memory bank, precomputed k-NN and synthetic pool, the
+training loop, and keeps the EMA model; ``predict`` gives maps at each image's own resolution, like
+:class:`semirest.core.pipeline.PatchCore`, so the benchmark treats both alike. For sup / semi the
+10 drawn test images (``split_budget``) are trained on and removed from ``test_samples``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from semirest.core.config import Config
+from semirest.core.data.datasets import Category, Sample, split_budget
+from semirest.core.memory.knn import BankSearcher
+from semirest.core.pipeline import FeatureExtractor, ProgressFn
+from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
+from semirest.core.train.trainer import Trainer, TrainingData, predict_maps, prepare_training_data
+
+log = logging.getLogger(__name__)
+
+
+def _no_progress(_) -> None:
+    pass
+
+
+def cpu_warning(cfg: Config, device: torch.device) -> str | None:
+    """The paper preset is meant for a GPU: say so on the CPU (it still runs)."""
+    if device.type == "cpu" and cfg.preset == "paper":
+        return ("warning: the paper preset (WRN-50 @ 512 px, 51 M-parameter Swin, 8000 steps) is running on "
+                "the CPU; expect many hours. Use --preset fast or a CUDA device.")
+    return None
+
+
+class SemiREST:
+    name = "semirest"
+
+    def __init__(self, cfg: Config, device: torch.device | str = "cpu", category: Category | str | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.category = category
+        self.category_name = category.name if isinstance(category, Category) else (category or "auto")
+        self.extractor = FeatureExtractor(cfg.features, self.device)
+        self.should_stop = should_stop
+        self.model = None
+        self.bank = None
+        self.searcher: BankSearcher | None = None
+        self.residual_scale = 1.0
+        self.data: TrainingData | None = None
+        self.trainer: Trainer | None = None
+        self.labelled: list[Sample] = []
+        self.test_samples: list[Sample] | None = None
+        if cfg.setting in ("sup", "semi") and isinstance(category, Category):
+            self.labelled, self.test_samples = split_budget(category.test, 10, cfg.seed)
+        msg = cpu_warning(cfg, self.device)
+        if msg:
+            print(msg, file=sys.stderr)
+            log.warning(msg)
+
+    def _real(self):
+        out = []
+        for s in self.labelled:
+            im = s.load_image()
+            out.append((im, s.load_mask(im.shape[:2])))
+        return out
+
+    def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> None:
+        if self.cfg.setting == "semi":
+            raise NotImplementedError("the semi setting (ResMixMatch, issue 4) is not wired into the trainer yet")
+        real = self._real() if self.cfg.setting == "sup" else None
+        self.data = prepare_training_data(self.cfg, self.extractor, images, self.category_name, progress, real)
+        self.trainer = Trainer(self.cfg, self.data, self.device)
+        self.model = self.trainer.run(progress, self.should_stop)
+        self.bank = self.data.bank
+        self.residual_scale = self.data.residual_scale
+        self.searcher = BankSearcher(self.bank, self.device)
+
+    def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
+        if self.model is None or self.searcher is None:
+            raise RuntimeError("fit() or load() must run before prediction")
+        return predict_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images, progress)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike):
+        if self.model is None or self.bank is None:
+            raise RuntimeError("nothing to save: fit() has not run")
+        return save_checkpoint(path, self.cfg, self.model, self.bank, self.residual_scale,
+                               {"category": str(self.category_name)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", expect: Config | None = None) -> "SemiREST":
+        ck = load_checkpoint(path, expect)
+        obj = cls(ck.config, device)
+        obj.model = ck.model.to(obj.device)
+        obj.bank = ck.bank
+        obj.residual_scale = ck.residual_scale
+        obj.searcher = BankSearcher(ck.bank, obj.device)
+        return obj
+
+
+def semirest_factory(cfg: Config, device: torch.device, category: Category) -> SemiREST:
+    return SemiREST(cfg, device, category)
