@@ -46,6 +46,10 @@ class SemiREST:
         self.device = torch.device(device)
         self.category = category
         self.category_name = category.name if isinstance(category, Category) else (category or "auto")
+        msg = cpu_warning(cfg, self.device)
+        if msg:
+            print(msg, file=sys.stderr)
+            log.warning(msg)
         self.extractor = FeatureExtractor(cfg.features, self.device)
         self.should_stop = should_stop
         self.model = None
@@ -58,10 +62,6 @@ class SemiREST:
         self.test_samples: list[Sample] | None = None
         if cfg.setting in ("sup", "semi") and isinstance(category, Category):
             self.labelled, self.test_samples = split_budget(category.test, 10, cfg.seed)
-        msg = cpu_warning(cfg, self.device)
-        if msg:
-            print(msg, file=sys.stderr)
-            log.warning(msg)
 
     def _real(self):
         out = []
