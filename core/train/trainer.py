@@ -51,6 +51,11 @@ class TrainingCancelled(Exception):
     """Raised inside :meth:`Trainer.run` when the cancel callable returns True."""
 
 
+def autocast(cfg: Config, device: torch.device):
+    """bf16 autocast when ``train.amp`` is on (the loss itself is computed in float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.train.amp))
+
+
 # -- model ------------------------------------------------------------------------------------------
 def swin_config(cfg: Config) -> SwinConfig:
     m = cfg.model
@@ -68,7 +73,7 @@ def build_model(cfg: Config) -> ResidualSwin:
 class ImageSet:
     """Training images reduced to what a step needs (all on the CPU).
 
-    ``features`` (N, h_f, w_f, d_f) float32 PCFs; ``neighbours`` (N, h_f, w_f, K) int64 bank rows,
+    ``features`` (N, h_f, w_f, d_f) float16 PCFs (stored compactly, used as float32); ``neighbours`` (N, h_f, w_f, K) int64 bank rows,
     nearest first, own source excluded; ``labels`` (N, h_t, w_t) int64 Eq. 14 token labels.
     """
 
@@ -116,7 +121,8 @@ def make_image_set(cfg: Config, feats: np.ndarray, masks: Sequence[np.ndarray | 
         if m is not None:
             labels[i] = torch.from_numpy(block_labels(m, grid, cfg.train.eps_plus, cfg.train.eps_minus))
     rows = _neighbour_rows(searcher, feats, max(3, cfg.bank.knn), sources, progress, stage)
-    return ImageSet(torch.from_numpy(feats), rows, labels)
+    # float16 halves the largest array (the residual is formed in float32 from it, see _windows)
+    return ImageSet(torch.from_numpy(feats).to(torch.float16), rows, labels)
 
 
 def residual_scale(cfg: Config, normal: ImageSet, bank_features: torch.Tensor, max_images: int = 64) -> float:
@@ -125,7 +131,7 @@ def residual_scale(cfg: Config, normal: ImageSet, bank_features: torch.Tensor, m
         return 1.0
     total, count = 0.0, 0
     for i in range(min(len(normal), max_images)):
-        f = normal.features[i]
+        f = normal.features[i].float()
         r = residual(f, bank_features[normal.neighbours[i, ..., 0]], cfg.bank.residual)
         total += float(r.double().sum())
         count += r.numel()
@@ -255,7 +261,7 @@ class Trainer:
     def _windows(self, images: ImageSet, i: int, n_windows: int):
         rho, mu = self.cfg.model.rho, self.mu
         sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
-        feats = _pad(images.features[i], mu * rho, mu * rho)
+        feats = _pad(images.features[i].float(), mu * rho, mu * rho)
         rows = _pad(images.neighbours[i], mu * rho, mu * rho)
         labels = _pad(images.labels[i], mu, mu, IGNORE)
         fw, nw, lw = [], [], []
@@ -305,7 +311,8 @@ class Trainer:
     def train_on(self, tokens: torch.Tensor, labels: torch.Tensor) -> float:
         """One optimiser step on a given batch (also used by the tests on a fixed batch)."""
         self.model.train()
-        loss = self.loss(tokens, labels)
+        with autocast(self.cfg, self.device):
+            loss = self.loss(tokens, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip > 0:
@@ -359,10 +366,11 @@ def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtracto
     out = []
     for f in feats:
         tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale).to(device)
-        if cfg.model.bagging:
-            m = predict_bagged(model, tokens, cfg.model.mu, cfg.model.step, window_batch)
-        else:
-            m = predict_whole(model, tokens)
+        with autocast(cfg, device):
+            if cfg.model.bagging:
+                m = predict_bagged(model, tokens, cfg.model.mu, cfg.model.step, window_batch)
+            else:
+                m = predict_whole(model, tokens)
         out.append(expand_token_map(m, cfg.model.rho).float().cpu().numpy())
     return out
 

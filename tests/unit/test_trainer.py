@@ -19,7 +19,7 @@ TINY = [
     "features.image_size=64", "features.d_f=64", "features.pretrain_dim=64", "features.batch_size=8",
     "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.window_size=4", "model.mlp_ratio=2.0",
     "model.mu=4", "model.step=2", "train.steps=6", "train.b1=2", "train.b2=2", "train.synthetic_pool=6",
-    "train.ema_decay=0.9", "device=\"cpu\"",
+    "train.ema_decay=0.9", "bank.coreset_ratio=0.25", "device=\"cpu\"",
 ]
 
 
