@@ -78,6 +78,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast for the Swin in training and prediction (CPU AMX / GPU)
     # semi-supervised (ResMixMatch, Algorithm 1)
     mixmatch: bool = True
+    mix_dropout: bool = True  # random PCR dropout inside ResMixMatch (Algorithm 1 step 7; ablation)
     m_copies: int = 3
     sharpen_t: float = 0.5
     mixup_alpha: float = 0.75

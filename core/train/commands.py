@@ -22,8 +22,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from semirest.core.train.method import SemiREST
 
     cfg = config_from_args(args)
-    if cfg.setting == "semi":
-        raise CliError("--setting semi is not available yet (issue 4); use un or sup")
     try:
         device = pick_device(cfg.device)
     except RuntimeError as exc:

@@ -7,20 +7,22 @@ training loop, and keeps the EMA model; ``predict`` gives maps at each image's o
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
+from dataclasses import replace
 import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from semirest.core.config import Config
+from semirest.core.config import SETTING_TRAIN, Config
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.pipeline import FeatureExtractor, ProgressFn
 from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
-from semirest.core.train.trainer import Trainer, TrainingData, predict_maps, prepare_training_data
+from semirest.core.train.trainer import Trainer, TrainingData, predict_maps, prepare_training_data, relabel
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class SemiREST:
         self.trainer: Trainer | None = None
         self.labelled: list[Sample] = []
         self.test_samples: list[Sample] | None = None
+        self.un_losses: list[float] = []
         if cfg.setting in ("sup", "semi") and isinstance(category, Category):
             self.labelled, self.test_samples = split_budget(category.test, 10, cfg.seed)
 
@@ -71,12 +74,21 @@ class SemiREST:
         return out
 
     def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> None:
-        if self.cfg.setting == "semi":
-            raise NotImplementedError("the semi setting (ResMixMatch, issue 4) is not wired into the trainer yet")
-        real = self._real() if self.cfg.setting == "sup" else None
-        self.data = prepare_training_data(self.cfg, self.extractor, images, self.category_name, progress, real)
-        self.trainer = Trainer(self.cfg, self.data, self.device)
+        """un / sup: one training run. semi: the unsupervised model first (paper 4.2: semi starts from
+        it), then the semi stage on the same precomputed data, relabelled with the semi epsilons
+        (synthetic, Eq. 14) and boxes (real images, Eq. 15)."""
+        setting = self.cfg.setting
+        real = self._real() if setting in ("sup", "semi") else None
+        first = unsupervised_stage(self.cfg) if setting == "semi" else self.cfg
+        self.data = prepare_training_data(first, self.extractor, images, self.category_name, progress, real)
+        self.trainer = Trainer(first, self.data, self.device)
         self.model = self.trainer.run(progress, self.should_stop)
+        if setting == "semi":
+            self.un_losses = list(self.trainer.losses)
+            data = replace(self.data, synthetic=relabel(self.cfg, self.data.synthetic),
+                           real=relabel(self.cfg, self.data.real, semi=True) if self.data.real is not None else None)
+            self.trainer = Trainer(self.cfg, data, self.device, model=copy.deepcopy(self.model).train())
+            self.model = self.trainer.run(progress, self.should_stop)
         self.bank = self.data.bank
         self.residual_scale = self.data.residual_scale
         self.searcher = BankSearcher(self.bank, self.device)
@@ -102,6 +114,17 @@ class SemiREST:
         obj.residual_scale = ck.residual_scale
         obj.searcher = BankSearcher(ck.bank, obj.device)
         return obj
+
+
+def unsupervised_stage(cfg: Config) -> Config:
+    """The un configuration that precedes a semi run: same model, features and bank, the un
+    hyper-parameters of paper 4.2, and the un length (make_config gives semi 3/8 of it)."""
+    un = copy.deepcopy(cfg)
+    un.setting = "un"
+    for k, v in SETTING_TRAIN["un"].items():
+        setattr(un.train, k, v)
+    un.train.steps = max(1, int(round(cfg.train.steps * 8 / 3)))
+    return un
 
 
 def semirest_factory(cfg: Config, device: torch.device, category: Category) -> SemiREST:

@@ -39,8 +39,10 @@ from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
 from semirest.core.pipeline import FeatureExtractor, ProgressEvent, ProgressFn, fit_memory_bank, to_image_maps
 from semirest.core.train.anomalies import SyntheticAnomalies
 from semirest.core.train.augment import KnnAugmenter, pcr_dropout, residual
-from semirest.core.train.labels import IGNORE, NEGATIVE, block_labels
+from semirest.core.train.boxes import boxes_from_mask
+from semirest.core.train.labels import IGNORE, NEGATIVE, block_labels, semi_labels_from_boxes
 from semirest.core.train.losses import focal_loss
+from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
 
 
 def _no_progress(_: ProgressEvent) -> None:
@@ -80,6 +82,7 @@ class ImageSet:
     features: torch.Tensor
     neighbours: torch.Tensor
     labels: torch.Tensor
+    masks: list | None = None  # pixel masks the labels came from (synthetic / real), for relabelling
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -121,8 +124,27 @@ def make_image_set(cfg: Config, feats: np.ndarray, masks: Sequence[np.ndarray | 
         if m is not None:
             labels[i] = torch.from_numpy(block_labels(m, grid, cfg.train.eps_plus, cfg.train.eps_minus))
     rows = _neighbour_rows(searcher, feats, max(3, cfg.bank.knn), sources, progress, stage)
+    keep = list(masks) if any(m is not None for m in masks) else None
     # float16 halves the largest array (the residual is formed in float32 from it, see _windows)
-    return ImageSet(torch.from_numpy(feats).to(torch.float16), rows, labels)
+    return ImageSet(torch.from_numpy(feats).to(torch.float16), rows, labels, keep)
+
+
+def relabel(cfg: Config, images: ImageSet, semi: bool = False) -> ImageSet:
+    """The same images with labels recomputed from their masks: Eq. 14 with ``cfg``'s eps, or
+    (``semi``) Eq. 15 from one rotated box per defect region (:func:`boxes_from_mask`)."""
+    if images.masks is None:
+        return images
+    grid = tuple(images.labels.shape[1:])
+    labels = images.labels.clone()
+    for i, m in enumerate(images.masks):
+        if m is None:
+            continue
+        if semi:
+            labels[i] = torch.from_numpy(semi_labels_from_boxes(boxes_from_mask(m), m.shape[:2], grid,
+                                                                cfg.train.box_unknown_fraction))
+        else:
+            labels[i] = torch.from_numpy(block_labels(m, grid, cfg.train.eps_plus, cfg.train.eps_minus))
+    return ImageSet(images.features, images.neighbours, labels, images.masks)
 
 
 def residual_scale(cfg: Config, normal: ImageSet, bank_features: torch.Tensor, max_images: int = 64) -> float:
@@ -241,6 +263,8 @@ class Trainer:
         self.device = torch.device(device)
         torch.manual_seed(cfg.seed)
         self.model = (model if model is not None else build_model(cfg)).to(self.device)
+        for p in self.model.parameters():  # an EMA copy (semi's starting point) has them frozen
+            p.requires_grad_(True)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         tc = cfg.train
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -252,6 +276,15 @@ class Trainer:
                                       cfg.model.rho, data.residual_scale)
         self.step_count = 0
         self.losses: list[float] = []
+        self.semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
+        self.mix_params = ResMixMatchParams(
+            m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
+            dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
+            gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch)
+        # ResMixMatch's copies use the k-NN augmentation of Eq. 12 (Algorithm 1 step 2)
+        self.mix_augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
+                                          cfg.model.rho, data.residual_scale)
+        self.last_stats: dict = {}
         h_f, w_f = data.normal.features.shape[1:3]
         self.grid = token_grid(cfg, (h_f, w_f))
         self.mu, self.stride = window_size_tokens(cfg, self.grid)
@@ -274,13 +307,8 @@ class Trainer:
         f, n, lab = torch.stack(fw), torch.stack(nw), torch.stack(lw)
         return f, n, lab
 
-    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tokens (B_w, mu, mu, d_t), labels (B_w, mu, mu)) for one step, on the trainer's device."""
-        tc = self.cfg.train
-        n_windows = max(1, int(round(tc.window_fraction * len(self.origins))))
-        parts = [(self.data.normal, tc.b1), (self.data.synthetic, tc.b2)]
-        if self.data.real is not None and tc.b3 > 0:
-            parts.append((self.data.real, tc.b3))
+    def _gather(self, parts, n_windows: int):
+        """Sampled windows of b images from each (ImageSet, b): PCFs, neighbour features, labels."""
         fs, ns, ls = [], [], []
         for images, b in parts:
             if b <= 0 or len(images) == 0:
@@ -292,9 +320,24 @@ class Trainer:
                 ns.append(n)
                 ls.append(lab)
         f = torch.cat(fs).to(self.device)
-        rows = torch.cat(ns)[..., :3]
-        neigh = self.bank_features[rows].to(self.device)
-        labels = torch.cat(ls).to(self.device)
+        neigh = self.bank_features[torch.cat(ns)[..., :3]].to(self.device)
+        return f, neigh, torch.cat(ls).to(self.device)
+
+    def sample_semi(self):
+        """ResMixMatch inputs (semi): ((PCFs, neighbours), Eq. 15 labels) of b3 box-labelled images."""
+        tc = self.cfg.train
+        n_windows = max(1, int(round(tc.window_fraction * len(self.origins))))
+        f, neigh, labels = self._gather([(self.data.real, tc.b3)], n_windows)
+        return (f, neigh), labels
+
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens (B_w, mu, mu, d_t), labels (B_w, mu, mu)) for one step, on the trainer's device."""
+        tc = self.cfg.train
+        n_windows = max(1, int(round(tc.window_fraction * len(self.origins))))
+        parts = [(self.data.normal, tc.b1), (self.data.synthetic, tc.b2)]
+        if self.data.real is not None and tc.b3 > 0 and not self.semi:
+            parts.append((self.data.real, tc.b3))
+        f, neigh, labels = self._gather(parts, n_windows)
         if tc.knn_aug:
             tokens = self.augmenter((f, neigh), self.generator)
         else:
@@ -308,11 +351,16 @@ class Trainer:
         tc = self.cfg.train
         return focal_loss(self.model(tokens), labels, tc.focal_alpha, tc.focal_gamma)
 
-    def train_on(self, tokens: torch.Tensor, labels: torch.Tensor) -> float:
-        """One optimiser step on a given batch (also used by the tests on a fixed batch)."""
+    def train_on(self, tokens: torch.Tensor, labels: torch.Tensor, semi=None) -> float:
+        """One optimiser step on a given batch (also used by the tests on a fixed batch); ``semi``:
+        ResMixMatch inputs from :meth:`sample_semi`, whose L_mix is added (paper 3.4)."""
         self.model.train()
         with autocast(self.cfg, self.device):
             loss = self.loss(tokens, labels)
+            if semi is not None:
+                l_mix, self.last_stats = resmixmatch_loss(self.model, semi[0], semi[1], self.step_count,
+                                                          self.mix_params, self.generator, self.mix_augmenter)
+                loss = loss + l_mix
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip > 0:
@@ -326,7 +374,8 @@ class Trainer:
         return value
 
     def step(self) -> float:
-        return self.train_on(*self.sample_batch())
+        tokens, labels = self.sample_batch()
+        return self.train_on(tokens, labels, self.sample_semi() if self.semi else None)
 
     def run(self, progress: ProgressFn = _no_progress, should_stop: Callable[[], bool] | None = None) -> ResidualSwin:
         """Train for the remaining ``train.steps``; returns the EMA model. Checks ``should_stop``

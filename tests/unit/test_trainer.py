@@ -122,3 +122,18 @@ def test_ablation_switches_train_and_predict(demo, override):
     m.fit(train)
     maps = m.predict(test[:2])
     assert all(np.isfinite(x).all() for x in maps)
+
+
+@pytest.mark.parametrize("setting", ["sup", "semi"])
+def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting):
+    cat, train, _ = demo
+    cfg = make_config("fast", setting, TINY + ["train.steps=3"])
+    m = SemiREST(cfg, "cpu", cat)
+    assert m.labelled and all(s not in m.test_samples for s in m.labelled)
+    m.fit(train)
+    assert len(m.trainer.losses) == 3 and all(np.isfinite(m.trainer.losses))
+    if setting == "semi":
+        assert len(m.un_losses) == 8  # un stage first: 3 * 8 / 3 steps
+        assert m.trainer.last_stats["n_u"] > 0 or m.trainer.last_stats["n_x"] > 0
+    maps = m.predict(load_images(m.test_samples[:2]))
+    assert all(np.isfinite(x).all() for x in maps)
