@@ -34,7 +34,13 @@ def _patchcore(cfg: Config, device: torch.device, category: Category) -> Method:
     return PatchCore(FeatureExtractor(cfg.features, device), cfg.bank, cfg.eval.sigma, cfg.seed)
 
 
-METHODS: dict[str, Callable[[Config, torch.device, Category], Method]] = {"patchcore": _patchcore}
+def _semirest(cfg: Config, device: torch.device, category: Category) -> Method:
+    from semirest.core.train.method import semirest_factory  # the trainer imports this module's neighbours
+
+    return semirest_factory(cfg, device, category)
+
+
+METHODS: dict[str, Callable[[Config, torch.device, Category], Method]] = {"patchcore": _patchcore, "semirest": _semirest}
 
 
 def machine_description() -> str:

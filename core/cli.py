@@ -89,8 +89,9 @@ def _user_errors():
     from semirest.core.data.datasets import DatasetLayoutError
     from semirest.core.data.images import ImageReadError
     from semirest.core.features.backbones import BackboneError
+    from semirest.core.train.checkpoint import CheckpointError
 
-    return (ConfigError, DatasetLayoutError, ImageReadError, BackboneError, FileNotFoundError)
+    return (ConfigError, DatasetLayoutError, ImageReadError, BackboneError, FileNotFoundError, CheckpointError)
 
 
 # -- benchmark ------------------------------------------------------------------------------------
@@ -205,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from semirest.core.project import commands as project_commands
+    from semirest.core.train import commands as train_commands
 
-    for module in (project_commands,):
+    for module in (project_commands, train_commands):
         module.register(sub)
     return parser
 
@@ -230,4 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so errors raised by command modules (which import
+    # semirest.core.cli) are the same CliError class that main() catches.
+    from semirest.core.cli import main as _main
+
+    sys.exit(_main())

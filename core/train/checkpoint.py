@@ -1,0 +1,112 @@
+"""SemiREST checkpoints: one safetensors file with the EMA weights, the memory bank and the residual
+scale, and the full config (JSON) in its metadata.
+
+Why safetensors: loading never unpickles (a checkpoint from elsewhere cannot run code). Why one
+file: the studio copies or deletes a model as one thing. Writes go to a temporary file in the same
+folder and are moved into place with ``os.replace``, so a crash never leaves half a checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from semirest.core.config import Config, ConfigError
+from semirest.core.memory.bank import MemoryBank
+from semirest.core.model.swin import ResidualSwin
+from semirest.core.train.trainer import build_model
+
+FORMAT = "semirest-checkpoint"
+VERSION = "1"
+MODEL_PREFIX = "model."
+
+
+class CheckpointError(ValueError):
+    """The file is not a readable SemiREST checkpoint, or does not fit the requested config."""
+
+
+@dataclass
+class Checkpoint:
+    config: Config
+    model: ResidualSwin  # EMA weights, eval mode, on the CPU
+    bank: MemoryBank
+    residual_scale: float
+
+
+def save_checkpoint(path: str | os.PathLike, cfg: Config, model: torch.nn.Module, bank: MemoryBank,
+                    residual_scale: float, extra: dict[str, str] | None = None) -> Path:
+    """Write atomically (tmp + os.replace); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {MODEL_PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({k: v.contiguous() for k, v in bank.state().items()})
+    tensors["residual_scale"] = torch.tensor([residual_scale], dtype=torch.float64)
+    meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(cfg.to_dict())}
+    meta.update(extra or {})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: checkpoint {va!r} vs requested {vb!r}")
+    return out
+
+
+def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Checkpoint:
+    """Read a checkpoint (no unpickling). With ``expect``, the features, bank and model sections
+    must match it (these decide what the weights mean); otherwise a CheckpointError lists the
+    differences."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a SemiREST checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r}, this program reads {VERSION}")
+    try:
+        cfg = Config.from_dict(json.loads(meta["config"]))
+    except (KeyError, json.JSONDecodeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: unreadable config in the checkpoint ({exc})") from None
+    if expect is not None:
+        diffs = []
+        for section in ("features", "bank", "model"):
+            diffs += _differences(getattr(cfg, section).__dict__, getattr(expect, section).__dict__, section + ".")
+        if diffs:
+            raise CheckpointError(f"{path}: checkpoint was trained with another configuration "
+                                  f"(preset {cfg.preset!r}): " + "; ".join(diffs))
+    for key in ("bank.features", "bank.source_ids", "residual_scale"):
+        if key not in tensors:
+            raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    bank = MemoryBank.from_state(tensors)
+    if bank.dim != cfg.features.d_f:
+        raise CheckpointError(f"{path}: bank dimension {bank.dim} does not match features.d_f={cfg.features.d_f}")
+    model = build_model(cfg)
+    state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise CheckpointError(f"{path}: weights do not fit the model of its config: {' '.join(first)}") from None
+    model.eval()
+    return Checkpoint(cfg, model, bank, float(tensors["residual_scale"][0]))

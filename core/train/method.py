@@ -1,0 +1,131 @@
+"""The SemiREST method object (fit / predict), as registered in ``benchmark.METHODS["semirest"]``.
+
+``fit`` runs the whole of paper 4.2: PCFs, memory bank, precomputed k-NN and synthetic pool, the
+training loop, and keeps the EMA model; ``predict`` gives maps at each image's own resolution, like
+:class:`semirest.core.pipeline.PatchCore`, so the benchmark treats both alike. For sup / semi the
+10 drawn test images (``split_budget``) are trained on and removed from ``test_samples``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import replace
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from semirest.core.config import SETTING_TRAIN, Config
+from semirest.core.data.datasets import Category, Sample, split_budget
+from semirest.core.memory.knn import BankSearcher
+from semirest.core.pipeline import FeatureExtractor, ProgressFn
+from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
+from semirest.core.train.trainer import Trainer, TrainingData, predict_maps, prepare_training_data, relabel
+
+log = logging.getLogger(__name__)
+
+
+def _no_progress(_) -> None:
+    pass
+
+
+def cpu_warning(cfg: Config, device: torch.device) -> str | None:
+    """The paper preset is meant for a GPU: say so on the CPU (it still runs)."""
+    if device.type == "cpu" and cfg.preset == "paper":
+        return ("warning: the paper preset (WRN-50 @ 512 px, 51 M-parameter Swin, 8000 steps) is running on "
+                "the CPU; expect many hours. Use --preset fast or a CUDA device.")
+    return None
+
+
+class SemiREST:
+    name = "semirest"
+
+    def __init__(self, cfg: Config, device: torch.device | str = "cpu", category: Category | str | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.category = category
+        self.category_name = category.name if isinstance(category, Category) else (category or "auto")
+        msg = cpu_warning(cfg, self.device)
+        if msg:
+            print(msg, file=sys.stderr)
+            log.warning(msg)
+        self.extractor = FeatureExtractor(cfg.features, self.device)
+        self.should_stop = should_stop
+        self.model = None
+        self.bank = None
+        self.searcher: BankSearcher | None = None
+        self.residual_scale = 1.0
+        self.data: TrainingData | None = None
+        self.trainer: Trainer | None = None
+        self.labelled: list[Sample] = []
+        self.test_samples: list[Sample] | None = None
+        self.un_losses: list[float] = []
+        if cfg.setting in ("sup", "semi") and isinstance(category, Category):
+            self.labelled, self.test_samples = split_budget(category.test, 10, cfg.seed)
+
+    def _real(self):
+        out = []
+        for s in self.labelled:
+            im = s.load_image()
+            out.append((im, s.load_mask(im.shape[:2])))
+        return out
+
+    def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> None:
+        """un / sup: one training run. semi: the unsupervised model first (paper 4.2: semi starts from
+        it), then the semi stage on the same precomputed data, relabelled with the semi epsilons
+        (synthetic, Eq. 14) and boxes (real images, Eq. 15)."""
+        setting = self.cfg.setting
+        real = self._real() if setting in ("sup", "semi") else None
+        first = unsupervised_stage(self.cfg) if setting == "semi" else self.cfg
+        self.data = prepare_training_data(first, self.extractor, images, self.category_name, progress, real)
+        self.trainer = Trainer(first, self.data, self.device)
+        self.model = self.trainer.run(progress, self.should_stop)
+        if setting == "semi":
+            self.un_losses = list(self.trainer.losses)
+            data = replace(self.data, synthetic=relabel(self.cfg, self.data.synthetic),
+                           real=relabel(self.cfg, self.data.real, semi=True) if self.data.real is not None else None)
+            self.trainer = Trainer(self.cfg, data, self.device, model=copy.deepcopy(self.model).train())
+            self.model = self.trainer.run(progress, self.should_stop)
+        self.bank = self.data.bank
+        self.residual_scale = self.data.residual_scale
+        self.searcher = BankSearcher(self.bank, self.device)
+
+    def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
+        if self.model is None or self.searcher is None:
+            raise RuntimeError("fit() or load() must run before prediction")
+        return predict_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images, progress)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike):
+        if self.model is None or self.bank is None:
+            raise RuntimeError("nothing to save: fit() has not run")
+        return save_checkpoint(path, self.cfg, self.model, self.bank, self.residual_scale,
+                               {"category": str(self.category_name)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", expect: Config | None = None) -> "SemiREST":
+        ck = load_checkpoint(path, expect)
+        obj = cls(ck.config, device)
+        obj.model = ck.model.to(obj.device)
+        obj.bank = ck.bank
+        obj.residual_scale = ck.residual_scale
+        obj.searcher = BankSearcher(ck.bank, obj.device)
+        return obj
+
+
+def unsupervised_stage(cfg: Config) -> Config:
+    """The un configuration that precedes a semi run: same model, features and bank, the un
+    hyper-parameters of paper 4.2, and the un length (make_config gives semi 3/8 of it)."""
+    un = copy.deepcopy(cfg)
+    un.setting = "un"
+    for k, v in SETTING_TRAIN["un"].items():
+        setattr(un.train, k, v)
+    un.train.steps = max(1, int(round(cfg.train.steps * 8 / 3)))
+    return un
+
+
+def semirest_factory(cfg: Config, device: torch.device, category: Category) -> SemiREST:
+    return SemiREST(cfg, device, category)

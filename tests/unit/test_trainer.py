@@ -1,0 +1,139 @@
+"""Tiny but real SemiREST training on the CPU: demo images at 64 px, a 2-block Swin, a few steps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from semirest.core.config import make_config
+from semirest.core.data.datasets import load_mvtec_category
+from semirest.core.data.demo import make_demo_dataset
+from semirest.core.memory.bank import MemoryBank
+from semirest.core.memory.knn import BankSearcher
+from semirest.core.pipeline import load_images
+from semirest.core.train.checkpoint import CheckpointError, load_checkpoint
+from semirest.core.train.method import SemiREST
+from semirest.core.train.trainer import Trainer, lr_factor
+
+TINY = [
+    "features.image_size=64", "features.d_f=64", "features.pretrain_dim=64", "features.batch_size=8",
+    "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.window_size=4", "model.mlp_ratio=2.0",
+    "model.mu=4", "model.step=2", "train.steps=6", "train.b1=2", "train.b2=2", "train.synthetic_pool=6",
+    "train.ema_decay=0.9", "bank.coreset_ratio=0.25", "device=\"cpu\"",
+]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_dataset(root, seed=0, n_train=8, n_test_good=2, n_per_defect=1, size=64)
+    cat = load_mvtec_category(root, "demo")
+    return cat, load_images(cat.train), load_images(cat.test)
+
+
+@pytest.fixture(scope="module")
+def fitted(demo):
+    cat, train, _ = demo
+    cfg = make_config("fast", "un", TINY)
+    m = SemiREST(cfg, "cpu", cat)
+    m.fit(train)
+    return m
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_factor(0, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(99, 100, 0.1) < 0.01
+
+
+def test_searcher_matches_brute_force_and_excludes_source():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(300, 16)).astype(np.float32)
+    bank = MemoryBank(feats, np.repeat(np.arange(3), 100))
+    s = BankSearcher(bank, "cpu")
+    q = torch.from_numpy(rng.normal(size=(50, 16)).astype(np.float32))
+    d = torch.cdist(q, torch.from_numpy(bank.features))
+    assert torch.equal(s.search(q, 3), d.topk(3, largest=False).indices)
+    rows = s.search(q, 3, exclude_source=1)
+    assert not np.isin(bank.source_ids[rows.numpy()], [1]).any()
+
+
+def test_loss_decreases_on_a_fixed_batch(fitted):
+    cfg = make_config("fast", "un", TINY + ["train.steps=40", "model.drop_path=0.0"])
+    trainer = Trainer(cfg, fitted.data, "cpu")
+    tokens, labels = trainer.sample_batch()
+    assert (labels == 1).any() and (labels == 0).any()
+    losses = [trainer.train_on(tokens, labels) for _ in range(15)]
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_fit_predicts_maps_at_image_resolution(fitted, demo):
+    _, _, test = demo
+    maps = fitted.predict(test[:3])
+    assert [m.shape for m in maps] == [im.shape[:2] for im in test[:3]]
+    assert all(np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1 for m in maps)
+    assert len(fitted.trainer.losses) == 6
+
+
+def test_checkpoint_round_trip_identical_predictions(fitted, demo, tmp_path):
+    _, _, test = demo
+    path = fitted.save(tmp_path / "model.safetensors")
+    loaded = SemiREST.load(path, "cpu", expect=fitted.cfg)
+    for a, b in zip(fitted.predict(test[:3]), loaded.predict(test[:3])):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.residual_scale == fitted.residual_scale
+
+
+def test_foreign_or_corrupt_checkpoint_is_a_clear_error(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.safetensors")
+    other = make_config("fast", "un", TINY + ["model.embed_dim=64"])
+    with pytest.raises(CheckpointError, match="model.embed_dim"):
+        load_checkpoint(path, expect=other)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_cancellation_stops_training(fitted):
+    from semirest.core.train.trainer import TrainingCancelled
+
+    cfg = make_config("fast", "un", TINY)
+    trainer = Trainer(cfg, fitted.data, "cpu")
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(TrainingCancelled):
+        trainer.run(should_stop=stop)
+    assert trainer.step_count == 2
+
+
+@pytest.mark.parametrize("override", ["model.bagging=false", "bank.residual=\"abs\"", "train.knn_aug=false",
+                                      "features.lambda_pe=0.0", "train.pcr_dropout=true"])
+def test_ablation_switches_train_and_predict(demo, override):
+    cat, train, test = demo
+    cfg = make_config("fast", "un", TINY + ["train.steps=2", override])
+    m = SemiREST(cfg, "cpu", cat)
+    m.fit(train)
+    maps = m.predict(test[:2])
+    assert all(np.isfinite(x).all() for x in maps)
+
+
+@pytest.mark.parametrize("setting", ["sup", "semi"])
+def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting):
+    cat, train, _ = demo
+    cfg = make_config("fast", setting, TINY + ["train.steps=3"])
+    m = SemiREST(cfg, "cpu", cat)
+    assert m.labelled and all(s not in m.test_samples for s in m.labelled)
+    m.fit(train)
+    assert len(m.trainer.losses) == 3 and all(np.isfinite(m.trainer.losses))
+    if setting == "semi":
+        assert len(m.un_losses) == 8  # un stage first: 3 * 8 / 3 steps
+        assert m.trainer.last_stats["n_u"] > 0 or m.trainer.last_stats["n_x"] > 0
+    maps = m.predict(load_images(m.test_samples[:2]))
+    assert all(np.isfinite(x).all() for x in maps)
