@@ -75,8 +75,8 @@ def greedy_coreset(
     x: np.ndarray,
     k: int,
     start: int = 0,
-    pool_size: int = 4096,
-    max_batch: int = 512,
+    pool_size: int = 1024,
+    max_batch: int = 256,
 ) -> CoresetResult:
     """Exact greedy k-center selection of ``k`` rows of ``x``, with batched, pruned updates.
 
