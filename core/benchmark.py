@@ -11,6 +11,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from semirest.core.config import Config
-from semirest.core.data.datasets import Category, load_mvtec_category
+from semirest.core.data.datasets import Category, Sample, load_mvtec_category
 from semirest.core.metrics import evaluate
 from semirest.core.pipeline import FeatureExtractor, PatchCore, ProgressEvent, ProgressFn, load_images, pick_device
 
@@ -48,22 +49,26 @@ def machine_description() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, {platform.system()}"
 
 
-def run_benchmark(
-    cfg: Config,
-    data_root: str | os.PathLike,
-    category: str,
-    method: str = "patchcore",
-    progress: ProgressFn | None = None,
-) -> dict[str, Any]:
-    """Fit, predict and evaluate; returns the JSON-ready result dict."""
+@dataclass
+class Evaluation:
+    """A finished run: the JSON-ready result plus what was scored (for heatmaps)."""
+
+    result: dict[str, Any]
+    samples: list[Sample]
+    images: list[np.ndarray]
+    maps: list[np.ndarray]
+    masks: list[np.ndarray]
+
+
+def evaluate_category(cfg: Config, cat: Category, method: str = "patchcore", progress: ProgressFn | None = None) -> Evaluation:
+    """Fit a method on a category's normal images, predict and score its test set."""
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+    if not cat.test:
+        raise ValueError(f"category '{cat.name}' has no test set to evaluate")
     progress = progress or (lambda e: None)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    cat = load_mvtec_category(data_root, category)
-    if not cat.test:
-        raise ValueError(f"category '{category}' has no test set to evaluate")
     model = METHODS[method](cfg, device, cat)
 
     progress(ProgressEvent("load", 0, 1, {"what": "training images"}))
@@ -80,8 +85,8 @@ def run_benchmark(
     maps = model.predict(test_images, progress)
     predict_s = (time.perf_counter() - t0) / max(1, len(test_images))
     metrics = evaluate(maps, masks)
-    return {
-        "category": category,
+    result = {
+        "category": cat.name,
         "method": method,
         "setting": cfg.setting if method != "patchcore" else "un",
         "backbone": cfg.features.backbone,
@@ -96,6 +101,18 @@ def run_benchmark(
         "machine": machine_description(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    return Evaluation(result, list(test_samples), test_images, maps, masks)
+
+
+def run_benchmark(
+    cfg: Config,
+    data_root: str | os.PathLike,
+    category: str,
+    method: str = "patchcore",
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Load an MVTec-layout category, then :func:`evaluate_category`; returns the result dict."""
+    return evaluate_category(cfg, load_mvtec_category(data_root, category), method, progress).result
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike) -> None:

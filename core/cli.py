@@ -127,14 +127,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from semirest.core.benchmark import format_table, write_json
+    from semirest.core.benchmark import evaluate_category, format_table, write_json
     from semirest.core.config import make_config
     from semirest.core.data.datasets import load_mvtec_category
     from semirest.core.data.demo import make_demo_dataset
     from semirest.core.data.images import write_png
     from semirest.core.maps import overlay
-    from semirest.core.metrics import evaluate
-    from semirest.core.pipeline import FeatureExtractor, PatchCore, load_images, pick_device
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="semirest-demo-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -142,43 +140,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     make_demo_dataset(data_root, seed=args.seed)
     cat = load_mvtec_category(data_root, "demo")
     cfg = make_config("fast", "un", args.overrides)
-    device = pick_device(cfg.device)
-    progress = TqdmProgress()
     print(f"demo dataset: {len(cat.train)} normal training images, {len(cat.test)} test images in {data_root}", file=sys.stderr)
-    model = PatchCore(FeatureExtractor(cfg.features, device), cfg.bank, cfg.eval.sigma, cfg.seed)
-    import time
-
-    t0 = time.perf_counter()
-    model.fit(load_images(cat.train), progress)
-    fit_s = time.perf_counter() - t0
-    images = load_images(cat.test)
-    t0 = time.perf_counter()
-    maps = model.predict(images, progress)
-    pred_s = (time.perf_counter() - t0) / len(images)
-    progress.close()
-    masks = [s.load_mask(im.shape[:2]) for s, im in zip(cat.test, images)]
-    metrics = evaluate(maps, masks)
+    progress = TqdmProgress()
+    try:
+        ev = evaluate_category(cfg, cat, "patchcore", progress)
+    finally:
+        progress.close()
     heat_dir = out / "heatmaps"
     heat_dir.mkdir(exist_ok=True)
     # one colour scale for all images, so maps are comparable: 1st to 99.9th percentile
-    allv = np.concatenate([m.ravel() for m in maps])
+    allv = np.concatenate([m.ravel() for m in ev.maps])
     vmin, vmax = float(np.percentile(allv, 1)), float(np.percentile(allv, 99.9))
-    for s, im, m, mask in zip(cat.test, images, maps, masks):
+    for s, im, m, mask in zip(ev.samples, ev.images, ev.maps, ev.masks):
         panel = np.concatenate([im, overlay(im, m, vmin, vmax, 0.5), np.repeat(mask[:, :, None], 3, 2).astype(np.uint8) * 255], axis=1)
         write_png(heat_dir / f"{s.defect_type}_{s.path.stem}.png", panel)
-    result = {
-        "category": "demo",
-        "method": "patchcore",
-        "setting": "un",
-        "backbone": cfg.features.backbone,
-        "image_size": cfg.features.image_size,
-        "metrics": {k: float(metrics[k]) for k in ("pixel_auroc", "pro", "ap", "image_auroc")},
-        "timing_s": {"fit": round(fit_s, 3), "predict_per_image": round(pred_s, 4)},
-        "device": str(device),
-    }
-    table = format_table([result])
+    table = format_table([ev.result])
     (out / "metrics.txt").write_text(table + "\n")
-    write_json(result, out / "metrics.json")
+    write_json(ev.result, out / "metrics.json")
     print(table)
     print(f"\nheatmaps (image | overlay | ground truth): {heat_dir}\nmetrics: {out / 'metrics.txt'}")
     return 0

@@ -6,7 +6,6 @@ so an experiment never needs a code change. Values are parsed as JSON when they 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -219,7 +218,3 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"{key} expects a {type(old).__name__}, got {text!r}")
         setattr(target, name, value)
     return cfg
-
-
-def copy_config(cfg: Config) -> Config:
-    return copy.deepcopy(cfg)

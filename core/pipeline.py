@@ -7,7 +7,6 @@ measured on identical features.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -140,11 +139,3 @@ class PatchCore:
             maps += to_image_maps(self.token_scores(batch), [im.shape[:2] for im in batch], self.sigma)
             progress(ProgressEvent("predict", min(i + bs, len(images)), len(images)))
         return maps
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.t0
