@@ -51,6 +51,7 @@ class ModelConfig:
     mu: int = 32  # sliding window size in tokens (Eq. 8)
     step: int = 8  # sliding window step s
     bagging: bool = True  # False: one Swin over the whole map (ablation)
+    input_norm: bool = False  # LayerNorm after the input projection: off, it would erase the residual magnitude
 
 
 @dataclass

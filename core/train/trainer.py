@@ -63,7 +63,7 @@ def swin_config(cfg: Config) -> SwinConfig:
     m = cfg.model
     return SwinConfig(in_dim=cfg.features.d_f * m.rho * m.rho, embed_dim=m.embed_dim, depth=m.depth,
                       num_heads=m.num_heads, window_size=m.window_size, mlp_ratio=m.mlp_ratio,
-                      drop_path=m.drop_path, input_size=m.mu)
+                      drop_path=m.drop_path, input_size=m.mu, input_norm=m.input_norm)
 
 
 def build_model(cfg: Config) -> ResidualSwin:
