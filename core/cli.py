@@ -207,6 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("semirest: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        # the packaged studio (packaging/) leaves PyTorch out; training needs the pip install
+        if (exc.name or "").split(".")[0] not in ("torch", "torchvision", "timm", "faiss"):
+            raise
+        print(
+            f"semirest: error: this command needs {exc.name.split('.')[0]}, which this build does not include; "
+            "install with pip (see the README's quick start) to train, predict or benchmark",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -401,6 +401,12 @@ class ProjectStore:
     def close(self) -> None:
         self._engine.dispose()
 
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file, else the problems."""
+        with self._engine.connect() as conn:
+            rows = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check")]
+        return "ok" if rows == ["ok"] else "; ".join(rows)
+
     def __enter__(self):
         return self
 
