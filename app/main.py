@@ -86,9 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _headless() -> bool:
+    """Linux without a display server, and no Qt platform chosen explicitly."""
+    return (
+        sys.platform.startswith("linux")
+        and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        and not os.environ.get("QT_QPA_PLATFORM")
+    )
+
+
 def _offscreen_if_headless() -> None:
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if _headless():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
 def self_check(annotator: str = "self-check") -> int:
@@ -154,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         _offscreen_if_headless()
     if args.self_check:
         return self_check()
+    if args.demo and not args.script and _headless():
+        print("semirest-studio: no display found; running the headless demo instead (`semirest demo`: "
+              "synthetic dataset -> baseline -> heatmaps and metrics)", file=sys.stderr)
+        from semirest.core.cli import main as cli_main
+
+        return cli_main(["demo"])
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("SemiREST Studio")
     _set_icon(app)

@@ -116,6 +116,7 @@ class GuidedTour(QFrame):
             self.window_.actions_[action].trigger()
         self.adjustSize()
         self.place()
+        self.show()  # a child made after its window was shown starts hidden
         self.raise_()
 
     def place(self) -> None:
