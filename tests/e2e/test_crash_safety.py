@@ -24,6 +24,7 @@ import pytest
 
 from semirest.core.data.images import write_png
 from semirest.core.project.store import NewImage, ProjectStore
+from tests.summary import report
 
 KILLS = 24
 SEED = 20261128
@@ -156,8 +157,8 @@ def test_studio_killed_at_random_moments_loses_no_committed_edit(crash_project, 
                     lost.append(eid)
             assert not lost, f"after kill {run + 1}: acknowledged edits missing from the project: {lost}"
     elapsed = time.monotonic() - t_start
-    print(
-        f"\ncrash safety (studio): {KILLS} SIGKILLs ({killed_in_startup} during start-up, {killed_editing} while editing, "
+    report(
+        f"crash safety (studio): {KILLS} SIGKILLs ({killed_in_startup} during start-up, {killed_editing} while editing, "
         f"{finished_before_kill} after the script had ended); {acked_total} committed edits acknowledged, 0 lost; "
         f"PRAGMA integrity_check ok after every kill; {elapsed:.1f} s"
     )
@@ -221,5 +222,5 @@ def test_training_killed_midway_leaves_a_loadable_checkpoint(tmp_path):
     with ProjectStore.open(project) as store:
         assert store.integrity_check() == "ok"
         assert (1, 2) in store.load_labels(ids[0], (64, 64)).blocks[8]
-    print(f"\ncrash safety (training): SIGKILL after {checkpoints_seen} periodic checkpoints; {partial.name} "
+    report(f"crash safety (training): SIGKILL after {checkpoints_seen} periodic checkpoints; {partial.name} "
           f"(step {meta['step']} of {meta['steps']}) loads; the project passes integrity_check with its edit")
