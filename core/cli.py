@@ -88,10 +88,15 @@ def _user_errors():
     from semirest.core.config import ConfigError
     from semirest.core.data.datasets import DatasetLayoutError
     from semirest.core.data.images import ImageReadError
-    from semirest.core.features.backbones import BackboneError
-    from semirest.core.train.checkpoint import CheckpointError
+    errors = [ConfigError, DatasetLayoutError, ImageReadError, FileNotFoundError]
+    try:  # absent from the desktop package, which leaves PyTorch out
+        from semirest.core.features.backbones import BackboneError
+        from semirest.core.train.checkpoint import CheckpointError
 
-    return (ConfigError, DatasetLayoutError, ImageReadError, BackboneError, FileNotFoundError, CheckpointError)
+        errors += [BackboneError, CheckpointError]
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 # -- benchmark ------------------------------------------------------------------------------------
@@ -201,13 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"semirest: error: {exc}", file=sys.stderr)
         return 2
-    except _user_errors() as exc:
-        print(f"semirest: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("semirest: interrupted", file=sys.stderr)
-        return 130
-    except ModuleNotFoundError as exc:
+    except ModuleNotFoundError as exc:  # before _user_errors(), which imports torch-based modules
         # the packaged studio (packaging/) leaves PyTorch out; training needs the pip install
         if (exc.name or "").split(".")[0] not in ("torch", "torchvision", "timm", "faiss"):
             raise
@@ -217,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except _user_errors() as exc:
+        print(f"semirest: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("semirest: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -62,3 +62,27 @@ def test_studio_version_and_self_check(tmp_path):
     r = subprocess.run([sys.executable, "-m", "semirest.app.main", "--self-check"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "self-check ok" in r.stdout
+
+
+BLOCK_TORCH = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "timm", "faiss", "torchvision"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+from semirest.core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_without_torch_says_what_is_missing(tmp_path):
+    """The desktop package leaves PyTorch out: `semirest train` must say so, and the project
+    commands must still work (run in a subprocess where importing torch fails)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    run = lambda *a: subprocess.run([sys.executable, "-c", BLOCK_TORCH, *a], capture_output=True, text=True, env=env, timeout=60)  # noqa: E731
+    r = run("train", "--data", str(tmp_path), "--category", "x", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "this command needs torch, which this build does not include" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("project", "info", str(tmp_path / "missing.sqlite"))
+    assert r.returncode == 2 and "no such project file" in r.stderr and "Traceback" not in r.stderr
