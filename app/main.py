@@ -199,11 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.mvtec and not args.category:
             print("semirest-studio: error: --mvtec needs --category", file=sys.stderr)
             return 2
-        new_images = (
-            (lambda: formats.images_from_folder(args.images))
-            if args.images
-            else (lambda: formats.images_from_mvtec(args.mvtec, args.category, split=args.split))
-        )
+        def new_images():
+            found = (
+                formats.images_from_folder(args.images)
+                if args.images
+                else formats.images_from_mvtec(args.mvtec, args.category, split=args.split)
+            )
+            checked = formats.check_new_images(found)  # unreadable files are listed, not imported
+            for note in checked.notes:
+                print(f"semirest-studio: note: {note}", file=sys.stderr)
+            for r in checked.refused:
+                print(f"semirest-studio: not added: {r}", file=sys.stderr)
+            return checked.usable
     window = open_project_window(project, args.annotator, new_images)
     if window is None:
         return 2

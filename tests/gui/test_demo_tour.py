@@ -75,3 +75,22 @@ def test_demo_flag_builds_the_project_once_and_reopens_it(tmp_path):
         assert store.summary(store.images()[0].id).block16 == 1
     r = subprocess.run([sys.executable, "-m", "semirest.app.main", "--demo", "x.sqlite"], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2 and "--demo opens its own project" in r.stderr
+
+
+def test_add_folder_adds_readable_images_and_lists_the_refused_ones(qtbot, small_project, clock, tmp_path):
+    import numpy as np
+
+    from semirest.core.data.images import write_png
+
+    folder = tmp_path / "more images"
+    folder.mkdir()
+    write_png(folder / "neu 1.png", np.full((30, 40), 90, np.uint8))
+    (folder / "kaputt.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    w = open_window(qtbot, small_project, clock)
+    warnings = []
+    w.show_warning = lambda title, text: warnings.append((title, text))
+    n = len(w.session.records)
+    assert w.add_folder(folder)
+    assert len(w.session.records) == n + 1 and w.session.records[-1].hw == (30, 40)
+    assert warnings and "kaputt.jpg" in warnings[0][1] and "1 files could not be used" in warnings[0][1]
+    w.close()
