@@ -10,7 +10,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-"$PYTHON" -c "import PyInstaller" 2>/dev/null || "$PYTHON" -m pip install "pyinstaller>=6.10"
+"$PYTHON" -c "import PyInstaller" 2>/dev/null || "$PYTHON" -m pip install -e "$ROOT[packaging]"
 # a plain copy of the package as installed (semirest/core, semirest/app): PyInstaller does not
 # follow setuptools' editable-install finder reliably
 rm -rf "$HERE/build/src" && mkdir -p "$HERE/build/src/semirest"

@@ -111,6 +111,19 @@ def test_each_bad_image_is_refused_with_its_reason_and_odd_ones_are_converted(ba
     assert read_image(d / "one pixel.png")[0, 0].tolist() == [200, 10, 10]
 
 
+def test_studio_refuses_a_20000x20000_image_from_its_header(tmp_path, monkeypatch):
+    tried("20000x20000 image opened in the studio")
+    from semirest.app import image_cache
+
+    p = tmp_path / "huge.png"
+    _png_header_only(p, 20000, 20000)
+    decoded = []
+    monkeypatch.setattr(image_cache, "read_image", lambda path: decoded.append(path))
+    img = image_cache.load_for_display(p)
+    assert img.bgra is None and not decoded  # refused without decoding
+    assert img.error == "Cannot show huge.png: 20000x20000 pixels is above the studio's limit of 8192x8192; tile or downscale it"
+
+
 def test_header_above_the_decoder_limit_is_refused_before_decoding(tmp_path):
     tried("PNG header claiming 40000x40000")
     p = tmp_path / "bomb.png"
