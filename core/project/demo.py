@@ -32,11 +32,11 @@ def ensure_demo_project(folder: str | os.PathLike | None = None, seed: int = 0) 
     folder = Path(folder) if folder is not None else default_demo_folder()
     folder.mkdir(parents=True, exist_ok=True)
     project = folder / PROJECT_NAME
+    data = folder / "data"
+    if not (data / DEMO_CATEGORY / MARKER).is_file():  # first run, or the images were deleted:
+        make_demo_dataset(data, seed=seed, category=DEMO_CATEGORY)  # deterministic, same files again
     if project.exists():
         return project
-    data = folder / "data"
-    if not (data / DEMO_CATEGORY / MARKER).is_file():
-        make_demo_dataset(data, seed=seed, category=DEMO_CATEGORY)
     new = images_from_mvtec(data, DEMO_CATEGORY, split="test")
     partial = folder / (PROJECT_NAME + ".partial")
     for leftover in (partial, Path(str(partial) + "-wal"), Path(str(partial) + "-shm")):

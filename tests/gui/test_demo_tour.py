@@ -94,3 +94,20 @@ def test_add_folder_adds_readable_images_and_lists_the_refused_ones(qtbot, small
     assert len(w.session.records) == n + 1 and w.session.records[-1].hw == (30, 40)
     assert warnings and "kaputt.jpg" in warnings[0][1] and "1 files could not be used" in warnings[0][1]
     w.close()
+
+
+def test_demo_images_are_made_again_if_deleted(tmp_path):
+    import shutil
+
+    from semirest.core.project.demo import ensure_demo_project
+
+    project = ensure_demo_project(tmp_path / "demo")
+    with ProjectStore.open(project) as store:
+        rec = store.images()[0]
+        store.set_blocks(rec.id, 8, on=[(0, 0)])
+        first = store.image_path(rec).read_bytes()
+    shutil.rmtree(tmp_path / "demo" / "data")
+    assert ensure_demo_project(tmp_path / "demo") == project
+    with ProjectStore.open(project) as store:
+        assert store.image_path(rec).read_bytes() == first  # the same deterministic file
+        assert store.summary(rec.id).block8 == 1
