@@ -42,7 +42,7 @@ class BankConfig:
     # holding at most max_in_memory candidates, reading stream_chunk rows at a time. 0: never.
     stream_threshold: int = 2_000_000
     max_in_memory: int = 262_144
-    stream_chunk: int = 65_536
+    stream_chunk: int = 32_768
     stream_stage1: str = "greedy"  # "greedy" (coverage bound) or "random" (faster)
     stream_dtype: str = "float32"  # "float16" halves the temporary file (bank entries rounded)
     stream_dir: str | None = None  # folder for the temporary file (default: the system's)

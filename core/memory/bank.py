@@ -129,26 +129,23 @@ class MemoryBank:
         return cls(state["bank.features"].numpy(), state["bank.source_ids"].numpy(), **index_options)
 
 
-def build_ivf(features: np.ndarray, nlist: int, seed: int = 0, train_per_list: int = 64) -> "faiss.IndexIVFFlat":
-    """IndexIVFFlat (L2) trained by k-means on at most ``train_per_list * nlist`` entries (seeded)."""
-    n, d = features.shape
+def build_ivf(features, nlist: int, seed: int = 0, train_per_list: int = 40, niter: int = 10,
+              chunk: int = 262144) -> "faiss.IndexIVFFlat":
+    """IndexIVFFlat (L2): k-means (``niter`` iterations, seeded) on at most ``train_per_list * nlist``
+    entries (faiss warns below 39), then every entry added in chunks. ``features`` is an (N, d)
+    array or a row source (:class:`~semirest.core.memory.stream.FeatureStore`), so a bank larger
+    than memory allows twice (features + index) can be indexed straight from disk."""
+    from .stream import rows_of
+
+    src = rows_of(features)
+    n, d = src.n_rows, src.dim
     quantizer = faiss.IndexFlatL2(d)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_L2)
     index.cp.seed = int(seed)
-    m = min(n, train_per_list * nlist)
-    sample = features if m == n else features[np.sort(np.random.default_rng(seed).choice(n, m, replace=False))]
-    index.train(sample)
-    step = 262144
-    for i in range(0, n, step):
-        index.add(features[i:i + step])
+    index.cp.niter = int(niter)
+    m = min(n, max(train_per_list, 1) * nlist)
+    sample_idx = np.arange(n) if m == n else np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
+    index.train(src.take_rows(sample_idx))
+    for i in range(0, n, chunk):
+        index.add(src.read_rows(i, min(n, i + chunk)))
     return index
-
-
-def residuals(queries: np.ndarray | torch.Tensor, matched: np.ndarray | torch.Tensor, mode: str = "square"):
-    """Eq. 5 and 6: element-wise squared (or absolute, the ablation) matching residual."""
-    diff = queries - matched
-    if mode == "square":
-        return diff * diff
-    if mode == "abs":
-        return abs(diff)
-    raise ValueError(f"residual mode must be 'square' or 'abs', got {mode!r}")

@@ -18,8 +18,8 @@ both are returned. Random stage 1 has no such bound (a rare patch can miss the s
 
 Memory bound (float32, bytes): 4 * (M * (p + 2) + C * (d + p + 2 + B) + S * d + k * d), with B =
 256 the greedy update batch and S = 20,000 the PCA sample, plus one chunk in the store's dtype.
-For M = 262,144, C = 65,536, p = 256, d = 1024, k = 20,000: about 0.28 + 0.40 + 0.08 + 0.08
-GB, i.e. under 1 GB whatever N is. Reads use ``pread`` into private buffers (no memory map), so
+For M = 262,144, C = 32,768, p = 256, d = 1024, k = 20,000: about 0.27 + 0.20 + 0.08 + 0.08
+GB, i.e. well under 1 GB whatever N is. Reads use ``pread`` into private buffers (no memory map), so
 the resident size measures what is really held. Time: stage 1 is O(M * C * p), stage 2
 O(M * k * p), and the store is read twice (sample + one pass).
 """
@@ -57,6 +57,18 @@ class FeatureStore:
         self.tail: tuple[int, int, int] | None = tuple(tail) if tail is not None else None
         self._owns_dir = owns_dir
         self._fh = open(self.path, "w+b", buffering=0)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, n_images: int, tail: tuple[int, int, int],
+             dtype: str = "float32") -> "FeatureStore":
+        """An existing store file (written earlier with the same shape and dtype), read-write."""
+        store = cls.__new__(cls)
+        store.path, store.n_images, store.dtype = Path(path), int(n_images), np.dtype(dtype)
+        store.tail, store._owns_dir = tuple(tail), None
+        store._fh = open(store.path, "r+b", buffering=0)
+        if os.path.getsize(store.path) < store.nbytes:
+            raise ValueError(f"{path}: holds {os.path.getsize(store.path)} bytes, fewer than {store.shape} {dtype}")
+        return store
 
     @classmethod
     def temporary(cls, n_images: int, dtype: str = "float32", dir: str | None = None) -> "FeatureStore":
@@ -194,7 +206,7 @@ class ArrayRows:
 
 def rows_of(features) -> FeatureStore | ArrayRows:
     """Row access to a FeatureStore, an (N, d) array or an (n, h, w, d) array."""
-    if isinstance(features, (FeatureStore, ArrayRows)):
+    if isinstance(features, (FeatureStore, ArrayRows)) or hasattr(features, "read_rows"):
         return features
     x = np.asarray(features)
     return ArrayRows(x.reshape(-1, x.shape[-1]))
@@ -207,7 +219,7 @@ def memory_bound_bytes(max_in_memory: int, chunk_rows: int, projection_dim: int,
     return 4 * (max_in_memory * (p + 2) + chunk_rows * (dim + p + 2 + max_batch) + PCA_SAMPLE * dim + k * dim)
 
 
-def stream_coreset(features, k: int, max_in_memory: int = 262144, chunk_rows: int = 65536,
+def stream_coreset(features, k: int, max_in_memory: int = 262144, chunk_rows: int = 32768,
                    projection_dim: int = 256, seed: int = 0, stage1: str = "greedy",
                    progress=None) -> CoresetResult:
     """Two-stage coreset of ``k`` rows of a :class:`FeatureStore` (or array) in bounded memory.
