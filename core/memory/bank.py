@@ -149,3 +149,13 @@ def build_ivf(features, nlist: int, seed: int = 0, train_per_list: int = 40, nit
     for i in range(0, n, chunk):
         index.add(src.read_rows(i, min(n, i + chunk)))
     return index
+
+
+def residuals(queries: np.ndarray | torch.Tensor, matched: np.ndarray | torch.Tensor, mode: str = "square"):
+    """Eq. 5 and 6: element-wise squared (or absolute, the ablation) matching residual."""
+    diff = queries - matched
+    if mode == "square":
+        return diff * diff
+    if mode == "abs":
+        return abs(diff)
+    raise ValueError(f"residual mode must be 'square' or 'abs', got {mode!r}")

@@ -98,9 +98,10 @@ def greedy_coreset(
     norms = (xt * xt).sum(dim=1)
     xn, nn = xt.numpy(), norms.numpy()
     selected = [int(start)]
-    dist = (xt - xt[start]).norm(dim=1)
-    dist[start] = 0.0
     chunk = 65536
+    # row by row the same values as (xt - xt[start]).norm(dim=1), without an N x D temporary
+    dist = torch.cat([(xt[i : i + chunk] - xt[start]).norm(dim=1) for i in range(0, n, chunk)])
+    dist[start] = 0.0
     while len(selected) < k:
         p = min(pool_size, n - 1)
         top = torch.topk(dist, p + 1, sorted=True)

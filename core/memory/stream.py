@@ -16,12 +16,16 @@ Coverage: every feature is within r1 of a stage-1 candidate of its chunk and eve
 r2 of a selected entry, so the coverage radius (in the selection coordinates) is at most r1 + r2;
 both are returned. Random stage 1 has no such bound (a rare patch can miss the subsample).
 
-Memory bound (float32, bytes): 4 * (M * (p + 2) + C * (d + p + 2 + B) + S * d + k * d), with B =
-256 the greedy update batch and S = 20,000 the PCA sample, plus one chunk in the store's dtype.
-For M = 262,144, C = 32,768, p = 256, d = 1024, k = 20,000: about 0.27 + 0.20 + 0.08 + 0.08
-GB, i.e. well under 1 GB whatever N is. Reads use ``pread`` into private buffers (no memory map), so
-the resident size measures what is really held. Time: stage 1 is O(M * C * p), stage 2
-O(M * k * p), and the store is read twice (sample + one pass).
+Memory bound (bytes, float32 working arrays; what :func:`memory_bound_bytes` computes):
+4 * (M * (p + 2) + 2 * G * B + C * (2 d + p + 2 + 2 B) + 2 S * d + k * d), with p the selection
+dimension, B = 256 the greedy update batch, G = min(M, 65536) the greedy's row chunk and
+S = 20,000 the PCA sample: the candidates' coordinates, the greedy's GEMM temporaries, one chunk
+(read buffer, float32 copy, coordinates, the chunk greedy's distances and temporaries), the PCA
+sample and the final bank entries. For M = 262,144, C = 32,768, B = 256, d = 1024, p = 256,
+k = 20,000: about 1.0 GB, whatever N is (0.6 GB for d = 256; measured figures in BENCHMARKS.md).
+Reads use ``pread`` into private buffers (no memory map), so the resident size measures what is
+really held. Time: stage 1 is O(M * C * p), stage 2 O(M * k * p), plus one projection pass; the
+store is read twice (the PCA sample and one pass).
 """
 from __future__ import annotations
 
@@ -214,9 +218,11 @@ def rows_of(features) -> FeatureStore | ArrayRows:
 
 def memory_bound_bytes(max_in_memory: int, chunk_rows: int, projection_dim: int, dim: int, k: int,
                        max_batch: int = 256) -> int:
-    """The float32 working-set bound of :func:`stream_coreset` stated in the module docstring."""
+    """The working-set bound of :func:`stream_coreset` stated in the module docstring (bytes)."""
     p = dim if projection_dim <= 0 or projection_dim >= dim else projection_dim
-    return 4 * (max_in_memory * (p + 2) + chunk_rows * (dim + p + 2 + max_batch) + PCA_SAMPLE * dim + k * dim)
+    g = min(max_in_memory, 65536)
+    return 4 * (max_in_memory * (p + 2) + 2 * g * max_batch + chunk_rows * (2 * dim + p + 2 + 2 * max_batch)
+                + 2 * PCA_SAMPLE * dim + k * dim)
 
 
 def stream_coreset(features, k: int, max_in_memory: int = 262144, chunk_rows: int = 32768,

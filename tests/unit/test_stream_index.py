@@ -60,9 +60,11 @@ def test_stream_coreset_is_bounded_and_close_to_in_memory_greedy(stage1):
         assert res.stage_radii[0] > 0 and res.stage_radii[1] > 0
 
 
-def test_memory_bound_is_independent_of_n():
-    b = memory_bound_bytes(262144, 65536, 256, 1024, 20000)
-    assert 0.5e9 < b < 1.0e9
+def test_memory_bound_of_the_defaults():
+    # the figure the docstring states (bank.* defaults, 1024-d features, 20 k entries): about 1 GB
+    b = memory_bound_bytes(262144, 32768, 256, 1024, 20000)
+    assert 0.9e9 < b < 1.1e9
+    assert memory_bound_bytes(2 * 262144, 32768, 256, 1024, 20000) > b
 
 
 def test_fit_memory_bank_streams_above_the_threshold_and_not_below():
