@@ -111,3 +111,31 @@ def test_rank_seeds_differ_and_are_stable():
     assert len(set(seeds)) == 4 and seeds == [distributed.rank_seed(0, r) for r in range(4)]
     assert all(0 <= s < 2 ** 63 for s in seeds)
     assert np.random.default_rng(seeds[0]).integers(10) is not None
+
+
+def test_map_gather_puts_every_rank_slice_in_item_order(monkeypatch):
+    """Simulated 3-rank job: each rank computes its slices, the gather returns all ranks' slices,
+    and every rank emits items 0..n-1 in order (rank r's own slice is what it computed)."""
+    n, world, per_rank = 11, 3, 2
+
+    def fn(idx):
+        return [i * 10 for i in idx]
+
+    for r in range(world):
+        monkeypatch.setattr(distributed, "_CONTEXT", distributed.DistContext(r, world, r, "gloo"))
+        rounds = []
+
+        def fake_all_gather(mine, r=r, rounds=rounds):
+            start = len(rounds) * world * per_rank
+            rounds.append(mine)
+            parts = []
+            for q in range(world):
+                lo = min(n, start + q * per_rank)
+                parts.append(mine if q == r else fn(list(range(lo, min(n, lo + per_rank)))))
+            return parts
+
+        monkeypatch.setattr(distributed, "all_gather", fake_all_gather)
+        seen = []
+        distributed.map_gather(fn, n, per_rank, lambda i, v: seen.append((i, v)))
+        assert seen == [(i, i * 10) for i in range(n)]
+        assert len(rounds) == 2  # ceil(11 / (3 * 2)) rounds
