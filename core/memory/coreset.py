@@ -95,11 +95,12 @@ def greedy_coreset(
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     n = xt.shape[0]
     k = int(min(max(k, 1), n))
-    norms = (xt * xt).sum(dim=1)
+    # squared norms and first distances in row chunks: the same values row by row as the
+    # whole-array expressions, without N x D temporaries (memory/stream.py states the bound)
+    norms = torch.cat([(xt[i : i + 65536] * xt[i : i + 65536]).sum(dim=1) for i in range(0, n, 65536)])
     xn, nn = xt.numpy(), norms.numpy()
     selected = [int(start)]
     chunk = 65536
-    # row by row the same values as (xt - xt[start]).norm(dim=1), without an N x D temporary
     dist = torch.cat([(xt[i : i + chunk] - xt[start]).norm(dim=1) for i in range(0, n, chunk)])
     dist[start] = 0.0
     while len(selected) < k:
