@@ -122,6 +122,8 @@ def _neighbour_rows(searcher: BankSearcher, feats: np.ndarray, k: int, sources: 
 def make_image_set(cfg: Config, feats: np.ndarray, masks: Sequence[np.ndarray | None], sources: Sequence[int | None],
                    searcher: BankSearcher, progress: ProgressFn, stage: str) -> ImageSet:
     """PCFs + k-NN rows + Eq. 14 labels (all NEGATIVE where the mask is None) for a set of images."""
+    if not isinstance(feats, np.ndarray):  # a FeatureStore (extraction spilled to disk): the set lives in memory
+        feats = feats[np.arange(len(feats))]
     n, h, w, _ = feats.shape
     grid = token_grid(cfg, (h, w))
     labels = torch.full((n,) + grid, NEGATIVE, dtype=torch.int64)

@@ -131,3 +131,26 @@ def test_bank_searcher_uses_the_ivf_index_with_exclusion():
     assert not (bank.source_ids[rows.numpy()] == 5).any()
     exact = BankSearcher(MemoryBank(x, src), "cpu").search(q, 3, exclude_source=5)
     assert torch.equal(rows, exact)
+
+
+def test_semirest_trains_with_spilled_features_streaming_coreset_and_ivf(tmp_path):
+    """End to end in one process: features spilled to disk (normal and synthetic), the two-stage
+    coreset, an IVF bank searched with same-image exclusion for the k-NN precompute, prediction."""
+    from semirest.core.config import make_config
+    from semirest.core.data.datasets import load_mvtec_category
+    from semirest.core.data.demo import make_demo_dataset
+    from semirest.core.pipeline import load_images
+    from semirest.core.train.method import SemiREST
+
+    from .test_trainer import TINY
+
+    make_demo_dataset(tmp_path, seed=0, n_train=8, n_test_good=2, n_per_defect=1, size=64)
+    cat = load_mvtec_category(tmp_path, "demo")
+    cfg = make_config("fast", "un", TINY + [
+        "train.steps=2", "bank.stream_threshold=300", "bank.max_in_memory=250", "bank.stream_chunk=100",
+        'bank.index="ivf"', "bank.ivf_nlist=8", "bank.ivf_nprobe=4"])
+    m = SemiREST(cfg, "cpu", cat)
+    m.fit(load_images(cat.train))
+    assert m.bank.index_kind == "ivf" and len(m.bank) == round(8 * 8 * 8 * 0.25)
+    maps = m.predict(load_images(cat.test[:2]))
+    assert all(np.isfinite(x).all() for x in maps)
