@@ -154,3 +154,17 @@ def test_semirest_trains_with_spilled_features_streaming_coreset_and_ivf(tmp_pat
     assert m.bank.index_kind == "ivf" and len(m.bank) == round(8 * 8 * 8 * 0.25)
     maps = m.predict(load_images(cat.test[:2]))
     assert all(np.isfinite(x).all() for x in maps)
+
+
+def test_patchcore_fits_from_spilled_features():
+    from semirest.core.pipeline import PatchCore
+
+    cfg = FeatureConfig(image_size=64, d_f=32, pretrain_dim=32, batch_size=2)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
+    bank_cfg = BankConfig(coreset_ratio=0.25, stream_threshold=200, max_in_memory=150, stream_chunk=64)
+    pc = PatchCore(FeatureExtractor(cfg), bank_cfg)
+    pc.fit(images)
+    assert len(pc.bank) == 96 and pc.extractor.spill_rows == 200
+    maps = pc.predict(images[:2])
+    assert [m.shape for m in maps] == [(64, 64), (64, 64)] and all(np.isfinite(m).all() for m in maps)
