@@ -37,6 +37,22 @@ class BankConfig:
     residual: str = "square"  # Eq. 6 "square", or "abs" (ablation)
     exclude_self: bool = True  # training images never match entries of themselves
     knn: int = 3  # neighbours kept for the k-NN augmentation (Eq. 12)
+    # Millions of patches (memory/stream.py): above stream_threshold training patches, features
+    # are extracted to a temporary file (stream_dtype) and the coreset is selected in two stages
+    # holding at most max_in_memory candidates, reading stream_chunk rows at a time. 0: never.
+    stream_threshold: int = 2_000_000
+    max_in_memory: int = 262_144
+    stream_chunk: int = 32_768
+    stream_stage1: str = "greedy"  # "greedy" (coverage bound) or "random" (faster)
+    stream_dtype: str = "float32"  # "float16" halves the temporary file (bank entries rounded)
+    stream_dir: str | None = None  # folder for the temporary file (default: the system's)
+    # faiss index of the bank (memory/bank.py): "flat" (exact), "ivf" (IVFFlat, approximate) or
+    # "auto": flat up to index_threshold entries, IVF above. nlist 0: 4 * sqrt(entries).
+    index: str = "auto"
+    index_threshold: int = 1_000_000
+    ivf_nlist: int = 0
+    ivf_nprobe: int = 32
+    faiss_gpu: bool = True  # use faiss' GPU index when faiss has GPU support and CUDA is present
 
 
 @dataclass

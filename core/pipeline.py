@@ -20,6 +20,7 @@ from semirest.core.features.patches import PatchFeatures, images_to_tensor
 from semirest.core.maps import upsample_and_smooth
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.coreset import select_coreset
+from semirest.core.memory.stream import ArrayRows, FeatureStore, stream_coreset
 
 
 @dataclass
@@ -54,11 +55,20 @@ def load_images(samples: Sequence[Sample]) -> list[np.ndarray]:
 
 
 class FeatureExtractor:
-    """Batched PCF extraction at the configured input size; results on the CPU as float32."""
+    """Batched PCF extraction at the configured input size; results on the CPU as float32.
 
-    def __init__(self, cfg: FeatureConfig, device: torch.device | str = "cpu"):
+    ``spill_rows`` > 0: :meth:`extract_all` writes to a temporary on-disk
+    :class:`~semirest.core.memory.stream.FeatureStore` (``spill_dtype``, in ``spill_dir``) instead
+    of an array once the images hold more than that many patches (see ``bank.stream_threshold``).
+    """
+
+    def __init__(self, cfg: FeatureConfig, device: torch.device | str = "cpu", spill_rows: int = 0,
+                 spill_dtype: str = "float32", spill_dir: str | None = None):
         self.cfg = cfg
         self.device = torch.device(device)
+        self.spill_rows = int(spill_rows)
+        self.spill_dtype = spill_dtype
+        self.spill_dir = spill_dir
         backbone = FeatureBackbone(cfg.backbone, cfg.weights, cfg.allow_download)
         self.net = PatchFeatures(
             backbone,
@@ -77,29 +87,86 @@ class FeatureExtractor:
         x = images_to_tensor(list(images), self.input_size).to(self.device)
         return self.net(x).float().cpu()
 
-    def extract_all(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress, stage: str = "features") -> np.ndarray:
-        """(N, h_f, w_f, d_f) float32 for all images, in batches."""
-        out = None
-        bs = self.cfg.batch_size
-        for i in range(0, len(images), bs):
-            f = self(images[i : i + bs]).numpy()
+    def extract_all(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress,
+                    stage: str = "features") -> np.ndarray | FeatureStore:
+        """(N, h_f, w_f, d_f) float32 for all images, in batches: an array, or a FeatureStore on
+        disk when they hold more than ``spill_rows`` patches.
+
+        Under torchrun the batches are spread over the ranks and gathered, so every rank gets the
+        same result (:func:`semirest.core.distributed.map_gather`); memory holds one round of
+        batches at a time.
+        """
+        from semirest.core import distributed
+
+        n = len(images)
+        box: dict = {}
+
+        def compute(idx: list[int]) -> list[np.ndarray]:
+            return [self([images[i] for i in idx]).numpy()]
+
+        def emit(_: int, f: np.ndarray) -> None:
+            out, pos = box.get("out"), box.get("pos", 0)
             if out is None:
-                out = np.empty((len(images),) + f.shape[1:], dtype=np.float32)
-            out[i : i + len(f)] = f
-            progress(ProgressEvent(stage, min(i + bs, len(images)), len(images)))
-        assert out is not None
-        return out
+                rows = n * f.shape[1] * f.shape[2]
+                if 0 < self.spill_rows < rows:
+                    out = FeatureStore.temporary(n, self.spill_dtype, self.spill_dir)
+                else:
+                    out = np.empty((n,) + f.shape[1:], dtype=np.float32)
+                box["out"] = out
+            out[pos:pos + len(f)] = f
+            box["pos"] = pos + len(f)
+
+        bs = self.cfg.batch_size
+        # items of map_gather are whole batches: batch j covers images [j * bs, (j + 1) * bs)
+        n_batches = (n + bs - 1) // bs
+        distributed.map_gather(lambda js: [a for j in js for a in compute(list(range(j * bs, min(n, (j + 1) * bs))))],
+                               n_batches, 1, emit,
+                               lambda done: progress(ProgressEvent(stage, min(n, done * bs), n)))
+        assert "out" in box
+        return box["out"]
 
 
-def fit_memory_bank(train_features: np.ndarray, cfg: BankConfig, seed: int = 0, progress: ProgressFn = _no_progress) -> MemoryBank:
-    """Coreset-subsample the (N, h, w, d) training PCFs into a bank that remembers each source image."""
+def fit_memory_bank(train_features, cfg: BankConfig, seed: int = 0, progress: ProgressFn = _no_progress) -> MemoryBank:
+    """Coreset-subsample the (N, h, w, d) training PCFs (an array or a FeatureStore) into a bank
+    that remembers each source image.
+
+    Up to ``cfg.stream_threshold`` patches the coreset is :func:`select_coreset` on all of them in
+    memory; above it, :func:`stream_coreset` (two stages, bounded memory). Under torchrun the
+    selection runs on rank 0 only and its indices are broadcast.
+    """
+    from semirest.core import distributed
+
     n, h, w, d = train_features.shape
-    flat = train_features.reshape(-1, d)
-    progress(ProgressEvent("coreset", 0, 1, {"features": flat.shape[0]}))
-    result = select_coreset(flat, cfg.coreset_ratio, cfg.projection_dim, seed, cfg.max_size, cfg.projection)
+    rows = n * h * w
+    progress(ProgressEvent("coreset", 0, 1, {"features": rows}))
+    stream = 0 < cfg.stream_threshold < rows
+    if isinstance(train_features, FeatureStore):
+        source = train_features
+        flat = None if stream else train_features.read_rows(0, rows)
+    else:
+        flat = train_features.reshape(-1, d)
+        source = ArrayRows(flat)
+
+    def select():
+        if stream:
+            k = max(1, int(round(rows * cfg.coreset_ratio)))
+            if cfg.max_size > 0:
+                k = min(k, cfg.max_size)
+            return stream_coreset(source, k, cfg.max_in_memory, cfg.stream_chunk, cfg.projection_dim, seed,
+                                  cfg.stream_stage1)
+        return select_coreset(flat, cfg.coreset_ratio, cfg.projection_dim, seed, cfg.max_size, cfg.projection)
+
+    result = distributed.on_main(select)
     progress(ProgressEvent("coreset", 1, 1, {"kept": len(result.indices), "seconds": result.seconds}))
-    source = np.repeat(np.arange(n), h * w)[result.indices]
-    return MemoryBank(flat[result.indices], source)
+    source_ids = result.indices // (h * w)
+    entries = flat[result.indices] if flat is not None else source.take_rows(result.indices)
+    return MemoryBank(entries, source_ids, **bank_index_options(cfg))
+
+
+def bank_index_options(cfg: BankConfig) -> dict:
+    """The MemoryBank keyword arguments that choose its faiss index."""
+    return dict(index=cfg.index, index_threshold=cfg.index_threshold, nlist=cfg.ivf_nlist,
+                nprobe=cfg.ivf_nprobe, use_gpu=cfg.faiss_gpu)
 
 
 def to_image_maps(token_maps: np.ndarray, sizes: Sequence[tuple[int, int]], sigma: float) -> list[np.ndarray]:
@@ -120,8 +187,14 @@ class PatchCore:
         self.bank: MemoryBank | None = None
 
     def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> None:
-        feats = self.extractor.extract_all(images, progress)
+        ex = self.extractor
+        if not ex.spill_rows and self.bank_cfg.stream_threshold > 0:
+            ex.spill_rows, ex.spill_dtype = self.bank_cfg.stream_threshold, self.bank_cfg.stream_dtype
+            ex.spill_dir = self.bank_cfg.stream_dir
+        feats = ex.extract_all(images, progress)
         self.bank = fit_memory_bank(feats, self.bank_cfg, self.seed, progress)
+        if isinstance(feats, FeatureStore):
+            feats.close()
 
     def token_scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if self.bank is None:

@@ -11,6 +11,7 @@ and teach the model that normal images look "perfectly normal" in a way test ima
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import faiss
@@ -24,8 +25,31 @@ class Neighbours:
     indices: np.ndarray  # (N, k) rows of the bank
 
 
+def ivf_nlist(n: int) -> int:
+    """Default number of IVF lists for n entries: 4 * sqrt(n) (faiss' guideline), at least 1."""
+    return max(1, int(round(4 * math.sqrt(n))))
+
+
+def gpu_faiss_available() -> bool:
+    """faiss was built with GPU support and torch sees a CUDA device."""
+    return hasattr(faiss, "StandardGpuResources") and torch.cuda.is_available() and faiss.get_num_gpus() > 0
+
+
 class MemoryBank:
-    def __init__(self, features: np.ndarray, source_ids: np.ndarray | None = None):
+    """Bank entries with their source images, searched with a faiss index.
+
+    ``index``: ``"flat"`` (exact, the default below ``index_threshold`` entries), ``"ivf"``
+    (IndexIVFFlat: k-means into ``nlist`` lists, 4 * sqrt(N) by default, and ``nprobe`` of them
+    searched per query; approximate, distances of the returned entries are exact), or ``"auto"``
+    (IVF above ``index_threshold`` entries). Same-image exclusion works with both (an
+    ``IDSelectorNot`` in the search parameters). With ``use_gpu`` and a GPU build of faiss, queries
+    without exclusion run on a GPU copy of the index (faiss' GPU indexes take no ID selectors, so
+    excluding queries use the CPU index).
+    """
+
+    def __init__(self, features: np.ndarray, source_ids: np.ndarray | None = None, index: str = "flat",
+                 index_threshold: int = 1_000_000, nlist: int = 0, nprobe: int = 32, use_gpu: bool = False,
+                 seed: int = 0):
         features = np.ascontiguousarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[0] == 0:
             raise ValueError(f"a memory bank needs a non-empty (N, d) feature array, got {features.shape}")
@@ -36,8 +60,26 @@ class MemoryBank:
         order = np.argsort(source_ids, kind="stable")
         self.features = features[order]
         self.source_ids = source_ids[order]
-        self._index = faiss.IndexFlatL2(self.features.shape[1])
-        self._index.add(self.features)
+        if index not in ("flat", "ivf", "auto"):
+            raise ValueError(f"bank index must be 'flat', 'ivf' or 'auto', got {index!r}")
+        n, d = self.features.shape
+        kind = "ivf" if index == "ivf" or (index == "auto" and n > index_threshold) else "flat"
+        self.index_kind = kind
+        self.nprobe = int(nprobe)
+        self.nlist = 0
+        if kind == "flat":
+            self._index = faiss.IndexFlatL2(d)
+            self._index.add(self.features)
+        else:
+            self.nlist = int(min(nlist if nlist > 0 else ivf_nlist(n), n))
+            self._index = build_ivf(self.features, self.nlist, seed)
+            self._index.nprobe = self.nprobe
+        self._gpu_index = None
+        if use_gpu and gpu_faiss_available():  # pragma: no cover - needs faiss-gpu and CUDA
+            self._gpu_res = faiss.StandardGpuResources()
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self._index)
+            if kind == "ivf":
+                self._gpu_index.nprobe = self.nprobe
         ids, starts = np.unique(self.source_ids, return_index=True)
         ends = np.append(starts[1:], len(self.source_ids))
         self._ranges = {int(i): (int(s), int(e)) for i, s, e in zip(ids, starts, ends)}
@@ -59,9 +101,17 @@ class MemoryBank:
             lo, hi = self._ranges[exclude_source]
             if hi - lo >= len(self):
                 raise ValueError("cannot exclude the only source image of the bank")
-            params = faiss.SearchParameters(sel=faiss.IDSelectorNot(faiss.IDSelectorRange(lo, hi)))
+            sel = faiss.IDSelectorNot(faiss.IDSelectorRange(lo, hi))
+            if self.index_kind == "ivf":
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)
+            else:
+                params = faiss.SearchParameters(sel=sel)
         k_eff = min(k, len(self))
-        d2, idx = self._index.search(q, k_eff, params=params)
+        if params is None and self._gpu_index is not None:  # pragma: no cover - GPU only
+            d2, idx = self._gpu_index.search(q, k_eff)
+        else:
+            d2, idx = self._index.search(q, k_eff, params=params)
+        # an IVF search returns index -1 (distance inf) where the probed lists hold fewer than k entries
         return Neighbours(np.sqrt(np.maximum(d2, 0.0)), idx.astype(np.int64))
 
     def neighbours(self, indices: np.ndarray) -> np.ndarray:
@@ -75,8 +125,30 @@ class MemoryBank:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor]) -> "MemoryBank":
-        return cls(state["bank.features"].numpy(), state["bank.source_ids"].numpy())
+    def from_state(cls, state: dict[str, torch.Tensor], **index_options) -> "MemoryBank":
+        return cls(state["bank.features"].numpy(), state["bank.source_ids"].numpy(), **index_options)
+
+
+def build_ivf(features, nlist: int, seed: int = 0, train_per_list: int = 40, niter: int = 10,
+              chunk: int = 262144) -> "faiss.IndexIVFFlat":
+    """IndexIVFFlat (L2): k-means (``niter`` iterations, seeded) on at most ``train_per_list * nlist``
+    entries (faiss warns below 39), then every entry added in chunks. ``features`` is an (N, d)
+    array or a row source (:class:`~semirest.core.memory.stream.FeatureStore`), so a bank larger
+    than memory allows twice (features + index) can be indexed straight from disk."""
+    from .stream import rows_of
+
+    src = rows_of(features)
+    n, d = src.n_rows, src.dim
+    quantizer = faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_L2)
+    index.cp.seed = int(seed)
+    index.cp.niter = int(niter)
+    m = min(n, max(train_per_list, 1) * nlist)
+    sample_idx = np.arange(n) if m == n else np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
+    index.train(src.take_rows(sample_idx))
+    for i in range(0, n, chunk):
+        index.add(src.read_rows(i, min(n, i + chunk)))
+    return index
 
 
 def residuals(queries: np.ndarray | torch.Tensor, matched: np.ndarray | torch.Tensor, mode: str = "square"):

@@ -140,15 +140,17 @@ def greedy_coreset(
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     n = xt.shape[0]
     k = int(min(max(k, 1), n))
-    norms = (xt * xt).sum(dim=1)
+    # squared norms and first distances in row chunks: the same values row by row as the
+    # whole-array expressions, without N x D temporaries (memory/stream.py states the bound)
+    norms = torch.cat([(xt[i : i + 65536] * xt[i : i + 65536]).sum(dim=1) for i in range(0, n, 65536)])
     xn, nn = xt.numpy(), norms.numpy()
     use_bf16 = fast_bf16() if bf16 is None else bool(bf16)
     low = xt.to(torch.bfloat16) if use_bf16 else None
     root_norms = norms.sqrt() if use_bf16 else None
     selected = [int(start)]
-    dist = (xt - xt[start]).norm(dim=1)
-    dist[start] = 0.0
     chunk = 65536
+    dist = torch.cat([(xt[i : i + chunk] - xt[start]).norm(dim=1) for i in range(0, n, chunk)])
+    dist[start] = 0.0
     while len(selected) < k:
         p = min(pool_size, n - 1)
         top = torch.topk(dist, p + 1, sorted=True)

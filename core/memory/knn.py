@@ -8,6 +8,9 @@ bf16 GEMM (about 5x the float32 speed on this project's AMX CPU, tensor cores on
 best ``candidates`` per query are then re-ranked with exact float32 distances, so the returned
 order is exact unless the true neighbour falls outside the bf16 shortlist (the tests compare with
 brute force).
+
+Banks built with an approximate faiss index (``bank.index`` "ivf", or "auto" above
+``bank.index_threshold`` entries) are searched through that index instead (MemoryBank.search).
 """
 from __future__ import annotations
 
@@ -42,6 +45,10 @@ class BankSearcher:
         Entries whose source is ``exclude_source`` are never returned (training PCRs, defaults row 5).
         """
         out_device = queries.device
+        if getattr(self.bank, "index_kind", "flat") != "flat":
+            # A bank too large for exact search answers from its approximate faiss index.
+            found = self.bank.search(queries.detach().float().cpu().numpy(), k, exclude_source)
+            return torch.from_numpy(found.indices).to(out_device)
         q_all = queries.to(self.device, torch.float32)
         lo = hi = 0
         if exclude_source is not None and exclude_source in self._ranges:

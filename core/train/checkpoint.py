@@ -98,7 +98,9 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
     for key in ("bank.features", "bank.source_ids", "residual_scale"):
         if key not in tensors:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
-    bank = MemoryBank.from_state(tensors)
+    from semirest.core.pipeline import bank_index_options
+
+    bank = MemoryBank.from_state(tensors, **bank_index_options(cfg.bank))
     if bank.dim != cfg.features.d_f:
         raise CheckpointError(f"{path}: bank dimension {bank.dim} does not match features.d_f={cfg.features.d_f}")
     model = build_model(cfg)

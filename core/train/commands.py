@@ -2,6 +2,9 @@
 
 A run folder holds ``model.safetensors`` (config, EMA weights, bank, residual scale: see
 :mod:`semirest.core.train.checkpoint`) and ``train.json`` (timings, loss curve, data used).
+
+``semirest train`` also runs under ``torchrun --nproc_per_node N`` (one or several machines): see
+:mod:`semirest.core.distributed` and the README section "Training on several GPUs or machines".
 """
 from __future__ import annotations
 
@@ -15,23 +18,39 @@ CHECKPOINT_NAME = "model.safetensors"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from semirest.core.benchmark import machine_description, write_json
-    from semirest.core.cli import CliError, TqdmProgress, config_from_args
-    from semirest.core.data.datasets import load_mvtec_category
-    from semirest.core.pipeline import load_images, pick_device
-    from semirest.core.train.method import SemiREST
+    """Train; under ``torchrun`` every rank runs this, and only rank 0 prints, shows progress and
+    writes the run folder (:mod:`semirest.core.distributed`)."""
+    from semirest.core import distributed
+    from semirest.core.cli import CliError, config_from_args
 
     cfg = config_from_args(args)
     try:
-        device = pick_device(cfg.device)
+        ctx, device = distributed.init_from_env(cfg.device)
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
+    try:
+        return _train(args, cfg, ctx, device)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
+    from semirest.core.benchmark import machine_description, write_json
+    from semirest.core.cli import TqdmProgress
+    from semirest.core.data.datasets import load_mvtec_category
+    from semirest.core.distributed import unwrap
+    from semirest.core.pipeline import load_images
+    from semirest.core.train.method import SemiREST
+
     cat = load_mvtec_category(args.data, args.category)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    progress = TqdmProgress(enabled=not args.quiet)
-    print(f"[{args.category}] training SemiREST-{cfg.setting} ({cfg.preset} preset, {cfg.train.steps} steps) on {device}",
-          file=sys.stderr)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    progress = TqdmProgress(enabled=not args.quiet and ctx.is_main)
+    where = f"{device}" if ctx.backend is None else f"{device}, rank {ctx.rank} of {ctx.world_size} ({ctx.backend})"
+    if ctx.is_main:
+        print(f"[{args.category}] training SemiREST-{cfg.setting} ({cfg.preset} preset, {cfg.train.steps} steps) on {where}",
+              file=sys.stderr)
     model = SemiREST(cfg, device, cat)
     if getattr(args, "checkpoint_every", 0):
         from semirest.core.train.periodic import PARTIAL_NAME, PeriodicCheckpoint
@@ -43,18 +62,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     fit_s = time.perf_counter() - t0
-    path = model.save(out / CHECKPOINT_NAME)
-    losses = model.trainer.losses if model.trainer else []
-    write_json({
-        "category": args.category, "setting": cfg.setting, "preset": cfg.preset, "device": str(device),
-        "fit_s": round(fit_s, 2), "prepare_s": round(model.data.seconds, 2) if model.data else None,
-        "steps": len(losses), "final_loss": (sum(losses[-50:]) / len(losses[-50:])) if losses else None,
-        "loss_every_10": [round(x, 5) for x in losses[::10]],
-        "labelled_images": [str(s.path) for s in model.labelled],
-        "machine": machine_description(), "config": cfg.to_dict(),
-    }, out / "train.json")
-    print(f"trained in {fit_s:.1f} s; checkpoint {path}", file=sys.stderr)
+    wrote = None
+    if ctx.is_main:
+        wrote = model.save(out / CHECKPOINT_NAME)
+        losses = model.trainer.losses if model.trainer else []
+        write_json({
+            "category": args.category, "setting": cfg.setting, "preset": cfg.preset, "device": str(device),
+            "world_size": ctx.world_size, "backend": ctx.backend,
+            "fit_s": round(fit_s, 2), "prepare_s": round(model.data.seconds, 2) if model.data else None,
+            "steps": len(losses), "final_loss": (sum(losses[-50:]) / len(losses[-50:])) if losses else None,
+            "loss_every_10": [round(x, 5) for x in losses[::10]],
+            "labelled_images": [str(s.path) for s in model.labelled],
+            "machine": machine_description(), "config": cfg.to_dict(),
+        }, out / "train.json")
+        print(f"trained in {fit_s:.1f} s; checkpoint {wrote}", file=sys.stderr)
+    if args.rank_weights:
+        _dump_rank_weights(Path(args.rank_weights), ctx, unwrap(model.model), model.trainer, wrote is not None)
     return 0
+
+
+def _dump_rank_weights(folder: Path, ctx, model, trainer, wrote_checkpoint: bool) -> None:
+    """Debugging / tests: this rank's final EMA weights and what it did, one pair of files per rank."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(folder / f"rank{ctx.rank}.safetensors"))
+    info = {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend,
+            "wrote_checkpoint": wrote_checkpoint, "steps": len(trainer.losses) if trainer else 0,
+            "local_batch": [trainer.cfg.train.b1, trainer.cfg.train.b2, trainer.cfg.train.b3] if trainer else None,
+            "losses": trainer.losses if trainer else []}
+    (folder / f"rank{ctx.rank}.json").write_text(json.dumps(info))
 
 
 def _collect_images(items: list[str]) -> list[Path]:
@@ -137,6 +175,9 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="also write the model so far to RUN_DIR/last.safetensors every N steps (atomic)")
+    p.add_argument("--rank-weights", metavar="DIR", default=None,
+                   help="debugging: every process writes its final EMA weights to DIR/rank<R>.safetensors "
+                        "(compare ranks under torchrun)")
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from semirest.core import distributed
 from semirest.core.config import PRESET_LR_SCALE, SETTING_TRAIN, Config
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.memory.knn import BankSearcher
@@ -52,7 +53,8 @@ class SemiREST:
         if msg:
             print(msg, file=sys.stderr)
             log.warning(msg)
-        self.extractor = FeatureExtractor(cfg.features, self.device)
+        self.extractor = FeatureExtractor(cfg.features, self.device, cfg.bank.stream_threshold,
+                                          cfg.bank.stream_dtype, cfg.bank.stream_dir)
         self.should_stop = should_stop
         self.model = None
         self.bank = None
@@ -81,13 +83,16 @@ class SemiREST:
         real = self._real() if setting in ("sup", "semi") else None
         first = unsupervised_stage(self.cfg) if setting == "semi" else self.cfg
         self.data = prepare_training_data(first, self.extractor, images, self.category_name, progress, real)
-        self.trainer = Trainer(first, self.data, self.device)
+        self.trainer = Trainer(distributed.local_config(first), self.data, self.device)
+        distributed.prepare_trainer(self.trainer)  # DDP + per-rank sampling under torchrun (no-op otherwise)
         self.model = self.trainer.run(progress, self.should_stop)
         if setting == "semi":
             self.un_losses = list(self.trainer.losses)
             data = replace(self.data, synthetic=relabel(self.cfg, self.data.synthetic),
                            real=relabel(self.cfg, self.data.real, semi=True) if self.data.real is not None else None)
-            self.trainer = Trainer(self.cfg, data, self.device, model=copy.deepcopy(self.model).train())
+            self.trainer = Trainer(distributed.local_config(self.cfg), data, self.device,
+                                   model=copy.deepcopy(self.model).train())
+            distributed.prepare_trainer(self.trainer)
             self.model = self.trainer.run(progress, self.should_stop)
         self.bank = self.data.bank
         self.residual_scale = self.data.residual_scale

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from semirest.core import distributed
 from semirest.core.config import Config
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.knn import BankSearcher
@@ -107,16 +108,22 @@ def _neighbour_rows(searcher: BankSearcher, feats: np.ndarray, k: int, sources: 
                     progress: ProgressFn, stage: str) -> torch.Tensor:
     n, h, w, d = feats.shape
     out = torch.empty((n, h, w, k), dtype=torch.int64)
-    for i in range(n):
+
+    def one(i: int) -> torch.Tensor:
         q = torch.from_numpy(feats[i].reshape(-1, d))
-        out[i] = searcher.search(q, k, exclude_source=sources[i]).reshape(h, w, k).cpu()
-        progress(ProgressEvent(stage, i + 1, n))
+        return searcher.search(q, k, exclude_source=sources[i]).reshape(h, w, k).cpu()
+
+    # under torchrun the images are spread over the ranks and the rows gathered (a plain loop otherwise)
+    distributed.map_gather(lambda idx: [one(i) for i in idx], n, 1, out.__setitem__,
+                           lambda done: progress(ProgressEvent(stage, done, n)))
     return out
 
 
 def make_image_set(cfg: Config, feats: np.ndarray, masks: Sequence[np.ndarray | None], sources: Sequence[int | None],
                    searcher: BankSearcher, progress: ProgressFn, stage: str) -> ImageSet:
     """PCFs + k-NN rows + Eq. 14 labels (all NEGATIVE where the mask is None) for a set of images."""
+    if not isinstance(feats, np.ndarray):  # a FeatureStore (extraction spilled to disk): the set lives in memory
+        feats = feats[np.arange(len(feats))]
     n, h, w, _ = feats.shape
     grid = token_grid(cfg, (h, w))
     labels = torch.full((n,) + grid, NEGATIVE, dtype=torch.int64)
