@@ -68,7 +68,7 @@ def _info(args) -> int:
     from semirest.core.project.store import ProjectError, ProjectStore
 
     try:
-        with ProjectStore.open(args.project, read_only=True) as store:
+        with ProjectStore.open(args.project) as store:  # upgrades an older schema (adds the runs table)
             imgs = store.images()
             sums = store.summaries()
             labelled = sum(1 for s in sums.values() if s.is_labelled)
@@ -76,6 +76,41 @@ def _info(args) -> int:
             print(f"{store.path}: schema {store.schema_version()}, {len(imgs)} images, {labelled} labelled, {seconds:.1f} s of labeling")
     except ProjectError as exc:
         raise _cli_error(exc) from None
+    return 0
+
+
+def format_metrics(metrics: dict) -> str:
+    """'pixel_auroc 0.912 pro 0.701 ap 0.154' from a run's metrics (only the evaluation figures)."""
+    keys = ("pixel_auroc", "pro", "ap", "image_auroc")
+    parts = [f"{k} {metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), (int, float)) and metrics[k] == metrics[k]]
+    if "final_loss" in metrics and metrics["final_loss"] is not None:
+        parts.append(f"loss {metrics['final_loss']:.4f}")
+    if metrics.get("eval_images"):
+        parts.append(f"on {metrics['eval_images']} images")
+    return " ".join(parts) or "-"
+
+
+def _runs(args) -> int:
+    import json
+
+    from semirest.core.project.store import ProjectError, ProjectStore
+
+    try:
+        with ProjectStore.open(args.project) as store:  # upgrades an older schema (adds the runs table)
+            rows = store.runs()
+    except ProjectError as exc:
+        raise _cli_error(exc) from None
+    if args.json:
+        print(json.dumps([{k: getattr(r, k) for k in ("id", "setting", "preset", "state", "duration_s", "metrics",
+                                                        "checkpoint", "started_at", "finished_at", "message")} for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no training runs yet")
+        return 0
+    print(f"{'id':>3}  {'setting':<7} {'preset':<6} {'state':<9} {'duration':>9}  metrics")
+    for r in rows:
+        dur = f"{r.duration_s:.1f} s" if r.duration_s is not None else "-"
+        print(f"{r.id:>3}  {r.setting:<7} {r.preset:<6} {r.state:<9} {dur:>9}  {format_metrics(r.metrics)}")
     return 0
 
 
@@ -114,3 +149,8 @@ def register(sub) -> None:
     n = ps.add_parser("info", help="print a project's size and progress")
     n.add_argument("project")
     n.set_defaults(func=_info)
+
+    r = ps.add_parser("runs", help="list the training runs stored in a project")
+    r.add_argument("project")
+    r.add_argument("--json", action="store_true", help="print the runs as JSON")
+    r.set_defaults(func=_runs)
