@@ -40,7 +40,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         keep_large_arrays_on_fresh_pages()
         self.setWindowTitle(f"SemiREST Studio — {store.path.name}" + (" [read-only]" if store.read_only else ""))
-        self.resize(1400, 900)
+        self.resize(1760, 900)  # image list, canvas (about 1000 px wide) and the Train panel side by side
         self.canvas = CanvasView()
         self.setCentralWidget(self.canvas)
         self.session = LabelingSession(store, self.canvas, annotator, clock)
