@@ -1,8 +1,9 @@
 """Training in a worker thread: a QThread around :class:`~semirest.core.train.project_run.ProjectTrainingRun`.
 
-The GUI thread never trains, never predicts and never waits for the worker. The worker opens its
-own connection to the project (a :class:`ProjectStore` is used by one thread only), reads the
-labels, records the run (``runs`` table) and its end, and reports through queued signals:
+The GUI thread never trains, never predicts and never waits for the worker. The worker calls
+:func:`~semirest.core.train.project_run.train_project` (as ``semirest project train`` does), which
+opens its own connection to the project (a store serves one thread), reads the labels, records
+the run (``runs`` table) and its end; the worker reports through queued signals:
 
 * ``progress(ProgressEvent)``: stage, step, total, loss and ETA;
 * ``heatmap(LiveHeatmap)``: the current EMA model's map of the image on screen (a numpy array,
@@ -21,11 +22,6 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from semirest.core.pipeline import ProgressEvent
-
-
-def runs_folder(project_path: Path) -> Path:
-    """Checkpoints of a project's runs live next to it: ``<project>.sqlite.runs/run<id>/``."""
-    return project_path.with_name(project_path.name + ".runs")
 
 
 class TrainingWorker(QObject):
@@ -77,50 +73,19 @@ class TrainingWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        from semirest.core.config import make_config
-        from semirest.core.pipeline import pick_device
-        from semirest.core.project.store import ProjectStore
-        from semirest.core.train.project_data import plan_from_store
-        from semirest.core.train.project_run import ProjectTrainingRun
+        from semirest.core.train.project_run import train_project
 
-        store = None
         try:
-            store = ProjectStore.open(self.project_path)
             self.progress.emit(ProgressEvent("reading labels", 0, 1))
-            plan = plan_from_store(store)
-            cfg = make_config(self.preset, plan.setting, self.overrides)
-            device = pick_device(self.device)
-            cfg.device = str(device)
-            snapshot = plan.snapshot()
-            snapshot["choices"] = self.choices
-            self.run_id = store.create_run(plan.setting, cfg.preset, cfg.to_dict(), snapshot)
-            self.plan_ready.emit(self.run_id, plan.setting, plan.explanation)
-            out = runs_folder(self.project_path) / f"run{self.run_id:03d}"
-
-            def reference(image_id, hw):
-                return store.reference_mask(image_id, hw)
-
-            runner = ProjectTrainingRun(cfg, plan, out, device, progress=self.progress.emit, should_stop=self._stop.is_set,
-                                        live_image=self._live_image, on_heatmap=self.heatmap.emit,
-                                        live_every=self.live_every, live_min_interval_s=self.live_min_interval_s,
-                                        reference_mask=reference)
-            result = runner.run()
-            store.finish_run(self.run_id, result.state, result.duration_s, result.checkpoint, result.metrics, result.message or None)
-            if result.scores:
-                store.set_run_scores(self.run_id, result.scores)
-            self.finished.emit({"run_id": self.run_id, "result": result})
+            run_id, result = train_project(
+                self.project_path, self.preset, self.device, self.overrides, self.choices,
+                on_run=lambda rid, plan: self.plan_ready.emit(rid, plan.setting, plan.explanation),
+                progress=self.progress.emit, should_stop=self._stop.is_set, live_image=self._live_image,
+                on_heatmap=self.heatmap.emit, live_every=self.live_every, live_min_interval_s=self.live_min_interval_s)
+            self.run_id = run_id
+            self.finished.emit({"run_id": run_id, "result": result})
         except Exception as exc:  # every error becomes a message, never a crash of the studio
-            text = f"{type(exc).__name__}: {exc}"
-            detail = traceback.format_exc(limit=6)
-            if store is not None and self.run_id is not None:
-                try:
-                    store.finish_run(self.run_id, "failed", message=text)
-                except Exception:
-                    pass
-            self.failed.emit(text + "\n\n" + detail)
-        finally:
-            if store is not None:
-                store.close()
+            self.failed.emit(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=6)}")
 
 
 class TrainingController(QObject):

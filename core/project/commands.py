@@ -114,6 +114,34 @@ def _runs(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    """The studio's Train button without a window: the setting follows from the labels."""
+    import sys
+
+    from semirest.core.cli import TqdmProgress
+    from semirest.core.config import ConfigError
+    from semirest.core.project.store import ProjectError
+    from semirest.core.train.project_run import train_project
+
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    progress = TqdmProgress(enabled=not args.quiet)
+    choices = {"preset": args.preset, "device": args.device, "steps": args.steps or 0}
+
+    def said(run_id, plan):
+        print(f"run {run_id}: {plan.setting}. {plan.explanation}", file=sys.stderr)
+
+    try:
+        run_id, res = train_project(args.project, args.preset, args.device, overrides, choices, on_run=said, progress=progress)
+    except (ProjectError, ConfigError, ValueError, RuntimeError) as exc:
+        raise _cli_error(exc) from None
+    finally:
+        progress.close()
+    print(f"run {run_id} {res.state} in {res.duration_s:.1f} s: {format_metrics(res.metrics)}")
+    return 0 if res.state == "finished" else 1
+
+
 def register(sub) -> None:
     from semirest.core.project.formats import FORMATS, IMPORT_FORMATS
 
@@ -149,6 +177,15 @@ def register(sub) -> None:
     n = ps.add_parser("info", help="print a project's size and progress")
     n.add_argument("project")
     n.set_defaults(func=_info)
+
+    t = ps.add_parser("train", help="train on a project's labels, as the studio's Train button (stored as a run)")
+    t.add_argument("project")
+    t.add_argument("--preset", default="fast", help="fast (default) or paper")
+    t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    t.add_argument("--steps", type=int, default=None, help="steps of the last stage (default: the preset's)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_train)
 
     r = ps.add_parser("runs", help="list the training runs stored in a project")
     r.add_argument("project")

@@ -239,3 +239,55 @@ class ProjectTrainingRun:
         elif maps:
             metrics["note"] = "no defect pixel among the held-out images: no pixel metrics"
         return metrics, scores
+
+
+def runs_folder(project_path: str | Path) -> Path:
+    """Checkpoints of a project's runs live next to it: ``<project>.sqlite.runs/run<id>/``."""
+    project_path = Path(project_path)
+    return project_path.with_name(project_path.name + ".runs")
+
+
+def train_project(project_path: str | Path, preset: str = "fast", device: str = "auto", overrides: list[str] | None = None,
+                  choices: dict | None = None, on_run: Callable[[int, TrainingPlan], None] | None = None,
+                  **run_kwargs) -> tuple[int, RunResult]:
+    """One stored run on a project: read its labels, record the run, train, record the end.
+
+    Opens its own :class:`ProjectStore` connection (a store serves one thread), so the studio's
+    worker thread and ``semirest project train`` call it alike. ``on_run(run_id, plan)`` is called
+    once the run row exists; ``run_kwargs`` go to :class:`ProjectTrainingRun` (progress,
+    should_stop, live_image, on_heatmap, live_every, ...). A failure is recorded as a failed run
+    and re-raised.
+    """
+    from semirest.core.config import make_config
+    from semirest.core.pipeline import pick_device
+    from semirest.core.project.store import ProjectStore
+    from semirest.core.train.project_data import plan_from_store
+
+    store = ProjectStore.open(project_path)
+    run_id = None
+    try:
+        plan = plan_from_store(store)
+        cfg = make_config(preset, plan.setting, overrides or [])
+        dev = pick_device(device)
+        cfg.device = str(dev)
+        snapshot = plan.snapshot()
+        snapshot["choices"] = dict(choices or {"preset": preset, "device": device, "steps": 0})
+        run_id = store.create_run(plan.setting, cfg.preset, cfg.to_dict(), snapshot)
+        if on_run is not None:
+            on_run(run_id, plan)
+        runner = ProjectTrainingRun(cfg, plan, runs_folder(store.path) / f"run{run_id:03d}", dev,
+                                    reference_mask=lambda i, hw: store.reference_mask(i, hw), **run_kwargs)
+        result = runner.run()
+        store.finish_run(run_id, result.state, result.duration_s, result.checkpoint, result.metrics, result.message or None)
+        if result.scores:
+            store.set_run_scores(run_id, result.scores)
+        return run_id, result
+    except BaseException as exc:
+        if run_id is not None:
+            try:
+                store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}")
+            except Exception:
+                pass
+        raise
+    finally:
+        store.close()

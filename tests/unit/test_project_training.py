@@ -235,3 +235,18 @@ def test_old_project_is_upgraded_with_a_runs_table(small_project):
     with ProjectStore.open(small_project) as s:
         assert s.schema_version() == 2 and s.runs() == []
         assert len(s.images()) == 3
+
+
+def test_cli_project_train_stores_a_run(demo_project, capsys):
+    from semirest.core.cli import main
+
+    args = ["project", "train", str(demo_project), "--device", "cpu", "--steps", "2", "--quiet"]
+    for o in TINY:
+        if not o.startswith("device="):
+            args += ["--set", o]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "finished" in out and "pixel_auroc" in out
+    assert main(["project", "runs", str(demo_project)]) == 0
+    listing = capsys.readouterr().out
+    assert "semi" in listing and "finished" in listing and "pixel_auroc" in listing
