@@ -350,6 +350,7 @@ class TrainPanel(QWidget):
         self.status.setText(f"Run #{run_id} {res.state} in {res.duration_s:.1f} s." + (f" {res.message}" if res.message else ""))
         self.metrics_label.setText(metrics_text(res.metrics) if res.state == "finished" else "—")
         self.live = None
+        self.live_label.setText(f"{self.live_updates} live heatmaps during the run" if self.live_updates else "")
         self._load_runs(select=run_id if res.checkpoint else None)
         self.run_finished.emit(run_id)
 

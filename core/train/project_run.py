@@ -234,7 +234,8 @@ class ProjectTrainingRun:
             self._progress(ProgressEvent("score", i + 1, len(items)))
         metrics = {}
         if maps and any(x.any() for x in masks):
-            metrics = {k: float(v) for k, v in evaluate(maps, masks).items()}
+            # nan (e.g. image AUROC when every held-out image is defective) is stored as None: JSON has no nan
+            metrics = {k: (float(v) if v == v else None) for k, v in evaluate(maps, masks).items()}
             metrics["eval_images"] = len(maps)
         elif maps:
             metrics["note"] = "no defect pixel among the held-out images: no pixel metrics"

@@ -131,7 +131,8 @@ def main() -> int:
     QApplication.processEvents()
     grab(w, "inference_view")
     m = panel.current_map()
-    panel.threshold.setValue(int(round(100 * max(0.3, float(m.max()) * 0.6))))
+    # the hottest half percent of the map: suggestions around the strongest responses
+    panel.threshold.setValue(int(round(100 * max(0.3, float(np.quantile(m, 0.995))))))
     key(w, Qt.Key.Key_P)
     grab(w, "box_proposals")
     print(f"{len(panel.proposals)} proposals on {s.record.key}", flush=True)
