@@ -8,18 +8,18 @@ import pytest
 from PySide6.QtCore import Qt
 
 from semirest.core.train.boxes import boxes_from_mask
-from tests.gui.conftest import drag, key, open_window
+from tests.gui.conftest import FakeClock, drag, key, open_window
 from tests.gui.test_train_panel import TINY
 
 pytestmark = pytest.mark.slow
 
 
-def test_boxes_then_ctrl_t_gives_a_semi_run_with_metrics_in_the_panel(real_mvtec, tmp_path, qtbot, clock):
+def test_boxes_then_ctrl_t_gives_a_semi_run_with_metrics_in_the_panel(real_mvtec, tmp_path, qtbot):
     from semirest.core.cli import main as cli
 
     project = tmp_path / "screw.sqlite"
     assert cli(["project", "create", str(project), "--mvtec", str(real_mvtec), "--category", "screw"]) == 0
-    w = open_window(qtbot, project, clock)
+    w = open_window(qtbot, project, FakeClock())
     s = w.session
     key(qtbot, w, Qt.Key.Key_R)
     defects = [i for i, r in enumerate(s.records) if r.defect_type not in (None, "good")]
