@@ -257,7 +257,7 @@ class TrainPanel(QWidget):
         if self.store.read_only:
             QMessageBox.warning(self, "Cannot train", "The project is open read-only; runs cannot be stored.")
             return None
-        if not self.session.retry_saves():
+        if self.session.has_unsaved and not self.session.retry_saves():
             self.window.statusBar().showMessage("Some edits are not saved yet; training uses the saved labels.", 6000)
         choices = dict(choices or self.choices())
         overrides = list(self.overrides)
