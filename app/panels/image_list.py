@@ -127,6 +127,7 @@ class ImageListPanel(QWidget):
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(22)
         self.view.setShowGrid(False)
+        self.view.setWordWrap(False)  # else long keys wrap at '/' and show as 'test/...'
         self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keys share their start (test/...)
         self.view.setAlternatingRowColors(True)
         h = self.view.horizontalHeader()
