@@ -126,6 +126,7 @@ class TrainPanel(QWidget):
         self.live_min_interval_s = 1.0
         self._latest_event = None
         self._last_choices: dict | None = None
+        self.busy = False  # from Start until the run's end has been shown (finished / failed handled)
         self._build()
         self._ui_timer = QTimer(self)
         self._ui_timer.setInterval(100)
@@ -251,7 +252,7 @@ class TrainPanel(QWidget):
 
     def start(self, choices: dict | None = None) -> TrainingWorker | None:
         """Start a run with the panel's choices (Ctrl+T), or with ``choices`` (Retrain)."""
-        if self.training.running:
+        if self.busy or self.training.running:
             self.window.statusBar().showMessage("A training run is already in progress.", 5000)
             return None
         if self.store.read_only:
@@ -282,6 +283,7 @@ class TrainPanel(QWidget):
         self.live_label.setText("")
         self._set_running(True)
         self._ui_timer.start()
+        self.busy = True
         return self.training.start(worker)
 
     def retrain(self) -> TrainingWorker | None:
@@ -352,6 +354,7 @@ class TrainPanel(QWidget):
         self.live = None
         self.live_label.setText(f"{self.live_updates} live heatmaps during the run" if self.live_updates else "")
         self._load_runs(select=run_id if res.checkpoint else None)
+        self.busy = False
         self.run_finished.emit(run_id)
 
     @Slot(str)
@@ -366,6 +369,7 @@ class TrainPanel(QWidget):
         self.status.setText(f"Training failed: {first}")
         self.live = None
         self._load_runs()
+        self.busy = False
         self.last_error = text
         box = QMessageBox(QMessageBox.Icon.Warning, "Training failed", first, parent=self)
         box.setDetailedText(text)

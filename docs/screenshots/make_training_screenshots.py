@@ -115,7 +115,7 @@ def main() -> int:
     key(w, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
     wait(lambda: panel.live_updates >= 2 and len(panel.losses) > 30, 3600)
     grab(w, "training_in_progress")
-    wait(lambda: not panel.training.running, 7200)
+    wait(lambda: not panel.busy, 7200)
     print(f"run finished in {time.time() - t0:.0f} s: {panel.status.text()}", flush=True)
     print("metrics shown:", panel.metrics_label.text(), flush=True)
     run = w.session.store.runs()[-1]

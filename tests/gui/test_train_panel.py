@@ -70,7 +70,7 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     assert len(panel.losses) > 0
     t0 = time.perf_counter()
     panel.cancel_button.click()
-    qtbot.waitUntil(lambda: not panel.training.running, timeout=10000)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10000)  # the worker ended and its end is shown
     cancel_s = time.perf_counter() - t0
     probe.stop()
     with capsys.disabled():
@@ -94,7 +94,7 @@ def test_training_error_is_a_message_not_a_crash(window, qtbot):
     panel.overrides = TINY + ["train.steps=2", "model.embed_dim=33"]  # 33 is not divisible by 2 heads
     panel.device.setCurrentText("cpu")
     panel.start()
-    qtbot.waitUntil(lambda: not panel.training.running, timeout=60000)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60000)
     assert "Training failed" in panel.status.text()
     assert window.session.store.runs()[-1].state == "failed"
     assert window.isVisible()
