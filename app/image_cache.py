@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from semirest.core.data.images import ImageReadError, read_image
+from semirest.core.data.images import ImageReadError, image_size, read_image
 from semirest.core.project.previews import Preview, PreviewStore, needs_preview
 
 # Above this the studio refuses an image (memory: image, mask and overlay for 8k x 8k is ~0.5 GB).
@@ -41,7 +41,14 @@ class LoadedImage:
         return None if self.bgra is None else self.bgra.shape[:2]
 
 
+def _too_large(path: Path, h: int, w: int) -> LoadedImage:
+    return LoadedImage(path, None, f"Cannot show {path.name}: {w}x{h} pixels is above the studio's limit of 8192x8192; tile or downscale it")
+
+
 def load_for_display(path: Path, previews: PreviewStore | None = None) -> LoadedImage:
+    size = image_size(path)  # from the header: a huge image is refused before it is decoded
+    if size is not None and size[0] * size[1] > MAX_STUDIO_PIXELS:
+        return _too_large(path, size[1], size[0])
     try:
         rgb = read_image(path)
     except ImageReadError as exc:
@@ -50,7 +57,7 @@ def load_for_display(path: Path, previews: PreviewStore | None = None) -> Loaded
         return LoadedImage(path, None, f"Cannot show {path.name}: not enough memory to open it")
     h, w = rgb.shape[:2]
     if h * w > MAX_STUDIO_PIXELS:
-        return LoadedImage(path, None, f"Cannot show {path.name}: {w}x{h} pixels is above the studio's limit of 8192x8192; tile or downscale it")
+        return _too_large(path, h, w)
     if previews is not None and needs_preview(path) and not previews.has(path):
         previews.put(path, rgb)
     return LoadedImage(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA))
@@ -58,6 +65,9 @@ def load_for_display(path: Path, previews: PreviewStore | None = None) -> Loaded
 
 def _make_preview(path: Path, previews: PreviewStore) -> None:
     if previews.has(path):
+        return
+    size = image_size(path)
+    if size is not None and size[0] * size[1] > MAX_STUDIO_PIXELS:
         return
     try:
         rgb = read_image(path)

@@ -281,18 +281,35 @@ class MainWindow(QMainWindow):
                 self.close()
 
     def _add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add image folder", str(self.session.store.root))
+        if folder:
+            self.add_folder(folder)
+
+    def add_folder(self, folder) -> bool:
+        """Add the readable images of ``folder``; files that cannot be used are listed to the user
+        with their reasons (core/project/formats.check_new_images). True if images were added."""
         from semirest.core.data.datasets import DatasetLayoutError
-        from semirest.core.project.formats import images_from_folder
+        from semirest.core.project.formats import check_new_images, images_from_folder
         from semirest.core.project.store import ProjectError
 
-        folder = QFileDialog.getExistingDirectory(self, "Add image folder", str(self.session.store.root))
-        if not folder:
-            return
         try:
-            self.session.store.add_images(images_from_folder(folder))
+            checked = check_new_images(images_from_folder(folder))
+            if checked.usable:
+                ids = self.session.store.add_images(checked.usable)
+                for n, image_id in zip(checked.usable, ids):
+                    self.session.store.set_image_size(image_id, *checked.sizes[n.key])
         except (ProjectError, DatasetLayoutError) as exc:
-            QMessageBox.warning(self, "Images not added", str(exc))
-            return
+            self.show_warning("Images not added", str(exc))
+            return False
+        if checked.refused:
+            shown = "\n".join(f"• {r.path.name}: {r.reason}" for r in checked.refused[:20])
+            more = f"\n… and {len(checked.refused) - 20} more" if len(checked.refused) > 20 else ""
+            self.show_warning(
+                "Some files were not added",
+                f"Added {len(checked.usable)} images. {len(checked.refused)} files could not be used:\n{shown}{more}",
+            )
+        if not checked.usable:
+            return False
         self.session.reload_records()
         self.image_list.model.beginResetModel()
         self.image_list.model._row_of = {r.id: i for i, r in enumerate(self.session.records)}
@@ -300,6 +317,11 @@ class MainWindow(QMainWindow):
         self.image_list.update_progress()
         if self.session.index < 0:
             self.session.open_index(0)
+        return True
+
+    def show_warning(self, title: str, text: str) -> None:
+        """A warning dialog (tests replace it)."""
+        QMessageBox.warning(self, title, text)
 
     def _export(self) -> None:
         from semirest.core.data.images import ImageReadError

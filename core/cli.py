@@ -88,10 +88,15 @@ def _user_errors():
     from semirest.core.config import ConfigError
     from semirest.core.data.datasets import DatasetLayoutError
     from semirest.core.data.images import ImageReadError
-    from semirest.core.features.backbones import BackboneError
-    from semirest.core.train.checkpoint import CheckpointError
+    errors = [ConfigError, DatasetLayoutError, ImageReadError, FileNotFoundError]
+    try:  # absent from the desktop package, which leaves PyTorch out
+        from semirest.core.features.backbones import BackboneError
+        from semirest.core.train.checkpoint import CheckpointError
 
-    return (ConfigError, DatasetLayoutError, ImageReadError, BackboneError, FileNotFoundError, CheckpointError)
+        errors += [BackboneError, CheckpointError]
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 # -- benchmark ------------------------------------------------------------------------------------
@@ -200,6 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CliError as exc:
         print(f"semirest: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # before _user_errors(), which imports torch-based modules
+        # the packaged studio (packaging/) leaves PyTorch out; training needs the pip install
+        if (exc.name or "").split(".")[0] not in ("torch", "torchvision", "timm", "faiss"):
+            raise
+        print(
+            f"semirest: error: this command needs {exc.name.split('.')[0]}, which this build does not include; "
+            "install with pip (see the README's quick start) to train, predict or benchmark",
+            file=sys.stderr,
+        )
         return 2
     except _user_errors() as exc:
         print(f"semirest: error: {exc}", file=sys.stderr)

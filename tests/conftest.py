@@ -69,3 +69,12 @@ def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     make_demo_dataset(root, seed=0)
     return root
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.summary import LINES
+
+    if LINES:
+        terminalreporter.section("robustness summary")
+        for line in LINES:
+            terminalreporter.write_line(line)

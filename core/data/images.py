@@ -51,8 +51,99 @@ def _read_bytes(path: Path) -> np.ndarray:
     return data
 
 
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
+def _jpeg_size(f) -> tuple[int, int] | None:
+    f.seek(2)
+    while True:
+        b = f.read(1)
+        while b and b != b"\xff":  # garbage between segments
+            b = f.read(1)
+        while b == b"\xff":
+            b = f.read(1)
+        if not b:
+            return None
+        marker = b[0]
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or image data before any frame header
+            return None
+        seg = f.read(2)
+        if len(seg) < 2:
+            return None
+        length = int.from_bytes(seg, "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            sof = f.read(5)
+            if len(sof) < 5:
+                return None
+            return int.from_bytes(sof[3:5], "big"), int.from_bytes(sof[1:3], "big")
+        f.seek(length - 2, 1)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from the file header without decoding the pixels, or None when the header
+    is not understood. PNG, JPEG and BMP are read here; TIFF, WebP and others through Pillow when
+    it is installed (it comes with matplotlib)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+            if head[:8] == b"\x89PNG\r\n\x1a\n":
+                return _png_size(head)
+            if head[:2] == b"\xff\xd8":
+                return _jpeg_size(f)
+            if head[:2] == b"BM" and len(head) >= 26:
+                return abs(int.from_bytes(head[18:22], "little", signed=True)), abs(int.from_bytes(head[22:26], "little", signed=True))
+    except OSError:
+        return None
+    try:
+        import warnings
+
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # only the header is read
+            try:
+                with Image.open(path) as im:
+                    return tuple(im.size)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except Exception:  # noqa: BLE001 - any failure just means "size unknown"
+        return None
+
+
+def check_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int] | None:
+    """Refuse, before decoding, an image whose header claims more than ``max_pixels`` (a few bytes
+    of header must not make the program allocate gigabytes). Returns (width, height) or None."""
+    size = image_size(path)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageReadError(
+            path, f"image of {size[0]}x{size[1]} pixels is too large (the limit is {max_pixels / 1e6:.0f} megapixels)"
+        )
+    return size
+
+
+def _jpeg_truncated(data: np.ndarray) -> bool:
+    """A JPEG whose last scan has no end-of-image marker after it was cut short (OpenCV would
+    decode it anyway and fill the missing part with grey)."""
+    raw = data.tobytes()
+    if raw[:2] != b"\xff\xd8":
+        return False
+    sos = raw.rfind(b"\xff\xda")  # 0xFF 0xDA cannot occur inside entropy-coded data
+    return sos < 0 or raw.rfind(b"\xff\xd9") < sos
+
+
 def _decode(path: Path, flags: int) -> np.ndarray:
     data = _read_bytes(path)
+    check_size(path)
+    if _jpeg_truncated(data):
+        raise ImageReadError(path, "truncated JPEG: the file ends before the image data does (incomplete copy or download?)")
     try:
         img = cv2.imdecode(data, flags)
     except cv2.error as exc:  # raised e.g. for images above OpenCV's pixel limit

@@ -15,10 +15,14 @@ def _cli_error(exc: Exception):
 
 
 def _create(args) -> int:
+    import sys
+
     from semirest.core.project import formats
     from semirest.core.project.store import ProjectError, ProjectStore
 
     try:
+        if Path(args.project).exists():
+            raise ProjectError(f"{Path(args.project).absolute()}: already exists; open it, or choose another file name")
         if args.images:
             new = formats.images_from_folder(args.images, recursive=not args.no_recursive)
             source = f"folder {Path(args.images).absolute()}"
@@ -27,14 +31,26 @@ def _create(args) -> int:
                 raise ProjectError("--mvtec needs --category (e.g. --category screw)")
             new = formats.images_from_mvtec(args.mvtec, args.category, split=args.split, reference=not args.no_reference)
             source = f"mvtec {Path(args.mvtec).absolute()} category {args.category} split {args.split}"
+        checked = formats.check_new_images(new)
+        for note in checked.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if checked.refused:
+            print(f"refused {len(checked.refused)} of {len(new)} files:", file=sys.stderr)
+            for r in checked.refused:
+                print(f"  {r}", file=sys.stderr)
+        if not checked.usable:
+            raise ProjectError(f"none of the {len(new)} image files could be used; no project was created")
         with ProjectStore.create(args.project) as store:
             store.set_meta("source", source)
-            store.add_images(new)
-            n_ref = sum(1 for n in new if n.reference_mask_path is not None)
+            ids = store.add_images(checked.usable)
+            for n, image_id in zip(checked.usable, ids):
+                store.set_image_size(image_id, *checked.sizes[n.key])
+            n_ref = sum(1 for n in checked.usable if n.reference_mask_path is not None)
     except (ProjectError, DatasetLayoutError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
-    print(f"created {args.project}: {len(new)} images, {n_ref} reference masks")
-    return 0
+    print(f"created {args.project}: {len(checked.usable)} images, {n_ref} reference masks"
+          + (f"; {len(checked.refused)} files refused (listed above)" if checked.refused else ""))
+    return 1 if checked.refused else 0
 
 
 def _export(args) -> int:

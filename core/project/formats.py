@@ -27,13 +27,14 @@ import json
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from semirest.core.data.datasets import load_image_folder, load_mvtec_category
-from semirest.core.data.images import ImageReadError, read_image, read_mask, write_png
+from semirest.core.data.images import ImageReadError, check_size, read_image, read_mask, write_png
 from semirest.core.project.labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
 from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
 from semirest.core.train.boxes import RotatedBox
@@ -80,6 +81,60 @@ def images_from_folder(folder, recursive: bool = True) -> list[NewImage]:
             key = s.path.relative_to(folder).as_posix()
         seen.add(key)
         out.append(NewImage(path=s.path, key=key))
+    return out
+
+
+# The studio refuses larger images (app/image_cache.MAX_STUDIO_PIXELS: image, mask and overlay of
+# an 8k x 8k image take about 0.5 GB); a project does not take in what it could not show.
+MAX_PROJECT_PIXELS = 8192 * 8192
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A file left out of a project, and why (one line for the user)."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class CheckedImages:
+    usable: list[NewImage]
+    sizes: dict[str, tuple[int, int]]  # key -> (width, height)
+    refused: list[Refused]
+    notes: list[str]  # usable images whose reference mask was left out, and why
+
+
+def check_new_images(new: Iterable[NewImage], max_pixels: int = MAX_PROJECT_PIXELS) -> CheckedImages:
+    """Decode every image once (and its reference mask, if any) before it enters a project.
+
+    An image that cannot be read, or whose header claims more than ``max_pixels``, is refused with
+    the reason; a reference mask that cannot be read or does not match its image's size is left
+    out with a note, and the image is kept. Nothing raises for a bad file."""
+    out = CheckedImages([], {}, [], [])
+    for n in new:
+        try:
+            check_size(n.path, max_pixels)
+            img = read_image(n.path)
+        except ImageReadError as exc:
+            out.refused.append(Refused(Path(n.path), exc.reason))
+            continue
+        except MemoryError:
+            out.refused.append(Refused(Path(n.path), "not enough memory to decode it"))
+            continue
+        h, w = img.shape[:2]
+        del img
+        if n.reference_mask_path is not None:
+            try:
+                read_mask(n.reference_mask_path, expected_hw=(h, w))
+            except ImageReadError as exc:
+                out.notes.append(f"{exc.path}: reference mask not used ({exc.reason})")
+                n = NewImage(n.path, n.key, n.split, n.defect_type, None)
+        out.usable.append(n)
+        out.sizes[n.key] = (w, h)
     return out
 
 

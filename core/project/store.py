@@ -91,6 +91,10 @@ class ProjectReadOnlyError(ProjectWriteError):
     pass
 
 
+class ProjectDiskFullError(ProjectWriteError):
+    pass
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -454,6 +458,12 @@ class ProjectStore:
     def close(self) -> None:
         self._engine.dispose()
 
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file, else the problems."""
+        with self._engine.connect() as conn:
+            rows = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check")]
+        return "ok" if rows == ["ok"] else "; ".join(rows)
+
     def __enter__(self):
         return self
 
@@ -470,6 +480,11 @@ class ProjectStore:
             )
         if "readonly" in msg or "read-only" in msg or "attempt to write" in msg:
             return ProjectReadOnlyError(f"{self.path.name}: the project file is read-only; edits cannot be saved")
+        if "disk is full" in msg or "disk i/o" in msg or "no space" in msg:
+            return ProjectDiskFullError(
+                f"{self.path.name}: the disk is full (or failing); your edit is kept in the window and "
+                "will be saved when space is freed"
+            )
         if "not a database" in msg or "malformed" in msg:
             return NotAProjectError(f"{self.path.name}: not a SemiREST project or the file is damaged ({msg})")
         return ProjectWriteError(f"{self.path.name}: could not save ({msg})")

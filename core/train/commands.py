@@ -33,6 +33,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"[{args.category}] training SemiREST-{cfg.setting} ({cfg.preset} preset, {cfg.train.steps} steps) on {device}",
           file=sys.stderr)
     model = SemiREST(cfg, device, cat)
+    if getattr(args, "checkpoint_every", 0):
+        from semirest.core.train.periodic import PARTIAL_NAME, PeriodicCheckpoint
+
+        progress = PeriodicCheckpoint(model, out / PARTIAL_NAME, args.checkpoint_every, progress)
     t0 = time.perf_counter()
     try:
         model.fit(load_images(cat.train), progress)
@@ -131,6 +135,8 @@ def register(sub) -> None:
     p.add_argument("--category", required=True)
     p.add_argument("--out", required=True, help="run folder: model.safetensors and train.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="also write the model so far to RUN_DIR/last.safetensors every N steps (atomic)")
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from semirest.core.config import SETTING_TRAIN, Config
+from semirest.core.config import PRESET_LR_SCALE, SETTING_TRAIN, Config
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.pipeline import FeatureExtractor, ProgressFn
@@ -123,6 +123,7 @@ def unsupervised_stage(cfg: Config) -> Config:
     un.setting = "un"
     for k, v in SETTING_TRAIN["un"].items():
         setattr(un.train, k, v)
+    un.train.lr *= PRESET_LR_SCALE.get(cfg.preset, 1.0)
     un.train.steps = max(1, int(round(cfg.train.steps * 8 / 3)))
     return un
 

@@ -38,7 +38,7 @@ from semirest.core.model.swin import ResidualSwin, SwinConfig
 from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
 from semirest.core.pipeline import FeatureExtractor, ProgressEvent, ProgressFn, fit_memory_bank, to_image_maps
 from semirest.core.train.anomalies import SyntheticAnomalies
-from semirest.core.train.augment import KnnAugmenter, pcr_dropout, residual
+from semirest.core.train.augment import KnnAugmenter, pcr_dropout, residual, scale_residual
 from semirest.core.train.boxes import boxes_from_mask
 from semirest.core.train.labels import IGNORE, NEGATIVE, block_labels, semi_labels_from_boxes
 from semirest.core.train.losses import focal_loss
@@ -63,7 +63,7 @@ def swin_config(cfg: Config) -> SwinConfig:
     m = cfg.model
     return SwinConfig(in_dim=cfg.features.d_f * m.rho * m.rho, embed_dim=m.embed_dim, depth=m.depth,
                       num_heads=m.num_heads, window_size=m.window_size, mlp_ratio=m.mlp_ratio,
-                      drop_path=m.drop_path, input_size=m.mu)
+                      drop_path=m.drop_path, input_size=m.mu, input_norm=m.input_norm)
 
 
 def build_model(cfg: Config) -> ResidualSwin:
@@ -273,7 +273,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.bank_features = torch.from_numpy(data.bank.features)
         self.augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
-                                      cfg.model.rho, data.residual_scale)
+                                      cfg.model.rho, data.residual_scale, tc.log_residual)
         self.step_count = 0
         self.losses: list[float] = []
         self.semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
@@ -283,7 +283,7 @@ class Trainer:
             gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch)
         # ResMixMatch's copies use the k-NN augmentation of Eq. 12 (Algorithm 1 step 2)
         self.mix_augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
-                                          cfg.model.rho, data.residual_scale)
+                                          cfg.model.rho, data.residual_scale, tc.log_residual)
         self.last_stats: dict = {}
         h_f, w_f = data.normal.features.shape[1:3]
         self.grid = token_grid(cfg, (h_f, w_f))
@@ -341,8 +341,8 @@ class Trainer:
         if tc.knn_aug:
             tokens = self.augmenter((f, neigh), self.generator)
         else:
-            r = residual(f, neigh[..., 0, :], self.cfg.bank.residual) / self.data.residual_scale
-            tokens = pcr_to_tokens(r, self.cfg.model.rho)
+            r = residual(f, neigh[..., 0, :], self.cfg.bank.residual)
+            tokens = pcr_to_tokens(scale_residual(r, self.data.residual_scale, tc.log_residual), self.cfg.model.rho)
         if tc.pcr_dropout:
             tokens = pcr_dropout(tokens, tc.dropout_alpha, self.generator)
         return tokens, labels
@@ -403,7 +403,8 @@ def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, sc
     h, w, d = feats.shape
     rows = searcher.search(feats.reshape(-1, d), 1)[:, 0]
     matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
-    return pcr_to_tokens(residual(feats, matched, cfg.bank.residual) / scale, cfg.model.rho)
+    r = scale_residual(residual(feats, matched, cfg.bank.residual), scale, cfg.train.log_residual)
+    return pcr_to_tokens(r, cfg.model.rho)
 
 
 def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,

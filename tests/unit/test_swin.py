@@ -82,12 +82,26 @@ def test_bad_input_raises():
 def test_paper_preset_parameter_count():
     # Hand count: per block 2 LN (2*2048) + qkv (1024*3072+3072) + proj (1024*1024+1024)
     # + relative bias (15*15*32) + MLP (1024*4096+4096 + 4096*1024+1024); plus input projection,
-    # input LN, final LN and the 2-class head.
+    # final LN and the 2-class head (no input LN by default; Table 6 says 51.44 M).
     block = 2 * 2048 + (1024 * 3072 + 3072) + (1024 * 1024 + 1024) + 15 * 15 * 32 \
         + (1024 * 4096 + 4096) + (4096 * 1024 + 1024)
-    expected = 4 * block + (1024 * 1024 + 1024) + 2048 + 2048 + (1024 * 2 + 2)
+    expected = 4 * block + (1024 * 1024 + 1024) + 2048 + (1024 * 2 + 2)
     with torch.device("meta"):
         m = ResidualSwin(PAPER_SWIN)
     n = count_parameters(m)
-    assert n == expected == 51_469_442
+    assert n == expected == 51_467_394
     assert abs(n - 51.44e6) / 51.44e6 < 0.001  # paper Table 6
+
+
+def test_default_input_keeps_residual_magnitude():
+    # The anomaly evidence is the size of the residual. A LayerNorm right after the (bias-free at
+    # init) input projection divides it out: scaling every token by 10 leaves the output unchanged.
+    # The default (no input LayerNorm) must see the difference.
+    torch.manual_seed(0)
+    x = torch.rand(1, 8, 8, 12)
+    with torch.no_grad():
+        normed = ResidualSwin(SwinConfig(**{**TINY.__dict__, "input_norm": True})).eval()
+        assert torch.allclose(normed(x), normed(10 * x), atol=1e-3)
+        plain = ResidualSwin(TINY).eval()
+        assert not plain.config.input_norm
+        assert (plain(x) - plain(10 * x)).abs().max() > 1e-2

@@ -1,0 +1,156 @@
+"""PatchCore and SemiREST un / sup / semi side by side, one preparation per category.
+
+For each category: the 10-image labelled budget is drawn once (``split_budget``, seeded, across
+defect types) and removed from the test set; every row below is scored on the same remaining test
+images. The PCFs, memory bank, k-NN rows and synthetic pool are prepared once (with the labelled
+images' PCFs and neighbours) and shared:
+
+* ``patchcore``: nearest-bank-entry distance on the same bank (the pipeline's PatchCore class);
+* ``un``: trained on normal + synthetic images only (paper 4.2, un hyper-parameters);
+* ``sup``: trained from scratch with the 10 real images' Eq. 14 block labels (b3 real images);
+* ``semi``: starts from the un model, Eq. 15 labels from one rotated box per defect region
+  (``boxes_from_mask``), ResMixMatch (Algorithm 1);
+* ``semi, no MixMatch`` (``--mixmatch-ablation``): the same, with ``train.mixmatch=false``.
+
+Fit time of a row = its training time; the shared preparation time is printed once per category.
+
+    python tests/benchmarks/bench_settings.py --data ../shared/data/mvtec --category screw \
+        --data ../shared/data/magnetic_tile --category magnetic_tile --json out/settings.json
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from semirest.core.benchmark import machine_description
+from semirest.core.config import make_config
+from semirest.core.data.datasets import load_mvtec_category, split_budget
+from semirest.core.memory.knn import BankSearcher
+from semirest.core.metrics import evaluate
+from semirest.core.pipeline import FeatureExtractor, PatchCore, load_images, pick_device
+from semirest.core.train.boxes import boxes_from_mask
+from semirest.core.train.labels import POSITIVE, block_labels
+from semirest.core.train.trainer import Trainer, predict_maps, prepare_training_data, relabel
+
+
+def pct(m: dict) -> dict:
+    return {k: round(100 * float(v), 1) for k, v in m.items()}
+
+
+def annotation_counts(cfg, masks, grid) -> dict:
+    """What an inspector would have drawn: positive 8x8 / 16x16 image blocks (Eq. 14 at the
+    setting's eps on each image's own pixels) and rotated boxes (one per 8-connected region)."""
+    out = {"images": len(masks), "boxes": 0, "blocks_8": 0, "blocks_16": 0, "positive_tokens": 0}
+    for m in masks:
+        out["boxes"] += len(boxes_from_mask(m))
+        for b in (8, 16):
+            g = (max(1, m.shape[0] // b), max(1, m.shape[1] // b))
+            out[f"blocks_{b}"] += int((block_labels(m, g, cfg.train.eps_plus, cfg.train.eps_minus) == POSITIVE).sum())
+        out["positive_tokens"] += int((block_labels(m, grid, cfg.train.eps_plus, cfg.train.eps_minus) == POSITIVE).sum())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", action="append", required=True)
+    ap.add_argument("--category", action="append", required=True)
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--mixmatch-ablation", action="store_true", help="also semi with train.mixmatch=false")
+    ap.add_argument("--only", action="append", help="rows to run (patchcore, un, sup, semi); default all")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    if len(args.data) != len(args.category):
+        ap.error("give one --data per --category")
+    rows = []
+    want = set(args.only or ["patchcore", "un", "sup", "semi"])
+    for root, name in zip(args.data, args.category):
+        cfg = {s: make_config(args.preset, s, args.overrides) for s in ("un", "sup", "semi")}
+        device = pick_device(cfg["un"].device)
+        torch.manual_seed(cfg["un"].seed)
+        cat = load_mvtec_category(root, name)
+        labelled, test_samples = split_budget(cat.test, 10, cfg["un"].seed)
+        train = load_images(cat.train)
+        real = []
+        for s in labelled:
+            im = s.load_image()
+            real.append((im, s.load_mask(im.shape[:2])))
+        extractor = FeatureExtractor(cfg["un"].features, device)
+        t0 = time.perf_counter()
+        data = prepare_training_data(cfg["un"], extractor, train, name, real=real)
+        prep_s = time.perf_counter() - t0
+        del train
+        test = load_images(test_samples)
+        masks = [s.load_mask(im.shape[:2]) for s, im in zip(test_samples, test)]
+        searcher = BankSearcher(data.bank, device)
+        grid = tuple(data.normal.labels.shape[1:])
+        print(f"{name}: preparation {prep_s:.0f} s, bank {len(data.bank.features)} entries, "
+              f"{len(test)} test images ({len(labelled)} drawn for sup/semi)", flush=True)
+
+        def score(method, setting, fit_s, predict, extra=None):
+            t1 = time.perf_counter()
+            maps = predict(test)
+            per_img = (time.perf_counter() - t1) / len(test)
+            r = {"category": name, "method": method, "setting": setting,
+                 "backbone": cfg["un"].features.backbone, "image_size": cfg["un"].features.image_size,
+                 "metrics": {k: float(v) for k, v in evaluate(maps, masks).items()},
+                 "timing_s": {"fit": round(fit_s, 1), "predict_per_image": round(per_img, 4), "shared_preparation": round(prep_s, 1)},
+                 "device": str(device), "n_test": len(test), "preset": args.preset, "machine": machine_description(),
+                 **(extra or {})}
+            rows.append(r)
+            print(json.dumps({k: r[k] for k in ("category", "method", "setting")} | pct(r["metrics"]) | r["timing_s"]), flush=True)
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+
+        if "patchcore" in want:
+            pc = PatchCore(extractor, cfg["un"].bank, cfg["un"].eval.sigma, cfg["un"].seed)
+            pc.bank = data.bank
+            score("patchcore", "un", prep_s, pc.predict)
+
+        def train(c, d, model=None):
+            t1 = time.perf_counter()
+            tr = Trainer(c, d, device, model=model)
+            m = tr.run()
+            return m, time.perf_counter() - t1
+
+        def predictor(c, m):
+            return lambda ims: predict_maps(c, m, extractor, searcher, data.residual_scale, ims)
+
+        un_model = None
+        if want & {"un", "semi"}:
+            un_data = replace(data, real=None)
+            un_model, s = train(cfg["un"], un_data)
+            if "un" in want:
+                score("semirest", "un", s, predictor(cfg["un"], un_model))
+        if "sup" in want:
+            c = cfg["sup"]
+            d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real))
+            m, s = train(c, d)
+            score("semirest", "sup", s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid)})
+        if "semi" in want:
+            variants = [("semi", cfg["semi"])]
+            if args.mixmatch_ablation:
+                nomix = copy.deepcopy(cfg["semi"])
+                nomix.train.mixmatch = False
+                variants.append(("semi (no MixMatch)", nomix))
+            for label, c in variants:
+                d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
+                m, s = train(c, d, model=copy.deepcopy(un_model).train())
+                score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid)})
+
+    print("\n| category | method | setting | pixel AUROC | PRO | AP | image AUROC | fit (s) | predict (s/img) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        m = pct(r["metrics"])
+        print(f"| {r['category']} | {r['method']} | {r['setting']} | {m['pixel_auroc']} | {m['pro']} | {m['ap']} | "
+              f"{m['image_auroc']} | {r['timing_s']['fit']} | {r['timing_s']['predict_per_image']} |")
+
+
+if __name__ == "__main__":
+    main()
