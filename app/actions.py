@@ -1,4 +1,4 @@
-"""Every command of the studio with its shortcut, in one table (the shortcuts of issue 5)."""
+"""Every command of the studio with its shortcut, in one table (the shortcuts of issues 5 and 6)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,6 +38,12 @@ ACTION_SPECS = (
     ActionSpec("zoom_fit", "Fit to window", ("0",)),
     ActionSpec("reference", "Show reference mask", ("G",), True, None, "Overlay the reference (ground-truth) mask in green"),
     ActionSpec("study", "Study mode", ("F2",), True, None, "Show the reference mask in a side window to copy it"),
+    ActionSpec("train", "Start training", ("Ctrl+T",), tip="Train with the Train panel's current choices"),
+    ActionSpec("retrain", "Retrain", tip="A new run with the current labels and the last run's settings"),
+    ActionSpec("cancel_training", "Cancel training"),
+    ActionSpec("heatmap", "Show heatmap", ("H",), tip="Overlay the anomaly heatmap of the chosen run"),
+    ActionSpec("propose_boxes", "Propose boxes", ("P",), tip="Rotated-box suggestions from the thresholded heatmap"),
+    ActionSpec("sort_by_score", "Most anomalous first", tip="Sort the image list by the chosen run's score"),
     ActionSpec("open", "Open project…", ("Ctrl+O",)),
     ActionSpec("add_folder", "Add image folder…"),
     ActionSpec("export", "Export…", ("Ctrl+E",)),

@@ -15,6 +15,7 @@ from semirest.app.canvas.view import CanvasView
 from semirest.app.memory import keep_large_arrays_on_fresh_pages
 from semirest.app.panels.image_list import ImageListPanel, format_seconds
 from semirest.app.panels.study import StudyPanel
+from semirest.app.panels.train import TrainPanel
 from semirest.app.session import LabelingSession
 from semirest.core.project.store import ProjectStore
 
@@ -39,7 +40,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         keep_large_arrays_on_fresh_pages()
         self.setWindowTitle(f"SemiREST Studio — {store.path.name}" + (" [read-only]" if store.read_only else ""))
-        self.resize(1400, 900)
+        self.resize(1760, 900)  # image list, canvas (about 1000 px wide) and the Train panel side by side
         self.canvas = CanvasView()
         self.setCentralWidget(self.canvas)
         self.session = LabelingSession(store, self.canvas, annotator, clock)
@@ -82,6 +83,13 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.study_dock, self.list_dock, Qt.Orientation.Vertical)
         self.study_dock.hide()
         self.resizeDocks([self.list_dock], [380], Qt.Orientation.Horizontal)
+        self.train_panel = TrainPanel(self)
+        self.train_dock = QDockWidget("Train", self)
+        self.train_dock.setObjectName("train_dock")
+        self.train_dock.setWidget(self.train_panel)
+        self.train_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.train_dock)
+        self.resizeDocks([self.train_dock], [330], Qt.Orientation.Horizontal)
 
     def _build_toolbar_and_menus(self) -> None:
         a = self.actions_
@@ -102,6 +110,7 @@ class MainWindow(QMainWindow):
             "&Edit": ("undo", "redo", None, "delete_box", "rotate_minus1", "rotate_plus1", "rotate_minus15", "rotate_plus15"),
             "&Tools": ("brush", "eraser", "brush_smaller", "brush_bigger", None, "block8", "block16", None, "box"),
             "&View": ("zoom_in", "zoom_out", "zoom_fit", None, "reference", "study", None, "previous_image", "next_image"),
+            "T&raining": ("train", "retrain", "cancel_training", None, "heatmap", "propose_boxes", "sort_by_score"),
         }
         for title, names in groups.items():
             menu = m.addMenu(title)
@@ -142,6 +151,14 @@ class MainWindow(QMainWindow):
         on_triggered(a["add_folder"], self._add_folder)
         on_triggered(a["export"], self._export)
         on_triggered(a["quit"], self.close)
+        t = self.train_panel
+        on_triggered(a["train"], t.start)
+        on_triggered(a["retrain"], t.retrain)
+        on_triggered(a["cancel_training"], t.cancel)
+        on_triggered(a["heatmap"], t.toggle_heatmap)
+        on_triggered(a["propose_boxes"], t.propose)
+        on_triggered(a["sort_by_score"], self.image_list.sort_by_score)
+        s.summary_changed.connect(lambda _id: t.refresh_setting())
         s.image_changed.connect(self._image_changed)
         s.summary_changed.connect(self.image_list.model.refresh)
         s.summary_changed.connect(lambda _id: self.image_list.update_progress())
@@ -170,6 +187,7 @@ class MainWindow(QMainWindow):
         if index < 0:
             return
         self.image_list.select_row(index)
+        self.train_panel.image_changed()
         rec = self.session.record
         if self.study_dock.isVisible():
             loaded = self.session.loaded
@@ -233,6 +251,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         QApplication.instance().removeEventFilter(self.activity)
         self._clock.stop()
+        self.train_panel.shutdown()
         self.session.shutdown()
         event.accept()
 

@@ -63,3 +63,23 @@ def compose_reference(mask: np.ndarray) -> np.ndarray:
     edge = (m > 0) & (cv2.erode(m, np.ones((3, 3), np.uint8)) == 0)
     out[edge] = REFERENCE_EDGE_ARGB
     return out
+
+
+def heatmap_argb(score_map: np.ndarray, opacity: float, threshold: float, max_side: int = 768) -> np.ndarray:
+    """An anomaly map (probabilities in [0, 1]) as a premultiplied ARGB32 overlay (H', W') uint32.
+
+    JET colours on a fixed [0, 1] scale (as ``semirest predict``'s overlays), ``opacity`` where the
+    score reaches ``threshold`` and transparent below it. Large maps are reduced to ``max_side``
+    pixels on the long side (the canvas stretches the layer over the image), so recolouring after
+    a slider move stays a few milliseconds."""
+    m = np.asarray(score_map, dtype=np.float32)
+    h, w = m.shape
+    s = max(h, w)
+    if s > max_side:
+        m = cv2.resize(m, (max(1, round(w * max_side / s)), max(1, round(h * max_side / s))), interpolation=cv2.INTER_AREA)
+    u8 = (np.clip(m, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    bgr = cv2.applyColorMap(u8, cv2.COLORMAP_JET).astype(np.uint32)
+    a = np.where(m >= threshold, int(round(255 * float(np.clip(opacity, 0.0, 1.0)))), 0).astype(np.uint32)
+    # premultiplied: channel * a / 255
+    b, g, r = (bgr[..., 0] * a) // 255, (bgr[..., 1] * a) // 255, (bgr[..., 2] * a) // 255
+    return (a << 24) | (r << 16) | (g << 8) | b

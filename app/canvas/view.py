@@ -48,8 +48,9 @@ class CanvasView(QGraphicsView):
         self.image_layer.smooth_when_small = True
         self.reference_layer = ArrayImageItem(Z_REFERENCE)
         self.label_layer = ArrayImageItem(Z_LABELS)
-        # reserved for the anomaly heatmap of the trained model (a later issue fills it)
+        # the anomaly heatmap of a trained model (live during training, or a finished run's)
         self.heatmap_layer = ArrayImageItem(Z_HEATMAP)
+        self.heatmap_layer.smooth_always = True
         self.grid_item = GridItem()
         self.brush_cursor = BrushCursorItem()
         self.placeholder = QGraphicsSimpleTextItem()
@@ -134,6 +135,15 @@ class CanvasView(QGraphicsView):
             t.scale(stretch_to_hw[1] / bgra.shape[1], stretch_to_hw[0] / bgra.shape[0])
         self.image_layer.setTransform(t)
         self.image_layer.smooth_always = not t.isIdentity()
+
+    def set_heatmap(self, argb: np.ndarray | None) -> None:
+        """Show an ARGB32 heatmap overlay stretched over the current image (None hides it)."""
+        if argb is None or self.document is None:
+            self.heatmap_layer.set_array(None)
+            return
+        self.heatmap_layer.set_array(argb)
+        h, w = self.document.hw
+        self.heatmap_layer.setTransform(QTransform.fromScale(w / argb.shape[1], h / argb.shape[0]))
 
     def show_full_image(self, bgra: np.ndarray) -> None:
         """Replace the preview by the full image, keeping zoom, pan, labels and the tool state."""

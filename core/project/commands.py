@@ -84,7 +84,7 @@ def _info(args) -> int:
     from semirest.core.project.store import ProjectError, ProjectStore
 
     try:
-        with ProjectStore.open(args.project, read_only=True) as store:
+        with ProjectStore.open(args.project) as store:  # upgrades an older schema (adds the runs table)
             imgs = store.images()
             sums = store.summaries()
             labelled = sum(1 for s in sums.values() if s.is_labelled)
@@ -93,6 +93,69 @@ def _info(args) -> int:
     except ProjectError as exc:
         raise _cli_error(exc) from None
     return 0
+
+
+def format_metrics(metrics: dict) -> str:
+    """'pixel_auroc 0.912 pro 0.701 ap 0.154' from a run's metrics (only the evaluation figures)."""
+    keys = ("pixel_auroc", "pro", "ap", "image_auroc")
+    parts = [f"{k} {metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), (int, float)) and metrics[k] == metrics[k]]
+    if "final_loss" in metrics and metrics["final_loss"] is not None:
+        parts.append(f"loss {metrics['final_loss']:.4f}")
+    if metrics.get("eval_images"):
+        parts.append(f"on {metrics['eval_images']} images")
+    return " ".join(parts) or "-"
+
+
+def _runs(args) -> int:
+    import json
+
+    from semirest.core.project.store import ProjectError, ProjectStore
+
+    try:
+        with ProjectStore.open(args.project) as store:  # upgrades an older schema (adds the runs table)
+            rows = store.runs()
+    except ProjectError as exc:
+        raise _cli_error(exc) from None
+    if args.json:
+        print(json.dumps([{k: getattr(r, k) for k in ("id", "setting", "preset", "state", "duration_s", "metrics",
+                                                        "checkpoint", "started_at", "finished_at", "message")} for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no training runs yet")
+        return 0
+    print(f"{'id':>3}  {'setting':<7} {'preset':<6} {'state':<9} {'duration':>9}  metrics")
+    for r in rows:
+        dur = f"{r.duration_s:.1f} s" if r.duration_s is not None else "-"
+        print(f"{r.id:>3}  {r.setting:<7} {r.preset:<6} {r.state:<9} {dur:>9}  {format_metrics(r.metrics)}")
+    return 0
+
+
+def _train(args) -> int:
+    """The studio's Train button without a window: the setting follows from the labels."""
+    import sys
+
+    from semirest.core.cli import TqdmProgress
+    from semirest.core.config import ConfigError
+    from semirest.core.project.store import ProjectError
+    from semirest.core.train.project_run import train_project
+
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    progress = TqdmProgress(enabled=not args.quiet)
+    choices = {"preset": args.preset, "device": args.device, "steps": args.steps or 0}
+
+    def said(run_id, plan):
+        print(f"run {run_id}: {plan.setting}. {plan.explanation}", file=sys.stderr)
+
+    try:
+        run_id, res = train_project(args.project, args.preset, args.device, overrides, choices, on_run=said, progress=progress)
+    except (ProjectError, ConfigError, ValueError, RuntimeError) as exc:
+        raise _cli_error(exc) from None
+    finally:
+        progress.close()
+    print(f"run {run_id} {res.state} in {res.duration_s:.1f} s: {format_metrics(res.metrics)}")
+    return 0 if res.state == "finished" else 1
 
 
 def register(sub) -> None:
@@ -130,3 +193,17 @@ def register(sub) -> None:
     n = ps.add_parser("info", help="print a project's size and progress")
     n.add_argument("project")
     n.set_defaults(func=_info)
+
+    t = ps.add_parser("train", help="train on a project's labels, as the studio's Train button (stored as a run)")
+    t.add_argument("project")
+    t.add_argument("--preset", default="fast", help="fast (default) or paper")
+    t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    t.add_argument("--steps", type=int, default=None, help="steps of the last stage (default: the preset's)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_train)
+
+    r = ps.add_parser("runs", help="list the training runs stored in a project")
+    r.add_argument("project")
+    r.add_argument("--json", action="store_true", help="print the runs as JSON")
+    r.set_defaults(func=_runs)

@@ -17,10 +17,12 @@ Schema (version :data:`SCHEMA_VERSION`; see :data:`MIGRATIONS`):
 * ``blocks``: toggled cells of the 8x8 and 16x16 grids, one row per cell (never as pixels);
 * ``boxes``: rotated boxes as centre, width, height, angle (degrees, clockwise on screen, the
   :mod:`semirest.core.train.boxes` convention);
-* ``time_spans``: active labeling time: image, label type, annotator, seconds, start, end.
+* ``time_spans``: active labeling time: image, label type, annotator, seconds, start, end;
+* ``runs`` (version 2): training runs started from the studio: setting, preset, state, config
+  JSON, label snapshot JSON, checkpoint path, metrics JSON, start, end, duration;
+* ``run_scores`` (version 2): the image-level score (map maximum) of every image a run scored.
 
-Later features (training runs, issue 6) add tables through a new migration; nothing here needs to
-change for that beyond appending to :data:`MIGRATIONS`.
+A new version appends to :data:`MIGRATIONS`; earlier migrations are never edited.
 """
 from __future__ import annotations
 
@@ -180,6 +182,34 @@ time_spans = Table(
 )
 
 
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("setting", String, nullable=False),  # un | sup | semi
+    Column("preset", String, nullable=False),
+    Column("state", String, nullable=False),  # running | finished | cancelled | failed
+    Column("config", Text, nullable=False),  # JSON of the full Config
+    Column("label_snapshot", Text, nullable=False),  # JSON: which images, which labels were used
+    Column("checkpoint", Text),  # path of the checkpoint, relative to the project folder where possible
+    Column("metrics", Text),  # JSON: pixel_auroc, pro, ap, ... and the loss curve
+    Column("message", Text),  # why a run failed or was cancelled
+    Column("started_at", String, nullable=False),
+    Column("finished_at", String),
+    Column("duration_s", Float),
+    CheckConstraint("state IN ('running', 'finished', 'cancelled', 'failed')", name="known_run_state"),
+)
+run_scores = Table(
+    "run_scores",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("score", Float, nullable=False),
+)
+
+RUN_STATES = ("running", "finished", "cancelled", "failed")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -191,8 +221,13 @@ def _create_v1(conn) -> None:
     metadata.create_all(conn, tables=[project_meta, images, reference_masks, pixel_tiles, blocks, boxes, time_spans])
 
 
+def _create_v2(conn) -> None:
+    metadata.create_all(conn, tables=[runs, run_scores])
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "images, reference masks, pixel tiles, blocks, rotated boxes, time spans", _create_v1),
+    Migration(2, "training runs and their image scores", _create_v2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -286,6 +321,24 @@ def _decode_png(data: bytes) -> np.ndarray:
     if img is None:
         raise ProjectError("a label tile in the project is corrupt")
     return img
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One training run as stored (JSON columns decoded)."""
+
+    id: int
+    setting: str
+    preset: str
+    state: str
+    config: dict
+    label_snapshot: dict
+    checkpoint: str | None
+    metrics: dict
+    message: str | None
+    started_at: str
+    finished_at: str | None
+    duration_s: float | None
 
 
 # ---------------------------------------------------------------------------------------- store
@@ -723,3 +776,64 @@ class ProjectStore:
 
     def summary(self, image_id: int) -> LabelSummary:
         return self.summaries().get(image_id, LabelSummary())
+
+    # -- training runs --------------------------------------------------------------------------
+    def create_run(self, setting: str, preset: str, config: dict, label_snapshot: dict) -> int:
+        """A new run in state ``running``; returns its id."""
+        import json
+
+        with self._tx() as conn:
+            return conn.execute(insert(runs).values(
+                setting=setting, preset=preset, state="running", config=json.dumps(config),
+                label_snapshot=json.dumps(label_snapshot), started_at=_now())).inserted_primary_key[0]
+
+    def finish_run(self, run_id: int, state: str, duration_s: float | None = None, checkpoint: str | os.PathLike | None = None,
+                   metrics: dict | None = None, message: str | None = None) -> None:
+        """Record how a run ended (finished, cancelled or failed)."""
+        import json
+
+        if state not in RUN_STATES:
+            raise ValueError(f"unknown run state {state!r}")
+        values = dict(state=state, finished_at=_now(), duration_s=duration_s, message=message)
+        if checkpoint is not None:
+            values["checkpoint"] = self._rel(Path(checkpoint))
+        if metrics is not None:
+            values["metrics"] = json.dumps(metrics)
+        with self._tx() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    def set_run_metrics(self, run_id: int, metrics: dict) -> None:
+        import json
+
+        with self._tx() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(metrics=json.dumps(metrics)))
+
+    def runs(self) -> list[RunRecord]:
+        import json
+
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(runs).order_by(runs.c.id)).mappings().all()
+        return [RunRecord(r["id"], r["setting"], r["preset"], r["state"], json.loads(r["config"]),
+                          json.loads(r["label_snapshot"]), r["checkpoint"], json.loads(r["metrics"] or "{}"),
+                          r["message"], r["started_at"], r["finished_at"], r["duration_s"]) for r in rows]
+
+    def run(self, run_id: int) -> RunRecord:
+        for r in self.runs():
+            if r.id == run_id:
+                return r
+        raise ProjectError(f"no run with id {run_id} in the project")
+
+    def run_checkpoint_path(self, rec: RunRecord) -> Path | None:
+        return None if rec.checkpoint is None else self.resolve(rec.checkpoint)
+
+    def set_run_scores(self, run_id: int, scores: dict[int, float]) -> None:
+        """Image-level scores of a run, {image id: score}, replacing earlier ones of that run."""
+        with self._tx() as conn:
+            conn.execute(delete(run_scores).where(run_scores.c.run_id == run_id))
+            if scores:
+                conn.execute(insert(run_scores), [dict(run_id=run_id, image_id=int(i), score=float(v)) for i, v in scores.items()])
+
+    def run_scores(self, run_id: int) -> dict[int, float]:
+        with self._engine.connect() as conn:
+            return {i: float(v) for i, v in conn.execute(
+                select(run_scores.c.image_id, run_scores.c.score).where(run_scores.c.run_id == run_id))}

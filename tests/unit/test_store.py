@@ -151,19 +151,20 @@ def test_newer_schema_is_refused(small_project):
 
 def test_migration_adds_a_table_and_keeps_data(small_project):
     def add_runs(conn):
-        conn.exec_driver_sql("CREATE TABLE runs (id INTEGER PRIMARY KEY, status TEXT)")
-        conn.exec_driver_sql("INSERT INTO runs (status) VALUES ('created by migration 2')")
+        conn.exec_driver_sql("CREATE TABLE later_runs (id INTEGER PRIMARY KEY, status TEXT)")
+        conn.exec_driver_sql("INSERT INTO later_runs (status) VALUES ('created by migration 2')")
 
-    v2 = MIGRATIONS + [Migration(2, "training runs", add_runs)]
+    nxt = SCHEMA_VERSION + 1
+    v2 = MIGRATIONS + [Migration(nxt, "a later table", add_runs)]
     with ProjectStore.open(small_project, migrations=v2) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == nxt
         assert len(s.images()) == 3
         with s._engine.connect() as c:
-            assert c.exec_driver_sql("SELECT status FROM runs").scalar() == "created by migration 2"
-            assert [r[0] for r in c.exec_driver_sql("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2]
+            assert c.exec_driver_sql("SELECT status FROM later_runs").scalar() == "created by migration 2"
+            assert [r[0] for r in c.exec_driver_sql("SELECT version FROM schema_migrations ORDER BY version")] == list(range(1, nxt + 1))
     with ProjectStore.open(small_project, migrations=v2) as s:  # applied once only
         with s._engine.connect() as c:
-            assert c.exec_driver_sql("SELECT COUNT(*) FROM runs").scalar() == 1
+            assert c.exec_driver_sql("SELECT COUNT(*) FROM later_runs").scalar() == 1
     with pytest.raises(NewerSchemaError):  # the old software refuses the upgraded file
         ProjectStore.open(small_project)
 
@@ -174,9 +175,9 @@ def test_failed_migration_rolls_back(small_project):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        ProjectStore.open(small_project, migrations=MIGRATIONS + [Migration(2, "broken", broken)])
+        ProjectStore.open(small_project, migrations=MIGRATIONS + [Migration(SCHEMA_VERSION + 1, "broken", broken)])
     with ProjectStore.open(small_project) as s:
-        assert s.schema_version() == 1
+        assert s.schema_version() == SCHEMA_VERSION
         with s._engine.connect() as c:
             assert c.exec_driver_sql("SELECT COUNT(*) FROM sqlite_master WHERE name='half_done'").scalar() == 0
 

@@ -1,0 +1,193 @@
+"""The Train panel on the real window: a real (tiny, CPU) training started with Ctrl+T runs in a
+worker thread, live heatmaps arrive, Cancel stops it within a second leaving a loadable checkpoint,
+and a timer probe in the GUI thread never sees a long gap; a finished semi run shows its metrics,
+scores the image list (sortable), maps images like `semirest predict`, and its proposals become
+box labels that count as box time."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+
+from semirest.core.project.store import ProjectStore
+from tests.gui.conftest import key, open_window
+
+TINY = [
+    "features.image_size=64", "features.d_f=64", "features.pretrain_dim=64", "features.batch_size=8",
+    "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.window_size=4", "model.mlp_ratio=2.0",
+    "model.mu=4", "model.step=2", "train.b1=2", "train.b2=2", "train.b3=1", "train.synthetic_pool=4",
+    "train.ema_decay=0.9", "bank.coreset_ratio=0.25", "train.rampup_steps=2",
+]
+# The issue's target is 100 ms, met in every run measured here (worst gaps 18-86 ms, the 86 ms at a load
+# average of about 10 on 2 cores, where the GUI thread waits for a core). The test only guards against
+# training in the GUI thread, which blocks it for seconds, so it allows some scheduling noise.
+GAP_LIMIT_MS = 250
+
+
+class GapProbe:
+    """A 5 ms QTimer in the GUI thread; the largest interval between its ticks is how long the GUI
+    thread was blocked at worst (minus 5 ms)."""
+
+    def __init__(self):
+        self.clock = QElapsedTimer()
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self._tick)
+        self.last = None
+        self.worst_ms = 0.0
+        self.ticks = 0
+
+    def start(self):
+        self.clock.start()
+        self.last = self.clock.nsecsElapsed()
+        self.timer.start()
+
+    def _tick(self):
+        now = self.clock.nsecsElapsed()
+        self.worst_ms = max(self.worst_ms, (now - self.last) / 1e6)
+        self.last = now
+        self.ticks += 1
+
+    def stop(self):
+        self.timer.stop()
+
+
+def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, qtbot, capsys):
+    panel = window.train_panel
+    panel.overrides = TINY + ["train.steps=100000"]  # longer than the test: it is cancelled
+    panel.live_every = 2
+    panel.live_min_interval_s = 0.0
+    panel.device.setCurrentText("cpu")
+    assert "<b>un</b>" in panel.setting_label.text()
+    probe = GapProbe()
+    probe.start()
+    key(qtbot, window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)  # Ctrl+T: start
+    assert panel.training.running
+    assert panel.training.thread is not None and panel.training.thread.isRunning()
+    qtbot.waitUntil(lambda: panel.live_updates >= 3, timeout=120000)
+    qtbot.wait(1500)  # keep probing while it trains
+    assert window.canvas.heatmap_layer.array is not None  # the live map is drawn on the image on screen
+    assert panel.live[1].shape == window.session.document.hw
+    assert len(panel.losses) > 0
+    t0 = time.perf_counter()
+    panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10000)  # the worker ended and its end is shown
+    cancel_s = time.perf_counter() - t0
+    probe.stop()
+    with capsys.disabled():
+        print(f"\n[train panel] cancel took {cancel_s * 1000:.0f} ms; worst GUI-thread gap {probe.worst_ms:.1f} ms "
+              f"over {probe.ticks} probe ticks; {panel.live_updates} live heatmaps")
+    assert cancel_s < 1.0
+    assert probe.worst_ms < GAP_LIMIT_MS, f"the GUI thread was blocked for {probe.worst_ms:.0f} ms"
+    store = window.session.store
+    run = store.runs()[-1]
+    assert run.state == "cancelled" and run.setting == "un" and run.duration_s > 0
+    ckpt = store.run_checkpoint_path(run)
+    assert ckpt.is_file()
+    from semirest.core.train.method import SemiREST
+
+    assert SemiREST.load(ckpt, "cpu").model is not None  # a usable last checkpoint
+    assert "cancelled" in panel.status.text()
+
+
+def test_training_error_is_a_message_not_a_crash(window, qtbot):
+    panel = window.train_panel
+    panel.overrides = TINY + ["train.steps=2", "model.embed_dim=33"]  # 33 is not divisible by 2 heads
+    panel.device.setCurrentText("cpu")
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60000)
+    assert "Training failed" in panel.status.text()
+    assert window.session.store.runs()[-1].state == "failed"
+    assert window.isVisible()
+    panel._error_box.close()
+
+
+@pytest.fixture
+def demo_project(tmp_path):
+    """A tiny MVTec-layout project (all splits) with boxes on two defect images."""
+    from semirest.core.data.demo import make_demo_dataset
+    from semirest.core.data.images import read_mask
+    from semirest.core.project.formats import images_from_mvtec
+    from semirest.core.train.boxes import boxes_from_mask
+
+    root = tmp_path / "data"
+    make_demo_dataset(root, seed=0, n_train=6, n_test_good=2, n_per_defect=1, size=64)
+    path = tmp_path / "demo.sqlite"
+    new = images_from_mvtec(root, "demo", split="all")
+    with ProjectStore.create(path) as store:
+        store.set_meta("source", f"mvtec {root} category demo split all")
+        store.add_images(new)
+        recs = [r for r in store.images() if r.defect_type not in (None, "good")]
+        news = [n for n in new if n.defect_type not in (None, "good")]
+        for rec, n in zip(recs[:2], news[:2]):
+            for b in boxes_from_mask(read_mask(n.reference_mask_path)):
+                store.add_box(rec.id, b)
+    return path
+
+
+def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, demo_project, clock, tmp_path):
+    from semirest.core.cli import main as cli
+    from semirest.core.project.labels import BOX
+
+    window = open_window(qtbot, demo_project, clock)
+    panel = window.train_panel
+    assert "<b>semi</b>" in panel.setting_label.text()
+    panel.overrides = TINY + ["train.steps=3"]
+    panel.device.setCurrentText("cpu")
+    panel.live_every = 1
+    panel.live_min_interval_s = 0.0
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+        panel.start()
+    store = window.session.store
+    run = store.runs()[-1]
+    assert run.state == "finished" and run.setting == "semi", run.message
+    assert {"pixel_auroc", "pro", "ap"} <= set(run.metrics)
+    assert "pixel AUROC" in panel.metrics_label.text() and "PRO" in panel.metrics_label.text()
+    assert len(run.label_snapshot["labelled"]) == 2 and run.label_snapshot["choices"]["device"] == "cpu"
+
+    # scores in the image list, most anomalous first
+    scores = store.run_scores(run.id)
+    assert len(scores) == 6  # 4 held-out + 2 labelled images
+    lst = window.image_list
+    lst.sort_by_score()
+    order = lst.visible_order()
+    first = window.session.records[order[0]]
+    assert scores[first.id] == pytest.approx(max(scores.values()))
+    assert lst.proxy.index(0, 3).data() == f"{max(scores.values()):.3f}"
+
+    # inference view: the map of an image equals `semirest predict`'s for the same run
+    window.session.open_index(order[0])
+    qtbot.waitUntil(lambda: panel.current_map() is not None, timeout=60000)
+    m = panel.current_map()
+    assert window.canvas.heatmap_layer.array is not None
+    out = tmp_path / "pred"
+    assert cli(["predict", "--run", str(store.run_checkpoint_path(run)), str(store.image_path(first)),
+                "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    cli_map = np.load(next((out / "maps").glob("*.npy")))
+    np.testing.assert_allclose(m, cli_map, atol=1e-6)
+    panel.opacity.setValue(30)
+    panel.threshold.setValue(0)
+    assert (window.canvas.heatmap_layer.array >> 24 == round(255 * 0.3)).all()
+
+    # proposals from the thresholded map become ordinary, undoable box labels, timed as box time
+    panel.threshold.setValue(int(float(m.max()) * 100 * 0.8))
+    before = len(window.session.document.boxes)
+    box_s = window.session.seconds(first.id, BOX)
+    key(qtbot, window, Qt.Key.Key_P)  # Propose boxes: reviewing them is box labeling
+    n = len(panel.proposals)
+    assert n >= 1 and window.canvas.tool is window.tools["box"]
+    clock.advance(2)
+    qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)  # input in the window
+    assert len(window.session.document.boxes) == before + n
+    assert window.session.seconds(first.id, BOX) == pytest.approx(box_s + 2)
+    window.session.undo()
+    assert len(window.session.document.boxes) == before + n - 1
+    assert panel.proposals == []
+
+    # Retrain: a new run with the current labels and the last run's choices
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+        panel.retrain_button.click()
+    assert len(store.runs()) == 2 and store.runs()[-1].label_snapshot["choices"] == run.label_snapshot["choices"]
+    window.close()
