@@ -17,15 +17,12 @@ r2 of a selected entry, so the coverage radius (in the selection coordinates) is
 both are returned. Random stage 1 has no such bound (a rare patch can miss the subsample).
 
 Memory bound (bytes, float32 working arrays; what :func:`memory_bound_bytes` computes):
-4 * (M * (p + 2) + 2 * G * B + C * (2 d + p + 2 + 2 B) + 2 S * d + k * d), plus, where the
-greedy's distance updates run in bf16 (:func:`semirest.core.memory.coreset.fast_bf16`), a bf16
-copy and the norms of the rows it selects from: (2 p + 4) * (M + C) bytes; with p the selection
+4 * (M * (p + 2) + 2 * G * B + C * (2 d + p + 2 + 2 B) + 2 S * d + k * d), with p the selection
 dimension, B = 256 the greedy update batch, G = min(M, 65536) the greedy's row chunk and
 S = 20,000 the PCA sample: the candidates' coordinates, the greedy's GEMM temporaries, one chunk
 (read buffer, float32 copy, coordinates, the chunk greedy's distances and temporaries), the PCA
 sample and the final bank entries. For M = 262,144, C = 32,768, B = 256, d = 1024, p = 256,
-k = 20,000: about 1.0 GB, 1.15 GB with the bf16 copies, whatever N is (0.6-0.75 GB for d = 256;
-measured figures in BENCHMARKS.md).
+k = 20,000: about 1.0 GB, whatever N is (0.6 GB for d = 256; measured figures in BENCHMARKS.md).
 Reads use ``pread`` into private buffers (no memory map), so the resident size measures what is
 really held. Time: stage 1 is O(M * C * p), stage 2 O(M * k * p), plus one projection pass; the
 store is read twice (the PCA sample and one pass).
@@ -41,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .coreset import CoresetResult, fast_bf16, greedy_coreset, principal_basis
+from .coreset import CoresetResult, greedy_coreset, principal_basis
 
 PCA_SAMPLE = 20000
 
@@ -224,9 +221,8 @@ def memory_bound_bytes(max_in_memory: int, chunk_rows: int, projection_dim: int,
     """The working-set bound of :func:`stream_coreset` stated in the module docstring (bytes)."""
     p = dim if projection_dim <= 0 or projection_dim >= dim else projection_dim
     g = min(max_in_memory, 65536)
-    bf16 = (2 * p + 4) * (max_in_memory + chunk_rows) if fast_bf16() else 0
     return 4 * (max_in_memory * (p + 2) + 2 * g * max_batch + chunk_rows * (2 * dim + p + 2 + 2 * max_batch)
-                + 2 * PCA_SAMPLE * dim + k * dim) + bf16
+                + 2 * PCA_SAMPLE * dim + k * dim)
 
 
 def stream_coreset(features, k: int, max_in_memory: int = 262144, chunk_rows: int = 32768,

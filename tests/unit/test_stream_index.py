@@ -61,12 +61,9 @@ def test_stream_coreset_is_bounded_and_close_to_in_memory_greedy(stage1):
 
 
 def test_memory_bound_of_the_defaults():
-    # the figure the docstring states (bank.* defaults, 1024-d features, 20 k entries): about 1 GB,
-    # 1.15 GB where the greedy keeps bf16 copies
-    from semirest.core.memory.coreset import fast_bf16
-
+    # the figure the docstring states (bank.* defaults, 1024-d features, 20 k entries): about 1 GB
     b = memory_bound_bytes(262144, 32768, 256, 1024, 20000)
-    assert (1.1e9 < b < 1.2e9) if fast_bf16() else (0.9e9 < b < 1.1e9)
+    assert 0.9e9 < b < 1.1e9
     assert memory_bound_bytes(2 * 262144, 32768, 256, 1024, 20000) > b
 
 
