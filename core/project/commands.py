@@ -60,7 +60,11 @@ def _export(args) -> int:
     try:
         bench = formats.load_benchmark(args.benchmark) if args.benchmark else None
         with ProjectStore.open(args.project) as store:
-            paths = formats.export(store, args.format, args.out, benchmark=bench)
+            types = tuple(t.strip() for t in args.types.split(",")) if args.types else formats.LABEL_TYPES
+            unknown = [t for t in types if t not in formats.LABEL_TYPES]
+            if unknown:
+                raise ProjectError(f"unknown label types {unknown}; expected some of {', '.join(formats.LABEL_TYPES)}")
+            paths = formats.export(store, args.format, args.out, benchmark=bench, label_types=types)
     except (ProjectError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
     print(f"exported {args.format} to {args.out}: {len(paths)} files")
@@ -181,6 +185,8 @@ def register(sub) -> None:
     e.add_argument("--format", required=True, choices=FORMATS)
     e.add_argument("--out", required=True, metavar="DIR")
     e.add_argument("--benchmark", metavar="JSON", help="timing-csv: results per label type for the accuracy-vs-time chart")
+    e.add_argument("--types", metavar="LIST", help="masks: label types to include, comma-separated "
+                                                    "(pixel,block8,block16,box; default all)")
     e.set_defaults(func=_export)
 
     i = ps.add_parser("import", help="import labels exported earlier (or by another tool)")

@@ -615,9 +615,10 @@ def load_benchmark(path) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------ dispatch
-def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None) -> list[Path]:
+def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None,
+           label_types: Iterable[str] = LABEL_TYPES) -> list[Path]:
     if fmt == "masks":
-        return export_masks(store, out)
+        return export_masks(store, out, label_types)
     if fmt == "coco":
         return [export_coco(store, out)]
     if fmt == "dota":

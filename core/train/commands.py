@@ -51,7 +51,20 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
     if ctx.is_main:
         print(f"[{args.category}] training SemiREST-{cfg.setting} ({cfg.preset} preset, {cfg.train.steps} steps) on {where}",
               file=sys.stderr)
-    model = SemiREST(cfg, device, cat)
+    labelled = None
+    if getattr(args, "labels", None):
+        from semirest.core.cli import CliError
+        from semirest.core.train.labelled_export import read_labelled_export
+
+        if cfg.setting == "un":
+            raise CliError("--labels needs --setting sup (pixel / block masks) or semi (box masks)")
+        try:
+            labelled = read_labelled_export(args.labels)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if ctx.is_main:
+            print(f"[{args.category}] {len(labelled)} labelled images from {args.labels}", file=sys.stderr)
+    model = SemiREST(cfg, device, cat, labelled=labelled)
     if getattr(args, "checkpoint_every", 0):
         from semirest.core.train.periodic import PARTIAL_NAME, PeriodicCheckpoint
 
@@ -175,6 +188,10 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="also write the model so far to RUN_DIR/last.safetensors every N steps (atomic)")
+    p.add_argument("--labels", metavar="EXPORT_DIR", default=None,
+                   help="train sup / semi on labels exported by the studio: `semirest project export PROJECT "
+                        "--format masks` (sup: pixel and block labels; semi: export the boxes only, each box "
+                        "region becomes one rotated box again) instead of 10 images drawn from the test set")
     p.add_argument("--rank-weights", metavar="DIR", default=None,
                    help="debugging: every process writes its final EMA weights to DIR/rank<R>.safetensors "
                         "(compare ranks under torchrun)")

@@ -44,7 +44,8 @@ class SemiREST:
     name = "semirest"
 
     def __init__(self, cfg: Config, device: torch.device | str = "cpu", category: Category | str | None = None,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None,
+                 labelled: Sequence[tuple[np.ndarray, np.ndarray]] | None = None):
         self.cfg = cfg
         self.device = torch.device(device)
         self.category = category
@@ -65,10 +66,15 @@ class SemiREST:
         self.labelled: list[Sample] = []
         self.test_samples: list[Sample] | None = None
         self.un_losses: list[float] = []
-        if cfg.setting in ("sup", "semi") and isinstance(category, Category):
+        # labelled images given by the caller (``semirest train --labels``: a studio export) win over
+        # the benchmark's budget drawn from the test set
+        self.given = list(labelled) if labelled is not None else None
+        if cfg.setting in ("sup", "semi") and isinstance(category, Category) and self.given is None:
             self.labelled, self.test_samples = split_budget(category.test, 10, cfg.seed)
 
     def _real(self):
+        if self.given is not None:
+            return self.given
         out = []
         for s in self.labelled:
             im = s.load_image()
