@@ -15,7 +15,6 @@ from semirest.app.canvas.view import CanvasView
 from semirest.app.memory import keep_large_arrays_on_fresh_pages
 from semirest.app.panels.image_list import ImageListPanel, format_seconds
 from semirest.app.panels.study import StudyPanel
-from semirest.app.panels.train import TrainPanel
 from semirest.app.session import LabelingSession
 from semirest.core.project.store import ProjectStore
 
@@ -83,7 +82,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.study_dock, self.list_dock, Qt.Orientation.Vertical)
         self.study_dock.hide()
         self.resizeDocks([self.list_dock], [380], Qt.Orientation.Horizontal)
-        self.train_panel = TrainPanel(self)
+        self.train_panel = make_train_panel(self)
         self.train_dock = QDockWidget("Train", self)
         self.train_dock.setObjectName("train_dock")
         self.train_dock.setWidget(self.train_panel)
@@ -340,3 +339,16 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Export failed", str(exc))
             return
         self.statusBar().showMessage(f"Exported {fmt}: {len(paths)} files in {out}", 8000)
+
+
+def make_train_panel(parent):
+    """The Train panel, or a stand-in that says why where PyTorch is missing (desktop package)."""
+    try:
+        from semirest.app.panels.train import TrainPanel
+    except ImportError as exc:
+        if "torch" not in str(exc):
+            raise
+        from semirest.app.panels.no_training import NoTrainingPanel
+
+        return NoTrainingPanel(str(exc), parent)
+    return TrainPanel(parent)
