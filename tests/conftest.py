@@ -71,6 +71,31 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def boxed_demo_project(tmp_path):
+    """A project over a tiny demo category (all splits) with rotated boxes on two defect images,
+    taken from their reference masks as an inspector would draw them."""
+    from semirest.core.data.demo import make_demo_dataset
+    from semirest.core.data.images import read_mask
+    from semirest.core.project.formats import images_from_mvtec
+    from semirest.core.project.store import ProjectStore
+    from semirest.core.train.boxes import boxes_from_mask
+
+    root = tmp_path / "data"
+    make_demo_dataset(root, seed=0, n_train=6, n_test_good=2, n_per_defect=1, size=64)
+    path = tmp_path / "demo.sqlite"
+    new = images_from_mvtec(root, "demo", split="all")
+    with ProjectStore.create(path) as store:
+        store.set_meta("source", f"mvtec {root} category demo split all")
+        store.add_images(new)
+        recs = [r for r in store.images() if r.defect_type not in (None, "good")]
+        news = [n for n in new if n.defect_type not in (None, "good")]
+        for rec, n in zip(recs[:2], news[:2]):
+            for b in boxes_from_mask(read_mask(n.reference_mask_path)):
+                store.add_box(rec.id, b)
+    return path
+
+
 def pytest_terminal_summary(terminalreporter):
     from tests.summary import LINES
 

@@ -104,34 +104,11 @@ def test_training_error_is_a_message_not_a_crash(window, qtbot):
     panel._error_box.close()
 
 
-@pytest.fixture
-def demo_project(tmp_path):
-    """A tiny MVTec-layout project (all splits) with boxes on two defect images."""
-    from semirest.core.data.demo import make_demo_dataset
-    from semirest.core.data.images import read_mask
-    from semirest.core.project.formats import images_from_mvtec
-    from semirest.core.train.boxes import boxes_from_mask
-
-    root = tmp_path / "data"
-    make_demo_dataset(root, seed=0, n_train=6, n_test_good=2, n_per_defect=1, size=64)
-    path = tmp_path / "demo.sqlite"
-    new = images_from_mvtec(root, "demo", split="all")
-    with ProjectStore.create(path) as store:
-        store.set_meta("source", f"mvtec {root} category demo split all")
-        store.add_images(new)
-        recs = [r for r in store.images() if r.defect_type not in (None, "good")]
-        news = [n for n in new if n.defect_type not in (None, "good")]
-        for rec, n in zip(recs[:2], news[:2]):
-            for b in boxes_from_mask(read_mask(n.reference_mask_path)):
-                store.add_box(rec.id, b)
-    return path
-
-
-def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, demo_project, clock, tmp_path):
+def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_demo_project, clock, tmp_path):
     from semirest.core.cli import main as cli
     from semirest.core.project.labels import BOX
 
-    window = open_window(qtbot, demo_project, clock)
+    window = open_window(qtbot, boxed_demo_project, clock)
     panel = window.train_panel
     assert "<b>semi</b>" in panel.setting_label.text()
     panel.overrides = TINY + ["train.steps=3"]

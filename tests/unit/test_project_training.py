@@ -111,30 +111,8 @@ def test_category_from_source():
     assert category_from_source(None) == "auto"
 
 
-@pytest.fixture
-def demo_project(tmp_path):
-    """A project over a tiny demo category, all splits; boxes on two defect images."""
-    from semirest.core.data.demo import make_demo_dataset
-    from semirest.core.project.formats import images_from_mvtec
-    from semirest.core.train.boxes import boxes_from_mask
-    from semirest.core.data.images import read_mask
-
-    root = tmp_path / "data"
-    make_demo_dataset(root, seed=0, n_train=6, n_test_good=2, n_per_defect=1, size=64)
-    path = tmp_path / "demo.sqlite"
-    new = images_from_mvtec(root, "demo", split="all")
-    with ProjectStore.create(path) as store:
-        store.set_meta("source", f"mvtec {root} category demo split all")
-        store.add_images(new)
-        defects = [r for r in store.images() if r.defect_type not in (None, "good")]
-        for rec, n in zip(defects[:2], [x for x in new if x.defect_type not in (None, "good")][:2]):
-            for b in boxes_from_mask(read_mask(n.reference_mask_path)):
-                store.add_box(rec.id, b)
-    return path
-
-
-def test_plan_from_store_picks_normal_labelled_and_held_out(demo_project):
-    with ProjectStore.open(demo_project) as store:
+def test_plan_from_store_picks_normal_labelled_and_held_out(boxed_demo_project):
+    with ProjectStore.open(boxed_demo_project) as store:
         plan = plan_from_store(store)
     assert plan.setting == "semi" and plan.category == "demo"
     assert len(plan.normal) == 6 and all(p.key.startswith("train/good/") for p in plan.normal)
@@ -151,11 +129,11 @@ def _reference(store):
     return lambda image_id, hw: store.reference_mask(image_id, hw)
 
 
-def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(demo_project, tmp_path):
+def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_demo_project, tmp_path):
     from semirest.core.train.method import SemiREST
     from semirest.core.train.project_run import ProjectTrainingRun
 
-    with ProjectStore.open(demo_project) as store:
+    with ProjectStore.open(boxed_demo_project) as store:
         plan = plan_from_store(store)
         cfg = make_config("fast", plan.setting, TINY)
         live = []
@@ -185,7 +163,7 @@ def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(demo_proj
     assert score == pytest.approx(res.scores[first.image_id])
 
 
-def test_cancelled_run_leaves_a_loadable_checkpoint(demo_project, tmp_path):
+def test_cancelled_run_leaves_a_loadable_checkpoint(boxed_demo_project, tmp_path):
     from semirest.core.train.method import SemiREST
     from semirest.core.train.project_run import ProjectTrainingRun
 
@@ -195,7 +173,7 @@ def test_cancelled_run_leaves_a_loadable_checkpoint(demo_project, tmp_path):
         if ev.stage.startswith("train"):
             steps.append(ev.done)
 
-    with ProjectStore.open(demo_project) as store:
+    with ProjectStore.open(boxed_demo_project) as store:
         plan = plan_from_store(store)
     cfg = make_config("fast", plan.setting, TINY)
     run = ProjectTrainingRun(cfg, plan, tmp_path / "run2", "cpu", progress=progress, should_stop=lambda: len(steps) >= 2)
@@ -205,20 +183,20 @@ def test_cancelled_run_leaves_a_loadable_checkpoint(demo_project, tmp_path):
     assert model.model is not None
 
 
-def test_cli_project_runs_lists_runs(demo_project, capsys):
+def test_cli_project_runs_lists_runs(boxed_demo_project, capsys):
     from semirest.core.cli import main
 
-    with ProjectStore.open(demo_project) as store:
-        assert main(["project", "runs", str(demo_project)]) == 0
+    with ProjectStore.open(boxed_demo_project) as store:
+        assert main(["project", "runs", str(boxed_demo_project)]) == 0
         assert "no training runs" in capsys.readouterr().out
         rid = store.create_run("semi", "fast", {"a": 1}, {"labelled": []})
         store.finish_run(rid, "finished", 12.5, None, {"pixel_auroc": 0.9123, "pro": 0.5, "ap": 0.25, "final_loss": 0.01})
         store.create_run("un", "paper", {}, {})
-    assert main(["project", "runs", str(demo_project)]) == 0
+    assert main(["project", "runs", str(boxed_demo_project)]) == 0
     out = capsys.readouterr().out
     assert "semi" in out and "finished" in out and "12.5 s" in out and "pixel_auroc 0.912" in out
     assert "running" in out and "paper" in out
-    assert main(["project", "runs", str(demo_project), "--json"]) == 0
+    assert main(["project", "runs", str(boxed_demo_project), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["metrics"]["pro"] == 0.5 and rows[1]["state"] == "running"
 
@@ -237,16 +215,16 @@ def test_old_project_is_upgraded_with_a_runs_table(small_project):
         assert len(s.images()) == 3
 
 
-def test_cli_project_train_stores_a_run(demo_project, capsys):
+def test_cli_project_train_stores_a_run(boxed_demo_project, capsys):
     from semirest.core.cli import main
 
-    args = ["project", "train", str(demo_project), "--device", "cpu", "--steps", "2", "--quiet"]
+    args = ["project", "train", str(boxed_demo_project), "--device", "cpu", "--steps", "2", "--quiet"]
     for o in TINY:
         if not o.startswith("device="):
             args += ["--set", o]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "finished" in out and "pixel_auroc" in out
-    assert main(["project", "runs", str(demo_project)]) == 0
+    assert main(["project", "runs", str(boxed_demo_project)]) == 0
     listing = capsys.readouterr().out
     assert "semi" in listing and "finished" in listing and "pixel_auroc" in listing
