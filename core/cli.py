@@ -54,7 +54,7 @@ class TqdmProgress:
 
 def add_config_arguments(p: argparse.ArgumentParser, setting: bool = True) -> None:
     """The knobs shared by every command that builds a model."""
-    p.add_argument("--preset", default="fast", help="named configuration: fast (default) or paper")
+    p.add_argument("--preset", default="fast", help="named configuration: fast (default), paper, or patchcore (the PatchCore baseline's own settings)")
     if setting:
         p.add_argument("--setting", default="un", choices=["un", "sup", "semi"], help="supervision setting")
     p.add_argument("--steps", type=int, default=None, help="training steps (overrides the preset)")
@@ -110,7 +110,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     for cat in categories:
         for method in args.method:
             progress = TqdmProgress(enabled=not args.quiet)
-            print(f"[{cat}] {method} ({cfg.preset} preset, {cfg.features.backbone} @ {cfg.features.image_size}px)", file=sys.stderr)
+            size = (f"x{cfg.features.input_scale:g} scale" if cfg.features.input_scale > 0
+                    else f"{cfg.features.image_size}px")
+            print(f"[{cat}] {method} ({cfg.preset} preset, {cfg.features.backbone} @ {size})", file=sys.stderr)
             try:
                 result = run_benchmark(cfg, args.data, cat, method, progress)
             finally:

@@ -16,7 +16,7 @@ import torch
 from semirest.core.config import BankConfig, FeatureConfig
 from semirest.core.data.datasets import Sample
 from semirest.core.features.backbones import FeatureBackbone
-from semirest.core.features.patches import PatchFeatures, images_to_tensor
+from semirest.core.features.patches import PatchFeatures, images_to_tensor, scaled_input_size
 from semirest.core.maps import upsample_and_smooth
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.coreset import select_coreset
@@ -82,10 +82,43 @@ class FeatureExtractor:
     def input_size(self) -> tuple[int, int]:
         return (self.cfg.image_size, self.cfg.image_size)
 
+    @property
+    def keeps_aspect(self) -> bool:
+        return self.cfg.input_scale > 0
+
+    def input_size_for(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """Model input size of one image: the square input, or its own scaled size (input_scale)."""
+        return scaled_input_size(image_hw, self.cfg.input_scale) if self.keeps_aspect else self.input_size
+
     def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """(B, h_f, w_f, d_f) float32 on the CPU."""
-        x = images_to_tensor(list(images), self.input_size).to(self.device)
+        """(B, h_f, w_f, d_f) float32 on the CPU; with input_scale all images must share one input size."""
+        images = list(images)
+        size = self.input_size
+        if self.keeps_aspect and images:
+            sizes = {self.input_size_for(im.shape[:2]) for im in images}
+            if len(sizes) > 1:
+                raise ValueError("images of different input sizes cannot share a batch; use extract_each()")
+            size = sizes.pop()
+        x = images_to_tensor(images, size).to(self.device)
         return self.net(x).float().cpu()
+
+    def extract_each(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress,
+                     stage: str = "features") -> list[np.ndarray]:
+        """One (h_f, w_f, d_f) float32 array per image, each at its own input size (input_scale);
+        images of the same input size are batched together."""
+        out: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(self.input_size_for(im.shape[:2]), []).append(i)
+        done, bs = 0, self.cfg.batch_size
+        for idx in groups.values():
+            for j in range(0, len(idx), bs):
+                part = idx[j:j + bs]
+                for i, f in zip(part, self([images[i] for i in part]).numpy()):
+                    out[i] = f
+                done += len(part)
+                progress(ProgressEvent(stage, done, len(images)))
+        return out  # type: ignore[return-value]
 
     def extract_all(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress,
                     stage: str = "features") -> np.ndarray | FeatureStore:
@@ -124,6 +157,16 @@ class FeatureExtractor:
                                lambda done: progress(ProgressEvent(stage, min(n, done * bs), n)))
         assert "out" in box
         return box["out"]
+
+
+def fit_memory_bank_rows(rows: np.ndarray, source_ids: np.ndarray, cfg: BankConfig, seed: int = 0,
+                         progress: ProgressFn = _no_progress) -> MemoryBank:
+    """Coreset-subsample training features given as rows (n, d) with each row's source image,
+    for feature maps of different sizes (features.input_scale); selection in memory."""
+    progress(ProgressEvent("coreset", 0, 1, {"features": len(rows)}))
+    result = select_coreset(rows, cfg.coreset_ratio, cfg.projection_dim, seed, cfg.max_size, cfg.projection)
+    progress(ProgressEvent("coreset", 1, 1, {"kept": len(result.indices), "seconds": result.seconds}))
+    return MemoryBank(rows[result.indices], np.asarray(source_ids)[result.indices], **bank_index_options(cfg))
 
 
 def fit_memory_bank(train_features, cfg: BankConfig, seed: int = 0, progress: ProgressFn = _no_progress) -> MemoryBank:
@@ -191,20 +234,36 @@ class PatchCore:
         if not ex.spill_rows and self.bank_cfg.stream_threshold > 0:
             ex.spill_rows, ex.spill_dtype = self.bank_cfg.stream_threshold, self.bank_cfg.stream_dtype
             ex.spill_dir = self.bank_cfg.stream_dir
+        if ex.keeps_aspect:
+            maps = ex.extract_each(images, progress)
+            rows = np.concatenate([f.reshape(-1, f.shape[-1]) for f in maps])
+            ids = np.concatenate([np.full(f.shape[0] * f.shape[1], i, dtype=np.int64) for i, f in enumerate(maps)])
+            del maps
+            self.bank = fit_memory_bank_rows(rows, ids, self.bank_cfg, self.seed, progress)
+            return
         feats = ex.extract_all(images, progress)
         self.bank = fit_memory_bank(feats, self.bank_cfg, self.seed, progress)
         if isinstance(feats, FeatureStore):
             feats.close()
 
+    def _scores(self, f: np.ndarray) -> np.ndarray:
+        """(B, h, w, d) features -> (B, h, w) nearest-entry distances."""
+        b, h, w, d = f.shape
+        return self.bank.search(f.reshape(-1, d), k=1).distances[:, 0].reshape(b, h, w)
+
     def token_scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(B, h_f, w_f) scores of images that share one input size."""
         if self.bank is None:
             raise RuntimeError("fit() must run before prediction")
-        f = self.extractor(images).numpy()
-        b, h, w, d = f.shape
-        nn = self.bank.search(f.reshape(-1, d), k=1)
-        return nn.distances[:, 0].reshape(b, h, w)
+        return self._scores(self.extractor(images).numpy())
 
     def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
+        if self.bank is None:
+            raise RuntimeError("fit() must run before prediction")
+        if self.extractor.keeps_aspect:
+            feats = self.extractor.extract_each(images, progress, stage="predict")
+            return [upsample_and_smooth(self._scores(f[None])[0], im.shape[:2], self.sigma)
+                    for f, im in zip(feats, images)]
         maps: list[np.ndarray] = []
         bs = self.extractor.cfg.batch_size
         for i in range(0, len(images), bs):

@@ -109,6 +109,18 @@ def grid_size(image_size: tuple[int, int], stride: int = 8) -> tuple[int, int]:
     return (math.ceil(image_size[0] / stride), math.ceil(image_size[1] / stride))
 
 
+SCALED_SIDE_MULTIPLE = 32  # the backbone's largest stride: every level's grid then divides evenly
+
+
+def scaled_input_size(image_hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    """Model input (h, w) of an image kept at its aspect and scaled by ``scale`` (features.input_scale),
+    each side rounded to a multiple of 32 and at least 32."""
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    m = SCALED_SIDE_MULTIPLE
+    return tuple(max(m, int(round(side * scale / m)) * m) for side in image_hw)
+
+
 def images_to_tensor(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
     """RGB uint8 images of any sizes -> float (B, 3, h, w) in [0, 1] at the model input size."""
     import cv2

@@ -18,6 +18,14 @@ which is the anomaly evidence (PatchCore's whole score). Measured on screw (fast
 steps): with the LayerNorm pixel AP 6.4 and image AUROC 46 (the model cannot tell a large residual
 from a small one of the same direction); without it AP 45.4 and image AUROC 88.
 
+Magnitude skip (``magnitude_skip``, on in the fast preset; not in the paper): the anomaly logit
+gets ``a * log(mean of the token's residual) + b`` added, with ``a`` starting at 1. The mean
+squared residual is PatchCore's score (squared), so the model starts from PatchCore's ranking and
+the Swin learns a correction from context. Without it the magnitude must travel through a pre-norm
+residual stream and a final LayerNorm to the head, which at the fast preset's 500 steps it does
+only partly (a 3x larger input moved the untrained anomaly logit by 0.03, a different input of the
+same size by 0.3). Measured in BENCHMARKS.md ("magnitude skip").
+
 Any spatial size: the blocks are built with timm's ``dynamic_mask=True``, so the shifted-window
 attention mask is computed for the actual input size at every call. The same weights therefore run
 on ``mu x mu`` windows (bagging, Eq. 10) and on a whole token map of another size (the "no bagging"
@@ -53,11 +61,15 @@ class SwinConfig:
     drop_path: float = 0.1      # stochastic depth, linearly increasing from 0 over the blocks
     input_size: int = 32        # mu, the training window size
     input_norm: bool = False    # LayerNorm after the input projection (erases the residual magnitude)
+    magnitude_skip: bool = False  # add a * log(mean token residual) + b to the anomaly logit (see below)
     qkv_bias: bool = True
     fused_attn: bool = True     # torch scaled_dot_product_attention inside timm's WindowAttention
 
 
 PAPER_SWIN = SwinConfig()
+# Floor of the mean token residual inside the magnitude skip: a token zeroed by PCR dropout
+# (Eq. 13) reads as "very normal" (log 1e-3 = -6.9) instead of minus infinity.
+MIN_MEAN_RESIDUAL = 1e-3
 
 
 class ResidualSwin(nn.Module):
@@ -95,6 +107,10 @@ class ResidualSwin(nn.Module):
         self.norm = nn.LayerNorm(cfg.embed_dim)
         self.head = nn.Linear(cfg.embed_dim, 2)
         self.apply(self._init_weights)
+        if cfg.magnitude_skip:
+            # a starts at 1: the untrained model already ranks tokens as PatchCore does.
+            self.skip_scale = nn.Parameter(torch.ones(()))
+            self.skip_bias = nn.Parameter(torch.zeros(()))
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -111,7 +127,12 @@ class ResidualSwin(nn.Module):
                 f"expected (B, H, W, {self.config.in_dim}) channels-last tokens, got {tuple(tokens.shape)}")
         x = self.proj_norm(self.proj(tokens))
         x = self.stage(x)
-        return self.head(self.norm(x))
+        logits = self.head(self.norm(x))
+        if self.config.magnitude_skip:
+            size = torch.log(tokens.float().mean(dim=-1).clamp_min(MIN_MEAN_RESIDUAL))
+            skip = self.skip_scale * size + self.skip_bias
+            logits = logits + torch.stack((torch.zeros_like(skip), skip), dim=-1).to(logits.dtype)
+        return logits
 
 
 def anomaly_probability(logits: torch.Tensor) -> torch.Tensor:

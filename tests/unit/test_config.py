@@ -13,6 +13,22 @@ def test_presets_and_settings():
     assert un.train.eps_plus == 0.5 and un.train.b1 == 4 and un.train.b2 == 2
 
 
+def test_patchcore_preset_is_the_measured_baseline_configuration():
+    pc = make_config("patchcore", "un")
+    assert pc.features.backbone == "efficientnet_lite0"
+    assert pc.features.input_scale == 0.75 and pc.features.lambda_pe == 0.0 and pc.bank.coreset_ratio == 0.1
+    fast = make_config("fast", "un")
+    assert fast.features.input_scale == 0.0 and fast.model.magnitude_skip and fast.train.positive_windows
+
+
+def test_semi_rampup_keeps_the_papers_share_of_the_fine_tuning_stage():
+    # paper: lambda_u ramps over 400 of 3000 fine-tuning steps; a shorter stage keeps 400 / 3000
+    assert make_config("paper", "semi").train.rampup_steps == 400
+    fast = make_config("fast", "semi")
+    assert fast.train.rampup_steps == round(400 * fast.train.steps / 3000)
+    assert make_config("fast", "un").train.rampup_steps == 400
+
+
 def test_overrides_parse_types_and_refuse_unknown_names():
     cfg = make_config("fast", "un", ["features.image_size=320", "model.bagging=false", "train.lr=3e-4", "bank.residual=abs", "device=cpu"])
     assert cfg.features.image_size == 320 and cfg.model.bagging is False

@@ -105,3 +105,26 @@ def test_default_input_keeps_residual_magnitude():
         plain = ResidualSwin(TINY).eval()
         assert not plain.config.input_norm
         assert (plain(x) - plain(10 * x)).abs().max() > 1e-2
+
+
+def test_magnitude_skip_adds_log_mean_residual_to_the_anomaly_logit():
+    # With the head zeroed, the logits are exactly the skip: (0, a * log(mean residual) + b) with
+    # a = 1, b = 0 at initialisation; a token zeroed by PCR dropout reads log(MIN_MEAN_RESIDUAL).
+    from semirest.core.model.swin import MIN_MEAN_RESIDUAL
+
+    torch.manual_seed(0)
+    m = ResidualSwin(SwinConfig(**{**TINY.__dict__, "magnitude_skip": True})).eval()
+    with torch.no_grad():
+        m.head.weight.zero_()
+        m.head.bias.zero_()
+        x = torch.rand(2, 8, 8, 12) * 5
+        x[0, 3, 4] = 0.0
+        y = m(x)
+    expected = torch.log(x.mean(-1).clamp_min(MIN_MEAN_RESIDUAL))
+    assert torch.equal(y[..., 0], torch.zeros_like(y[..., 0]))
+    assert torch.allclose(y[..., 1], expected, atol=1e-5)
+    assert y[0, 3, 4, 1] == pytest.approx(float(torch.log(torch.tensor(MIN_MEAN_RESIDUAL))))
+    # the skip's two numbers are trained like every other weight
+    names = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert {"skip_scale", "skip_bias"} <= names
+    assert "skip_scale" not in {n for n, _ in ResidualSwin(TINY).named_parameters()}

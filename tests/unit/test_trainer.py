@@ -137,3 +137,33 @@ def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting):
         assert m.trainer.last_stats["n_u"] > 0 or m.trainer.last_stats["n_x"] > 0
     maps = m.predict(load_images(m.test_samples[:2]))
     assert all(np.isfinite(x).all() for x in maps)
+
+
+def test_positive_windows_always_sample_a_window_holding_the_defect(fitted):
+    # One positive token in one corner: with one window drawn per image, a uniform draw finds it
+    # in a fraction of the steps; train.positive_windows finds it every time, unknown tokens too.
+    from dataclasses import replace
+
+    from semirest.core.train.labels import NEGATIVE, POSITIVE, UNKNOWN
+    from semirest.core.train.trainer import ImageSet
+
+    base = fitted.data.synthetic
+
+    def one_token(value):
+        labels = torch.full_like(base.labels, NEGATIVE)
+        labels[:, 0, 0] = value
+        return ImageSet(base.features, base.neighbours, labels, base.masks)
+
+    def hits(cfg_over, value):
+        cfg = make_config("fast", "un", TINY + ["train.window_fraction=0.01"] + cfg_over)
+        trainer = Trainer(cfg, replace(fitted.data, synthetic=one_token(value)), "cpu")
+        assert len(trainer.origins) > 1
+        n = 0
+        for _ in range(30):
+            _, _, lab = trainer._gather([(trainer.data.synthetic, 1)], 1)
+            n += int((lab == value).any())
+        return n
+
+    assert hits(["train.positive_windows=true"], POSITIVE) == 30
+    assert hits(["train.positive_windows=true"], UNKNOWN) == 30
+    assert hits(["train.positive_windows=false"], POSITIVE) < 30
