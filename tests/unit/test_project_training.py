@@ -70,7 +70,7 @@ def test_block_toggles_map_to_tokens_exactly():
 
 
 def test_boxes_give_eq15_unknown_tokens_and_angle_is_respected():
-    cfg = make_config("fast", "semi")
+    cfg = make_config("fast", "semi", ["train.box_unknown_fraction=0.5"])  # the paper's v
     lab = ImageLabels((64, 64))
     lab.boxes[1] = RotatedBox(24, 24, 16, 16, 0)        # pixels 16..31: tokens (2..3, 2..3)
     lab.boxes[2] = RotatedBox(48, 52, 8, 24, -90)       # turned: 24 wide, 8 high: rows 48..55, cols 36..59
@@ -79,6 +79,10 @@ def test_boxes_give_eq15_unknown_tokens_and_angle_is_respected():
     want[2:4, 2:4] = UNKNOWN
     want[6, 5:7] = UNKNOWN                               # cols 40..55 fully, 36..39 and 56..59 half (not > 0.5)
     np.testing.assert_array_equal(got, want)
+    # the fast preset's v = 8 %: the half-covered blocks are unknown too, not known-normal
+    fast = token_labels(_item(lab), "semi", (8, 8), make_config("fast", "semi"))
+    want[6, 4:8] = UNKNOWN
+    np.testing.assert_array_equal(fast, want)
     with pytest.raises(ValueError, match="only boxes"):
         token_labels(_item(lab), "sup", (8, 8), cfg)
 
