@@ -1,4 +1,5 @@
-"""PatchCore per defect type, and a sweep of input size / position code / smoothing on one category.
+"""PatchCore per defect type, and a sweep of input size / aspect / position code / bank ratio /
+smoothing on one category.
 
 Prints, for each variant, the pooled metrics and the pixel AUROC of every defect type (that
 type's images plus all good test images). The bank is built from ``--bank-images`` training
@@ -7,6 +8,9 @@ images; everything else is the fast preset and the same metric code as ``semires
 
     python tests/benchmarks/analyse_patchcore.py --data ../shared/data/magnetic_tile \
         --category magnetic_tile --bank-images 256 --size 256 --size 192 --lambda-pe 0.1 --lambda-pe 0
+
+``--input-scale S`` adds variants with every image at its own aspect scaled by S
+(features.input_scale; ``--size`` is then ignored for them); ``--ratio`` sets coreset ratios.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ import numpy as np
 from semirest.core.config import make_config
 from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.metrics import evaluate
-from semirest.core.pipeline import FeatureExtractor, fit_memory_bank, load_images, to_image_maps
+from semirest.core.maps import upsample_and_smooth
+from semirest.core.pipeline import FeatureExtractor, fit_memory_bank_rows, load_images
 
 
 def pct(m: dict) -> dict:
@@ -33,6 +38,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, action="append", help="input sizes (default: the preset's)")
     ap.add_argument("--lambda-pe", type=float, action="append", help="position code weights (default: the preset's)")
     ap.add_argument("--sigma", type=float, action="append", help="smoothing sigmas (default 4 and 8)")
+    ap.add_argument("--input-scale", type=float, action="append", default=[],
+                    help="also each image at its own aspect, scaled by this factor (repeatable)")
+    ap.add_argument("--ratio", type=float, action="append", help="coreset ratios (default: the preset's)")
     args = ap.parse_args()
     base = make_config("fast", "un")
     cat = load_mvtec_category(args.data, args.category)
@@ -44,22 +52,34 @@ def main() -> None:
     masks = [s.load_mask(im.shape[:2]) for s, im in zip(cat.test, test)]
     types = [s.defect_type for s in cat.test]
     good = [i for i, t in enumerate(types) if t == "good"]
-    for size in args.size or [base.features.image_size]:
+    shapes = [("size", size) for size in args.size or [base.features.image_size]]
+    shapes += [("input_scale", x) for x in args.input_scale]
+    for kind, value in shapes:
         for lam in args.lambda_pe or [base.features.lambda_pe]:
             t0 = time.perf_counter()
-            cfg = make_config("fast", "un", [f"features.image_size={size}", f"features.lambda_pe={lam}"])
+            over = [f"features.lambda_pe={lam}"]
+            over.append(f"features.image_size={value}" if kind == "size" else f"features.input_scale={value}")
+            cfg = make_config("fast", "un", over)
             ext = FeatureExtractor(cfg.features, "cpu")
-            bank = fit_memory_bank(ext.extract_all(train), cfg.bank, cfg.seed)
-            scores = [bank.search(f.reshape(-1, f.shape[-1]), k=1).distances[:, 0].reshape(f.shape[:2])
-                      for f in ext.extract_all(test)]
-            for sigma in args.sigma or [4.0, 8.0]:
-                maps = to_image_maps(np.stack(scores), [m.shape for m in masks], sigma)
-                per_type = {}
-                for t in sorted(set(types) - {"good"}):
-                    idx = good + [i for i, tt in enumerate(types) if tt == t]
-                    per_type[t] = pct(evaluate([maps[i] for i in idx], [masks[i] for i in idx]))["pixel_auroc"]
-                print(f"size {size} lambda_pe {lam} sigma {sigma}: {pct(evaluate(maps, masks))} "
-                      f"pixel AUROC per type {per_type} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            feats = ext.extract_each(train)
+            rows = np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats])
+            ids = np.concatenate([np.full(f.shape[0] * f.shape[1], i) for i, f in enumerate(feats)])
+            del feats
+            test_feats = ext.extract_each(test)
+            for ratio in args.ratio or [base.bank.coreset_ratio]:
+                cfg.bank.coreset_ratio = ratio
+                bank = fit_memory_bank_rows(rows, ids, cfg.bank, cfg.seed)
+                scores = [bank.search(f.reshape(-1, f.shape[-1]), k=1).distances[:, 0].reshape(f.shape[:2])
+                          for f in test_feats]
+                for sigma in args.sigma or [4.0, 8.0]:
+                    maps = [upsample_and_smooth(sc, m.shape, sigma) for sc, m in zip(scores, masks)]
+                    per_type = {}
+                    for t in sorted(set(types) - {"good"}):
+                        idx = good + [i for i, tt in enumerate(types) if tt == t]
+                        per_type[t] = pct(evaluate([maps[i] for i in idx], [masks[i] for i in idx]))["pixel_auroc"]
+                    print(f"{kind} {value} lambda_pe {lam} ratio {ratio} (bank {len(bank)}) sigma {sigma}: "
+                          f"{pct(evaluate(maps, masks))} pixel AUROC per type {per_type} "
+                          f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

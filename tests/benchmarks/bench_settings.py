@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--mixmatch-ablation", action="store_true", help="also semi with train.mixmatch=false")
+    ap.add_argument("--semi-variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE]",
+                    help="also semi with these overrides, from the same un model (repeatable)")
     ap.add_argument("--only", action="append", help="rows to run (patchcore, un, sup, semi); default all")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
@@ -139,6 +141,9 @@ def main() -> None:
                 nomix = copy.deepcopy(cfg["semi"])
                 nomix.train.mixmatch = False
                 variants.append(("semi (no MixMatch)", nomix))
+            for spec in args.semi_variant:
+                label, _, sets = spec.partition(":")
+                variants.append((f"semi ({label})", make_config(args.preset, "semi", args.overrides + [x for x in sets.split(";") if x])))
             for label, c in variants:
                 d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
                 m, s = train(c, d, model=copy.deepcopy(un_model).train())
