@@ -67,8 +67,10 @@ class SwinConfig:
 
 
 PAPER_SWIN = SwinConfig()
-# Floor of the mean token residual inside the magnitude skip: a token zeroed by PCR dropout
-# (Eq. 13) reads as "very normal" (log 1e-3 = -6.9) instead of minus infinity.
+# Floor of the mean token residual inside the magnitude skip (an almost exact match reads as
+# log 1e-3 = -6.9, not minus infinity). A token that is exactly zero (dropped by PCR dropout,
+# Eq. 13) gets log 1 = 0 instead: otherwise ResMixMatch's dropped unknown tokens, whose targets
+# can be high, would train the skip's scale towards 0.
 MIN_MEAN_RESIDUAL = 1e-3
 
 
@@ -129,7 +131,10 @@ class ResidualSwin(nn.Module):
         x = self.stage(x)
         logits = self.head(self.norm(x))
         if self.config.magnitude_skip:
-            size = torch.log(tokens.float().mean(dim=-1).clamp_min(MIN_MEAN_RESIDUAL))
+            mean = tokens.float().mean(dim=-1)
+            # a token zeroed by PCR dropout (Eq. 13) has no size to tell: it reads as a typical
+            # normal token (scaled mean residual 1, log 0) and the context decides
+            size = torch.where(mean > 0, torch.log(mean.clamp_min(MIN_MEAN_RESIDUAL)), torch.zeros_like(mean))
             skip = self.skip_scale * size + self.skip_bias
             logits = logits + torch.stack((torch.zeros_like(skip), skip), dim=-1).to(logits.dtype)
         return logits

@@ -109,7 +109,8 @@ def test_default_input_keeps_residual_magnitude():
 
 def test_magnitude_skip_adds_log_mean_residual_to_the_anomaly_logit():
     # With the head zeroed, the logits are exactly the skip: (0, a * log(mean residual) + b) with
-    # a = 1, b = 0 at initialisation; a token zeroed by PCR dropout reads log(MIN_MEAN_RESIDUAL).
+    # a = 1, b = 0 at initialisation; a tiny residual is floored at MIN_MEAN_RESIDUAL, and a token
+    # zeroed by PCR dropout reads as a typical normal one (log 1 = 0).
     from semirest.core.model.swin import MIN_MEAN_RESIDUAL
 
     torch.manual_seed(0)
@@ -119,11 +120,14 @@ def test_magnitude_skip_adds_log_mean_residual_to_the_anomaly_logit():
         m.head.bias.zero_()
         x = torch.rand(2, 8, 8, 12) * 5
         x[0, 3, 4] = 0.0
+        x[1, 1, 1] = 1e-6
         y = m(x)
     expected = torch.log(x.mean(-1).clamp_min(MIN_MEAN_RESIDUAL))
+    expected[0, 3, 4] = 0.0
     assert torch.equal(y[..., 0], torch.zeros_like(y[..., 0]))
     assert torch.allclose(y[..., 1], expected, atol=1e-5)
-    assert y[0, 3, 4, 1] == pytest.approx(float(torch.log(torch.tensor(MIN_MEAN_RESIDUAL))))
+    assert y[1, 1, 1, 1] == pytest.approx(float(torch.log(torch.tensor(MIN_MEAN_RESIDUAL))))
+    assert y[0, 3, 4, 1] == 0.0
     # the skip's two numbers are trained like every other weight
     names = {n for n, p in m.named_parameters() if p.requires_grad}
     assert {"skip_scale", "skip_bias"} <= names
