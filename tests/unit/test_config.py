@@ -21,6 +21,12 @@ def test_patchcore_preset_is_the_measured_baseline_configuration():
     assert fast.features.input_scale == 0.0 and fast.model.magnitude_skip and fast.train.positive_windows
 
 
+def test_fast_semi_fine_tunes_without_synthetic_images_paper_keeps_them():
+    assert make_config("fast", "semi").train.b2 == 0
+    assert make_config("paper", "semi").train.b2 == 3
+    assert make_config("fast", "sup").train.b2 == 2 and make_config("fast", "un").train.b2 == 2
+
+
 def test_semi_rampup_keeps_the_papers_share_of_the_fine_tuning_stage():
     # paper: lambda_u ramps over 400 of 3000 fine-tuning steps; a shorter stage keeps 400 / 3000
     assert make_config("paper", "semi").train.rampup_steps == 400
