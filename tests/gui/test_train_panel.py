@@ -20,10 +20,12 @@ TINY = [
     "model.mu=4", "model.step=2", "train.b1=2", "train.b2=2", "train.b3=1", "train.synthetic_pool=4",
     "train.ema_decay=0.9", "bank.coreset_ratio=0.25", "train.rampup_steps=2",
 ]
-# The target is 100 ms, met in every run measured here (worst gaps 18-86 ms, the 86 ms at a load
-# average of about 10 on 2 cores, where the GUI thread waits for a core). The test only guards against
-# training in the GUI thread, which blocks it for seconds, so it allows some scheduling noise.
-GAP_LIMIT_MS = 250
+# The target is 100 ms; the figure is printed (worst gaps 18-86 ms in the runs measured here,
+# the 86 ms at a load average of about 10 on 2 cores). Timing is not asserted against it: one clean-clone
+# CI run saw a single 635 ms gap that ten reruns did not reproduce (18-49 ms; a one-off such as a
+# first-time module import holding the GIL in the worker). The test guards against training in the
+# GUI thread, which blocks it for the whole run (seconds), so the limit is 2 s.
+GAP_LIMIT_MS = 2000
 
 
 class GapProbe:
