@@ -159,6 +159,13 @@ class FeatureExtractor:
         return box["out"]
 
 
+def rows_and_sources(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Feature maps of different sizes (h_i, w_i, d) -> all rows (n, d) and each row's image index."""
+    rows = np.concatenate([f.reshape(-1, f.shape[-1]) for f in maps])
+    ids = np.concatenate([np.full(f.shape[0] * f.shape[1], i, dtype=np.int64) for i, f in enumerate(maps)])
+    return rows, ids
+
+
 def fit_memory_bank_rows(rows: np.ndarray, source_ids: np.ndarray, cfg: BankConfig, seed: int = 0,
                          progress: ProgressFn = _no_progress) -> MemoryBank:
     """Coreset-subsample training features given as rows (n, d) with each row's source image,
@@ -235,10 +242,7 @@ class PatchCore:
             ex.spill_rows, ex.spill_dtype = self.bank_cfg.stream_threshold, self.bank_cfg.stream_dtype
             ex.spill_dir = self.bank_cfg.stream_dir
         if ex.keeps_aspect:
-            maps = ex.extract_each(images, progress)
-            rows = np.concatenate([f.reshape(-1, f.shape[-1]) for f in maps])
-            ids = np.concatenate([np.full(f.shape[0] * f.shape[1], i, dtype=np.int64) for i, f in enumerate(maps)])
-            del maps
+            rows, ids = rows_and_sources(ex.extract_each(images, progress))
             self.bank = fit_memory_bank_rows(rows, ids, self.bank_cfg, self.seed, progress)
             return
         feats = ex.extract_all(images, progress)
@@ -260,14 +264,14 @@ class PatchCore:
     def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
         if self.bank is None:
             raise RuntimeError("fit() must run before prediction")
-        if self.extractor.keeps_aspect:
-            feats = self.extractor.extract_each(images, progress, stage="predict")
-            return [upsample_and_smooth(self._scores(f[None])[0], im.shape[:2], self.sigma)
-                    for f, im in zip(feats, images)]
         maps: list[np.ndarray] = []
         bs = self.extractor.cfg.batch_size
         for i in range(0, len(images), bs):
             batch = images[i : i + bs]
-            maps += to_image_maps(self.token_scores(batch), [im.shape[:2] for im in batch], self.sigma)
+            if self.extractor.keeps_aspect:  # each image at its own size: one search per image
+                maps += [upsample_and_smooth(self._scores(f[None])[0], im.shape[:2], self.sigma)
+                         for f, im in zip(self.extractor.extract_each(batch), batch)]
+            else:
+                maps += to_image_maps(self.token_scores(batch), [im.shape[:2] for im in batch], self.sigma)
             progress(ProgressEvent("predict", min(i + bs, len(images)), len(images)))
         return maps

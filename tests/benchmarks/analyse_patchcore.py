@@ -23,7 +23,7 @@ from semirest.core.config import make_config
 from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.metrics import evaluate
 from semirest.core.maps import upsample_and_smooth
-from semirest.core.pipeline import FeatureExtractor, fit_memory_bank_rows, load_images
+from semirest.core.pipeline import FeatureExtractor, fit_memory_bank_rows, load_images, rows_and_sources
 
 
 def pct(m: dict) -> dict:
@@ -61,10 +61,7 @@ def main() -> None:
             over.append(f"features.image_size={value}" if kind == "size" else f"features.input_scale={value}")
             cfg = make_config("fast", "un", over)
             ext = FeatureExtractor(cfg.features, "cpu")
-            feats = ext.extract_each(train)
-            rows = np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats])
-            ids = np.concatenate([np.full(f.shape[0] * f.shape[1], i) for i, f in enumerate(feats)])
-            del feats
+            rows, ids = rows_and_sources(ext.extract_each(train))
             test_feats = ext.extract_each(test)
             for ratio in args.ratio or [base.bank.coreset_ratio]:
                 cfg.bank.coreset_ratio = ratio
