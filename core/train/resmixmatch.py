@@ -171,14 +171,15 @@ def mix_tokens(copies: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor
 
 def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
                      params: ResMixMatchParams = ResMixMatchParams(), generator: torch.Generator | None = None,
-                     augment: Callable | None = None) -> tuple[torch.Tensor, dict]:
+                     augment: Callable | None = None, guess_model: nn.Module | None = None) -> tuple[torch.Tensor, dict]:
     """L_mix = L_x + lambda_u(step) * L_u of Algorithm 1 for a batch of B windows.
 
     ``inputs``: what ``augment`` takes (e.g. ``(query (B, mu, mu, d_f), neighbours (B, mu, mu, 3, d_f))``
     for :class:`~semirest.core.train.augment.KnnAugmenter`), or without ``augment`` the tokens
     (B, mu, mu, d_t) or M pre-made copies (M, B, mu, mu, d_t), channels-last.
     ``labels``: (B, mu, mu) integer in {NORMAL, UNKNOWN} (Eq. 15). ``step``: semi-training step,
-    from 0, for the ramp-up. Returns the scalar loss (with gradient) and float stats
+    from 0, for the ramp-up. ``guess_model``: the model that guesses the labels (default ``model``;
+    the trainer can pass its EMA model, ``train.guess_with=ema``). Returns the scalar loss (with gradient) and float stats
     ``loss_x, loss_u, lambda_u, n_x, n_u, guess_mean``.
     """
     m = params.m_copies if params.mixmatch else 1
@@ -193,7 +194,7 @@ def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
     lam_u = linear_rampup(step, params.lambda_u, params.rampup_steps)
 
     if params.mixmatch:
-        guess = guess_labels(model, copies, params.sharpen_t)               # (B, mu, mu)
+        guess = guess_labels(guess_model if guess_model is not None else model, copies, params.sharpen_t)               # (B, mu, mu)
         targets = torch.where(is_x, 0.0, guess.unsqueeze(0))               # (M, B, mu, mu)
         mixed = mix_tokens(copies, targets, labels_m, params.mixup_alpha, generator)
         tokens, mixed_targets = mixed.tokens, mixed.targets

@@ -269,6 +269,8 @@ class Trainer:
 
     def __init__(self, cfg: Config, data: TrainingData, device: torch.device | str = "cpu",
                  model: ResidualSwin | None = None):
+        if cfg.train.guess_with not in ("model", "ema"):
+            raise ConfigError(f"train.guess_with must be 'model' or 'ema', got {cfg.train.guess_with!r}")
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
@@ -385,8 +387,10 @@ class Trainer:
         with autocast(self.cfg, self.device):
             loss = self.loss(tokens, labels)
             if semi is not None:
+                guesser = self.ema.model if self.cfg.train.guess_with == "ema" else None
                 l_mix, self.last_stats = resmixmatch_loss(self.model, semi[0], semi[1], self.step_count,
-                                                          self.mix_params, self.generator, self.mix_augmenter)
+                                                          self.mix_params, self.generator, self.mix_augmenter,
+                                                          guess_model=guesser)
                 loss = loss + l_mix
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

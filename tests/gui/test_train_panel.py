@@ -5,6 +5,7 @@ scores the image list (sortable), maps images like `semirest predict`, and its p
 box labels that count as box time."""
 from __future__ import annotations
 
+import gc
 import time
 
 import numpy as np
@@ -40,21 +41,36 @@ class GapProbe:
         self.timer.timeout.connect(self._tick)
         self.last = None
         self.worst_ms = 0.0
+        self.worst_at_s = 0.0
         self.ticks = 0
+        self.context = lambda: ""
+        self.worst_context = ""
 
     def start(self):
+        self.gc_worst_ms, self._gc_t0 = 0.0, None
+        gc.callbacks.append(self._gc)
         self.clock.start()
         self.last = self.clock.nsecsElapsed()
         self.timer.start()
 
+    def _gc(self, phase, info):
+        """The longest garbage collection meanwhile: a full one stops every thread."""
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        elif self._gc_t0 is not None:
+            self.gc_worst_ms = max(self.gc_worst_ms, (time.perf_counter() - self._gc_t0) * 1000)
+
     def _tick(self):
         now = self.clock.nsecsElapsed()
-        self.worst_ms = max(self.worst_ms, (now - self.last) / 1e6)
+        gap = (now - self.last) / 1e6
+        if gap > self.worst_ms:  # where it happened, to tell what blocked the GUI thread
+            self.worst_ms, self.worst_at_s, self.worst_context = gap, now / 1e9, self.context()
         self.last = now
         self.ticks += 1
 
     def stop(self):
         self.timer.stop()
+        gc.callbacks.remove(self._gc)
 
 
 def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, qtbot, capsys):
@@ -65,6 +81,7 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     panel.device.setCurrentText("cpu")
     assert "<b>un</b>" in panel.setting_label.text()
     probe = GapProbe()
+    probe.context = lambda: f"{panel.live_updates} live maps, {len(panel.losses)} losses, status {panel.status.text()!r}"
     probe.start()
     key(qtbot, window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)  # Ctrl+T: start
     assert panel.training.running
@@ -81,7 +98,9 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     probe.stop()
     with capsys.disabled():
         print(f"\n[train panel] cancel took {cancel_s * 1000:.0f} ms; worst GUI-thread gap {probe.worst_ms:.1f} ms "
-              f"over {probe.ticks} probe ticks; {panel.live_updates} live heatmaps")
+              f"over {probe.ticks} probe ticks; {panel.live_updates} live heatmaps; worst gap ended "
+              f"{probe.worst_at_s:.2f} s after Ctrl+T ({probe.worst_context}); longest garbage collection "
+              f"{probe.gc_worst_ms:.0f} ms")
     assert cancel_s < 1.0
     assert probe.worst_ms < GAP_LIMIT_MS, f"the GUI thread was blocked for {probe.worst_ms:.0f} ms"
     store = window.session.store

@@ -156,3 +156,19 @@ def test_step_zero_has_no_unlabelled_weight_and_ablation_switches():
     assert math.isnan(stats["guess_mean"]) and torch.isfinite(loss)
     with pytest.raises(ValueError):
         resmixmatch_loss(model, t, torch.ones(2, 8, 8, dtype=torch.long), step=0, generator=_gen(2))
+
+
+def test_labels_are_guessed_by_the_guess_model_when_given():
+    """train.guess_with=ema: the EMA copy guesses, the trained model still takes the loss."""
+    model = _tiny_model().train()
+    sure = _tiny_model().eval()
+    with torch.no_grad():  # a guesser that calls every token anomalous
+        sure.head.weight.zero_()
+        sure.head.bias.copy_(torch.tensor([-5.0, 5.0]))
+    t = torch.rand(2, 8, 8, 6, generator=_gen(1))
+    lab = _labels(2, 8)
+    _, own = resmixmatch_loss(model, t, lab, step=500, generator=_gen(2))
+    loss, other = resmixmatch_loss(model, t, lab, step=500, generator=_gen(2), guess_model=sure)
+    assert other["guess_mean"] > 0.999 and own["guess_mean"] < 0.9
+    loss.backward()
+    assert model.head.weight.grad is not None and sure.head.weight.grad is None

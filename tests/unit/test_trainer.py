@@ -167,3 +167,10 @@ def test_positive_windows_always_sample_a_window_holding_the_defect(fitted):
     assert hits(["train.positive_windows=true"], POSITIVE) == 30
     assert hits(["train.positive_windows=true"], UNKNOWN) == 30
     assert hits(["train.positive_windows=false"], POSITIVE) < 30
+
+
+def test_guess_with_names_the_guessing_model(fitted):
+    from semirest.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="guess_with"):
+        Trainer(make_config("fast", "semi", TINY + ["train.guess_with=\"teacher\""]), fitted.data, "cpu")
