@@ -168,12 +168,15 @@ def rows_and_sources(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray
 
 def fit_memory_bank_rows(rows: np.ndarray, source_ids: np.ndarray, cfg: BankConfig, seed: int = 0,
                          progress: ProgressFn = _no_progress) -> MemoryBank:
-    """Coreset-subsample training features given as rows (n, d) with each row's source image,
-    for feature maps of different sizes (features.input_scale); selection in memory."""
+    """Coreset-subsample training features given as rows (n, d) with each row's source image
+    (feature maps of different sizes, features.input_scale); selection in memory, on rank 0 under
+    torchrun."""
+    from semirest.core import distributed
+
     progress(ProgressEvent("coreset", 0, 1, {"features": len(rows)}))
-    result = select_coreset(rows, cfg.coreset_ratio, cfg.projection_dim, seed, cfg.max_size, cfg.projection)
-    progress(ProgressEvent("coreset", 1, 1, {"kept": len(result.indices), "seconds": result.seconds}))
-    return MemoryBank(rows[result.indices], np.asarray(source_ids)[result.indices], **bank_index_options(cfg))
+    result = distributed.on_main(lambda: select_coreset(rows, cfg.coreset_ratio, cfg.projection_dim, seed,
+                                                        cfg.max_size, cfg.projection))
+    return _bank_of(result, rows[result.indices], np.asarray(source_ids)[result.indices], cfg, progress)
 
 
 def fit_memory_bank(train_features, cfg: BankConfig, seed: int = 0, progress: ProgressFn = _no_progress) -> MemoryBank:
@@ -181,35 +184,29 @@ def fit_memory_bank(train_features, cfg: BankConfig, seed: int = 0, progress: Pr
     that remembers each source image.
 
     Up to ``cfg.stream_threshold`` patches the coreset is :func:`select_coreset` on all of them in
-    memory; above it, :func:`stream_coreset` (two stages, bounded memory). Under torchrun the
-    selection runs on rank 0 only and its indices are broadcast.
+    memory (:func:`fit_memory_bank_rows`); above it, :func:`stream_coreset` (two stages, bounded
+    memory). Under torchrun the selection runs on rank 0 only and its indices are broadcast.
     """
     from semirest.core import distributed
 
     n, h, w, d = train_features.shape
     rows = n * h * w
+    if not 0 < cfg.stream_threshold < rows:
+        flat = (train_features.read_rows(0, rows) if isinstance(train_features, FeatureStore)
+                else train_features.reshape(-1, d))
+        return fit_memory_bank_rows(flat, np.arange(rows) // (h * w), cfg, seed, progress)
     progress(ProgressEvent("coreset", 0, 1, {"features": rows}))
-    stream = 0 < cfg.stream_threshold < rows
-    if isinstance(train_features, FeatureStore):
-        source = train_features
-        flat = None if stream else train_features.read_rows(0, rows)
-    else:
-        flat = train_features.reshape(-1, d)
-        source = ArrayRows(flat)
+    source = train_features if isinstance(train_features, FeatureStore) else ArrayRows(train_features.reshape(-1, d))
+    k = max(1, int(round(rows * cfg.coreset_ratio)))
+    if cfg.max_size > 0:
+        k = min(k, cfg.max_size)
+    result = distributed.on_main(lambda: stream_coreset(source, k, cfg.max_in_memory, cfg.stream_chunk,
+                                                        cfg.projection_dim, seed, cfg.stream_stage1))
+    return _bank_of(result, source.take_rows(result.indices), result.indices // (h * w), cfg, progress)
 
-    def select():
-        if stream:
-            k = max(1, int(round(rows * cfg.coreset_ratio)))
-            if cfg.max_size > 0:
-                k = min(k, cfg.max_size)
-            return stream_coreset(source, k, cfg.max_in_memory, cfg.stream_chunk, cfg.projection_dim, seed,
-                                  cfg.stream_stage1)
-        return select_coreset(flat, cfg.coreset_ratio, cfg.projection_dim, seed, cfg.max_size, cfg.projection)
 
-    result = distributed.on_main(select)
+def _bank_of(result, entries: np.ndarray, source_ids: np.ndarray, cfg: BankConfig, progress: ProgressFn) -> MemoryBank:
     progress(ProgressEvent("coreset", 1, 1, {"kept": len(result.indices), "seconds": result.seconds}))
-    source_ids = result.indices // (h * w)
-    entries = flat[result.indices] if flat is not None else source.take_rows(result.indices)
     return MemoryBank(entries, source_ids, **bank_index_options(cfg))
 
 
