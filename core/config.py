@@ -239,12 +239,7 @@ def make_config(preset: str = "fast", setting: str = "un", overrides: list[str] 
     if setting not in SETTING_TRAIN:
         raise ConfigError(f"unknown setting '{setting}'; choose un, sup or semi")
     cfg = PRESETS[preset]()
-    cfg.setting = setting
-    for k, v in SETTING_TRAIN[setting].items():
-        setattr(cfg.train, k, v)
-    for k, v in PRESET_SETTING_TRAIN.get(preset, {}).get(setting, {}).items():
-        setattr(cfg.train, k, v)
-    cfg.train.lr *= PRESET_LR_SCALE[preset]
+    apply_setting(cfg, setting)
     if setting == "semi":
         cfg.train.steps = max(1, int(cfg.train.steps * 3 / 8))  # fine-tuning (defaults table row 9)
         # The paper ramps lambda_u over 400 of its 3000 fine-tuning steps; a shorter stage keeps
@@ -253,6 +248,17 @@ def make_config(preset: str = "fast", setting: str = "un", overrides: list[str] 
         cfg.train.rampup_steps = max(1, round(cfg.train.rampup_steps * cfg.train.steps / SEMI_PAPER_STEPS))
     apply_overrides(cfg, overrides or [])
     return cfg
+
+
+def apply_setting(cfg: Config, setting: str) -> None:
+    """The per-setting hyper-parameters of paper 4.2 (with the preset's changes and learning-rate
+    scale) in place; also used to turn a semi configuration into its un stage."""
+    cfg.setting = setting
+    for k, v in SETTING_TRAIN[setting].items():
+        setattr(cfg.train, k, v)
+    for k, v in PRESET_SETTING_TRAIN.get(cfg.preset, {}).get(setting, {}).items():
+        setattr(cfg.train, k, v)
+    cfg.train.lr *= PRESET_LR_SCALE.get(cfg.preset, 1.0)
 
 
 def _parse_value(text: str) -> Any:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from semirest.core import distributed
-from semirest.core.config import PRESET_LR_SCALE, SETTING_TRAIN, Config
+from semirest.core.config import Config, apply_setting
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.pipeline import FeatureExtractor, ProgressFn
@@ -131,10 +131,7 @@ def unsupervised_stage(cfg: Config) -> Config:
     """The un configuration that precedes a semi run: same model, features and bank, the un
     hyper-parameters of paper 4.2, and the un length (make_config gives semi 3/8 of it)."""
     un = copy.deepcopy(cfg)
-    un.setting = "un"
-    for k, v in SETTING_TRAIN["un"].items():
-        setattr(un.train, k, v)
-    un.train.lr *= PRESET_LR_SCALE.get(cfg.preset, 1.0)
+    apply_setting(un, "un")
     un.train.steps = max(1, int(round(cfg.train.steps * 8 / 3)))
     return un
 

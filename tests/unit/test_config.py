@@ -53,3 +53,19 @@ def test_overrides_parse_types_and_refuse_unknown_names():
 def test_dict_round_trip():
     cfg = make_config("fast", "sup", ["model.depth=2"])
     assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("preset", ["fast", "paper"])
+def test_semi_runs_its_un_stage_with_the_un_setting(preset):
+    from dataclasses import asdict
+
+    from semirest.core.train.method import unsupervised_stage
+
+    stage = unsupervised_stage(make_config(preset, "semi"))
+    un = make_config(preset, "un")
+    assert stage.setting == "un"
+    a, b = asdict(stage.train), asdict(un.train)
+    for k in ("steps", "rampup_steps"):  # steps: semi's 3/8 scaled back; rampup only matters in semi
+        a.pop(k), b.pop(k)
+    assert a == b
+    assert abs(stage.train.steps - un.train.steps) <= 1
