@@ -53,6 +53,7 @@ class ResMixMatchParams:
     lambda_u: float = 5.0        # 10 for BTAD
     rampup_steps: int = 400
     mixmatch: bool = True        # ablation switch, see the module docstring
+    box_prior: bool = False      # rescale each window's unknown-token guesses to a maximum of 1 (see guess_labels)
 
 
 def sharpen(p: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -92,13 +93,26 @@ def make_copies(inputs, augment: Callable | None, m: int, generator: torch.Gener
     raise ValueError(f"inputs must be (B, mu, mu, d) or (M, B, mu, mu, d), got {tuple(inputs.shape)}")
 
 
-def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    """Algorithm 1 step 3: Sharpen(mean_j Psi(T_j), Gamma) -> (B, mu, mu) anomaly targets, no grad."""
+def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.5,
+                 unknown: torch.Tensor | None = None) -> torch.Tensor:
+    """Algorithm 1 step 3: Sharpen(mean_j Psi(T_j), Gamma) -> (B, mu, mu) anomaly targets, no grad.
+
+    ``unknown`` (B, mu, mu) bool, the box prior (not in the paper): before sharpening, each window's
+    guesses on its unknown tokens are divided by their maximum. An inspector drew the box around a
+    defect, so its most anomalous token is taken as anomalous and the others are ranked against it.
+    Without it, a model whose probabilities on real defects start below 0.5 (a short un stage) has
+    its guesses sharpened towards 0, trains on them, and the guesses collapse: on screw the mean
+    guess inside the boxes fell from 0.24 to 0.01 over the semi stage (BENCHMARKS.md).
+    """
     m, b = copies.shape[:2]
     with torch.no_grad():
         logits = model(copies.reshape(m * b, *copies.shape[2:]))
         prob = anomaly_probability(logits).reshape(m, b, *logits.shape[1:3]).mean(0)
-    return sharpen(prob, temperature)
+        if unknown is not None:
+            unknown = unknown.to(prob.device)
+            top = torch.where(unknown, prob, torch.zeros_like(prob)).flatten(1).amax(1).clamp_min(1e-6)
+            prob = torch.where(unknown, prob / top.view(-1, 1, 1), prob)
+    return sharpen(prob.clamp(0.0, 1.0), temperature)
 
 
 def split_and_shuffle(labels_flat: torch.Tensor, generator: torch.Generator | None = None):
@@ -194,7 +208,8 @@ def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
     lam_u = linear_rampup(step, params.lambda_u, params.rampup_steps)
 
     if params.mixmatch:
-        guess = guess_labels(guess_model if guess_model is not None else model, copies, params.sharpen_t)               # (B, mu, mu)
+        guess = guess_labels(guess_model if guess_model is not None else model, copies, params.sharpen_t,
+                             unknown=(labels == UNKNOWN) if params.box_prior else None)  # (B, mu, mu)
         targets = torch.where(is_x, 0.0, guess.unsqueeze(0))               # (M, B, mu, mu)
         mixed = mix_tokens(copies, targets, labels_m, params.mixup_alpha, generator)
         tokens, mixed_targets = mixed.tokens, mixed.targets
