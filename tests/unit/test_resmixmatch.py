@@ -182,7 +182,7 @@ class _ProbabilityIsChannel0(torch.nn.Module):
         return torch.stack([torch.log1p(-p), torch.log(p)], -1)
 
 
-def test_box_prior_rescales_each_windows_unknown_guesses_to_a_maximum_of_one():
+def test_box_prior_rescales_each_windows_unknown_guesses_to_span_zero_to_one():
     p = torch.full((2, 2, 2), 0.01)
     p[0, 0, 0], p[0, 0, 1], p[0, 1, 0] = 0.1, 0.2, 0.05  # window 0: three unknown tokens
     p[1, 1, 1] = 0.3                                       # window 1: one unknown token
@@ -192,7 +192,8 @@ def test_box_prior_rescales_each_windows_unknown_guesses_to_a_maximum_of_one():
     prior = guess_labels(_ProbabilityIsChannel0(), copies, 0.5, unknown=unknown)
     assert torch.allclose(plain, sharpen(p, 0.5), atol=1e-5)
     assert plain[unknown].max() < 0.2  # sharpening alone pushes these low guesses towards 0
-    # window 0: 0.1 / 0.2 = 0.5 -> 0.5, 0.2 -> 1, 0.05 / 0.2 = 0.25 -> 0.1; window 1: 0.3 -> 1
-    assert prior[0, 0, 0] == pytest.approx(0.5, abs=1e-4) and prior[0, 0, 1] == pytest.approx(1.0, abs=1e-4)
-    assert prior[0, 1, 0] == pytest.approx(0.1, abs=1e-4) and prior[1, 1, 1] == pytest.approx(1.0, abs=1e-4)
+    # window 0: min 0.05, max 0.2: 0.1 -> 1/3 -> sharpened 0.2, 0.2 -> 1, 0.05 -> 0;
+    # window 1: a single unknown token (max = min) -> 0
+    assert prior[0, 0, 0] == pytest.approx(0.2, abs=1e-4) and prior[0, 0, 1] == pytest.approx(1.0, abs=1e-4)
+    assert prior[0, 1, 0] == pytest.approx(0.0, abs=1e-4) and prior[1, 1, 1] == pytest.approx(0.0, abs=1e-4)
     assert torch.allclose(prior[~unknown], plain[~unknown])  # known-normal tokens untouched
