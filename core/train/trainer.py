@@ -299,6 +299,9 @@ class Trainer:
         self.mix_augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
                                           cfg.model.rho, data.residual_scale, tc.log_residual)
         self.last_stats: dict = {}
+        # ResMixMatch's mean guess inside the boxes at every step: a fall towards 0 is the guesses
+        # collapsing to "normal" (BENCHMARKS.md, session 4)
+        self.guess_means: list[float] = []
         h_f, w_f = data.normal.features.shape[1:3]
         self.grid = token_grid(cfg, (h_f, w_f))
         self.mu, self.stride = window_size_tokens(cfg, self.grid)
@@ -392,6 +395,7 @@ class Trainer:
                 l_mix, self.last_stats = resmixmatch_loss(self.model, semi[0], semi[1], self.step_count,
                                                           self.mix_params, self.generator, self.mix_augmenter,
                                                           guess_model=guesser)
+                self.guess_means.append(self.last_stats["guess_mean"])
                 loss = loss + l_mix
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -106,7 +106,8 @@ def main() -> None:
                  "device": str(device), "n_test": len(test), "preset": args.preset, "machine": machine_description(),
                  **(extra or {})}
             rows.append(r)
-            print(json.dumps({k: r[k] for k in ("category", "method", "setting")} | pct(r["metrics"]) | r["timing_s"]), flush=True)
+            print(json.dumps({k: r[k] for k in ("category", "method", "setting")} | pct(r["metrics"]) | r["timing_s"]
+                             | {k: r[k] for k in ("guess_mean_first", "guess_mean_last") if k in r}), flush=True)
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)
 
@@ -115,10 +116,17 @@ def main() -> None:
             pc.bank = data.bank
             score("patchcore", "un", prep_s, pc.predict)
 
+        guesses = {}
+
         def train(c, d, model=None):
             t1 = time.perf_counter()
             tr = Trainer(c, d, device, model=model)
             m = tr.run()
+            g = np.array(tr.guess_means, dtype=float)
+            guesses.clear()
+            if len(g) and not np.isnan(g).all():  # mean guess inside the boxes, first and last 20 steps
+                guesses.update(guess_mean_first=round(float(np.nanmean(g[:20])), 3),
+                               guess_mean_last=round(float(np.nanmean(g[-20:])), 3))
             return m, time.perf_counter() - t1
 
         def predictor(c, m):
@@ -147,7 +155,8 @@ def main() -> None:
             for label, c in variants:
                 d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
                 m, s = train(c, d, model=copy.deepcopy(un_model).train())
-                score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid)})
+                score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
+                                                              **guesses})
 
     print("\n| category | method | setting | pixel AUROC | PRO | AP | image AUROC | fit (s) | predict (s/img) |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")

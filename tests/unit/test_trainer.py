@@ -135,6 +135,7 @@ def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting):
     if setting == "semi":
         assert len(m.un_losses) == 8  # un stage first: 3 * 8 / 3 steps
         assert m.trainer.last_stats["n_u"] > 0 or m.trainer.last_stats["n_x"] > 0
+        assert len(m.trainer.guess_means) == 3  # one mean guess inside the boxes per step
     maps = m.predict(load_images(m.test_samples[:2]))
     assert all(np.isfinite(x).all() for x in maps)
 
