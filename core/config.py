@@ -118,6 +118,7 @@ class TrainConfig:
     rampup_steps: int = 400
     box_unknown_fraction: float = 0.5  # v of Eq. 15
     box_prior: bool = False  # guesses inside a window's boxes rescaled to span [0, 1] (resmixmatch.guess_labels)
+    normal_quantile: float = 0.0  # > 0: guesses sharpened around this quantile of known-normal tokens (guess_labels)
     guess_with: str = "model"  # "model" (MixMatch: the model being trained) or "ema" (its EMA copy, eval mode)
     block_size: int = 8  # studio block labels: 8 or 16 image pixels (at the model input scale)
 

@@ -197,3 +197,17 @@ def test_box_prior_rescales_each_windows_unknown_guesses_to_span_zero_to_one():
     assert prior[0, 0, 0] == pytest.approx(0.2, abs=1e-4) and prior[0, 0, 1] == pytest.approx(1.0, abs=1e-4)
     assert prior[0, 1, 0] == pytest.approx(0.0, abs=1e-4) and prior[1, 1, 1] == pytest.approx(0.0, abs=1e-4)
     assert torch.allclose(prior[~unknown], plain[~unknown])  # known-normal tokens untouched
+
+
+def test_normal_quantile_sharpens_around_the_known_normal_tokens():
+    p = torch.full((1, 4, 4), 0.02)
+    p[0, 0, :] = torch.tensor([0.01, 0.02, 0.03, 0.04])  # known-normal tokens range up to 0.04
+    p[0, 3, 3], p[0, 3, 2] = 0.2, 0.01                      # inside the box: one stands out, one does not
+    normal = torch.zeros(1, 4, 4, dtype=torch.bool)
+    normal[0, 0, :] = True
+    copies = p.unsqueeze(0).unsqueeze(-1).expand(3, 1, 4, 4, 1)
+    g = guess_labels(_ProbabilityIsChannel0(), copies, 0.5, normal=normal, normal_quantile=1.0)
+    assert g[0, 0, 3] == pytest.approx(0.5, abs=1e-4)  # the reference itself reads 0.5
+    assert g[0, 3, 3] > 0.95 and g[0, 3, 2] < 0.1
+    plain = guess_labels(_ProbabilityIsChannel0(), copies, 0.5)
+    assert plain[0, 3, 3] < 0.1  # without it the standing-out token is guessed normal
