@@ -21,10 +21,11 @@ TINY = [
     "model.mu=4", "model.step=2", "train.b1=2", "train.b2=2", "train.b3=1", "train.synthetic_pool=4",
     "train.ema_decay=0.9", "bank.coreset_ratio=0.25", "train.rampup_steps=2",
 ]
-# The issue's target is 100 ms; the figure is printed. In a working checkout the worst gaps are
-# 18-86 ms (86 ms at a load average of about 10 on 2 cores); in two of three fresh installs
-# (clean-clone CI runs; the third: 19 ms) it saw 635 and 621 ms, most likely the worker's first imports of the
-# training modules, compiled to .pyc while holding the GIL (open: warm these imports at start-up).
+# The issue's target is 100 ms; the figure is printed, with when the worst gap happened and the
+# longest garbage collection meanwhile. In a working checkout the worst gaps are 18-86 ms (86 ms at
+# a load average of about 10 on 2 cores); in fresh installs (clean-clone CI runs) 19, 37 and 43 ms,
+# but twice 635 and 621 ms, cause not yet found: not the project's bytecode compilation, not imports
+# in the worker, not garbage collection (all measured; session-4 issue note).
 # Timing is not asserted against 100 ms (no timed assertions in tests); the guard catches training
 # in the GUI thread, which blocks it for the whole run (seconds), so the limit is 2 s.
 GAP_LIMIT_MS = 2000
