@@ -209,8 +209,8 @@ def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
     (B, mu, mu, d_t) or M pre-made copies (M, B, mu, mu, d_t), channels-last.
     ``labels``: (B, mu, mu) integer in {NORMAL, UNKNOWN} (Eq. 15). ``step``: semi-training step,
     from 0, for the ramp-up. ``guess_model``: the model that guesses the labels (default ``model``;
-    the trainer can pass its EMA model, ``train.guess_with=ema``). Returns the scalar loss (with gradient) and float stats
-    ``loss_x, loss_u, lambda_u, n_x, n_u, guess_mean``.
+    the trainer can pass its EMA model, ``train.guess_with=ema``). Returns the scalar loss (with
+    gradient) and float stats ``loss_x, loss_u, lambda_u, n_x, n_u, guess_mean``.
     """
     m = params.m_copies if params.mixmatch else 1
     copies = make_copies(inputs, augment, m, generator)
