@@ -116,18 +116,18 @@ def main() -> None:
             pc.bank = data.bank
             score("patchcore", "un", prep_s, pc.predict)
 
-        guesses = {}
-
         def train(c, d, model=None):
+            """(EMA model, seconds, the semi rows' mean guess inside the boxes over the first and
+            last 20 steps; empty without ResMixMatch)."""
             t1 = time.perf_counter()
             tr = Trainer(c, d, device, model=model)
             m = tr.run()
             g = np.array(tr.guess_means, dtype=float)
-            guesses.clear()
-            if len(g) and not np.isnan(g).all():  # mean guess inside the boxes, first and last 20 steps
-                guesses.update(guess_mean_first=round(float(np.nanmean(g[:20])), 3),
+            guesses = {}
+            if len(g) and not np.isnan(g).all():
+                guesses = dict(guess_mean_first=round(float(np.nanmean(g[:20])), 3),
                                guess_mean_last=round(float(np.nanmean(g[-20:])), 3))
-            return m, time.perf_counter() - t1
+            return m, time.perf_counter() - t1, guesses
 
         def predictor(c, m):
             return lambda ims: predict_maps(c, m, extractor, searcher, data.residual_scale, ims)
@@ -135,13 +135,13 @@ def main() -> None:
         un_model = None
         if want & {"un", "semi"}:
             un_data = replace(data, real=None)
-            un_model, s = train(cfg["un"], un_data)
+            un_model, s, _ = train(cfg["un"], un_data)
             if "un" in want:
                 score("semirest", "un", s, predictor(cfg["un"], un_model))
         if "sup" in want:
             c = cfg["sup"]
             d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real))
-            m, s = train(c, d)
+            m, s, _ = train(c, d)
             score("semirest", "sup", s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid)})
         if "semi" in want:
             variants = [("semi", cfg["semi"])]
@@ -154,7 +154,7 @@ def main() -> None:
                 variants.append((f"semi ({label})", make_config(args.preset, "semi", args.overrides + [x for x in sets.split(";") if x])))
             for label, c in variants:
                 d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
-                m, s = train(c, d, model=copy.deepcopy(un_model).train())
+                m, s, guesses = train(c, d, model=copy.deepcopy(un_model).train())
                 score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
                                                               **guesses})
 
