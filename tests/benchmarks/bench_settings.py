@@ -13,6 +13,8 @@ images' PCFs and neighbours) and shared:
 * ``semi, no MixMatch`` (``--mixmatch-ablation``): the same, with ``train.mixmatch=false``.
 
 Fit time of a row = its training time; the shared preparation time is printed once per category.
+``--train-seed`` (repeatable) trains the SemiREST rows once per seed on the same preparation, to
+see how far a row moves with the training seed alone.
 
     python tests/benchmarks/bench_settings.py --data ../shared/data/mvtec --category screw \
         --data ../shared/data/magnetic_tile --category magnetic_tile --json out/settings.json
@@ -66,6 +68,9 @@ def main() -> None:
     ap.add_argument("--semi-variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE]",
                     help="also semi with these overrides, from the same un model (repeatable)")
     ap.add_argument("--only", action="append", help="rows to run (patchcore, un, sup, semi); default all")
+    ap.add_argument("--train-seed", type=int, action="append",
+                    help="train every row with this seed (repeatable: one set of rows per seed); the split, "
+                         "bank and synthetic pool keep the configuration's seed. Default: the configuration's")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     if len(args.data) != len(args.category):
@@ -107,7 +112,7 @@ def main() -> None:
                  **(extra or {})}
             rows.append(r)
             print(json.dumps({k: r[k] for k in ("category", "method", "setting")} | pct(r["metrics"]) | r["timing_s"]
-                             | {k: r[k] for k in ("guess_mean_first", "guess_mean_last") if k in r}), flush=True)
+                             | {k: r[k] for k in ("train_seed", "guess_mean_first", "guess_mean_last") if k in r}), flush=True)
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)
 
@@ -116,54 +121,61 @@ def main() -> None:
             pc.bank = data.bank
             score("patchcore", "un", prep_s, pc.predict)
 
-        def train(c, d, model=None):
-            """(EMA model, seconds, the semi rows' mean guess inside the boxes over the first and
-            last 20 steps; empty without ResMixMatch)."""
-            t1 = time.perf_counter()
-            tr = Trainer(c, d, device, model=model)
-            m = tr.run()
-            g = np.array(tr.guess_means, dtype=float)
-            guesses = {}
-            if len(g) and not np.isnan(g).all():
-                guesses = dict(guess_mean_first=round(float(np.nanmean(g[:20])), 3),
-                               guess_mean_last=round(float(np.nanmean(g[-20:])), 3))
-            return m, time.perf_counter() - t1, guesses
+        def run_seed(seed: int) -> None:
+            def train(c, d, model=None):
+                """(EMA model, seconds, the semi rows' mean guess inside the boxes over the first and
+                last 20 steps; empty without ResMixMatch)."""
+                t1 = time.perf_counter()
+                c = copy.deepcopy(c)
+                c.seed = seed
+                tr = Trainer(c, d, device, model=model)
+                m = tr.run()
+                g = np.array(tr.guess_means, dtype=float)
+                guesses = {}
+                if len(g) and not np.isnan(g).all():
+                    guesses = dict(guess_mean_first=round(float(np.nanmean(g[:20])), 3),
+                                   guess_mean_last=round(float(np.nanmean(g[-20:])), 3))
+                return m, time.perf_counter() - t1, guesses
 
-        def predictor(c, m):
-            return lambda ims: predict_maps(c, m, extractor, searcher, data.residual_scale, ims)
+            def predictor(c, m):
+                return lambda ims: predict_maps(c, m, extractor, searcher, data.residual_scale, ims)
 
-        un_model = None
-        if want & {"un", "semi"}:
-            un_data = replace(data, real=None)
-            un_model, s, _ = train(cfg["un"], un_data)
-            if "un" in want:
-                score("semirest", "un", s, predictor(cfg["un"], un_model))
-        if "sup" in want:
-            c = cfg["sup"]
-            d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real))
-            m, s, _ = train(c, d)
-            score("semirest", "sup", s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid)})
-        if "semi" in want:
-            variants = [("semi", cfg["semi"])]
-            if args.mixmatch_ablation:
-                nomix = copy.deepcopy(cfg["semi"])
-                nomix.train.mixmatch = False
-                variants.append(("semi (no MixMatch)", nomix))
-            for spec in args.semi_variant:
-                label, _, sets = spec.partition(":")
-                variants.append((f"semi ({label})", make_config(args.preset, "semi", args.overrides + [x for x in sets.split(";") if x])))
-            for label, c in variants:
-                d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
-                m, s, guesses = train(c, d, model=copy.deepcopy(un_model).train())
-                score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
-                                                              **guesses})
+            un_model = None
+            if want & {"un", "semi"}:
+                un_data = replace(data, real=None)
+                un_model, s, _ = train(cfg["un"], un_data)
+                if "un" in want:
+                    score("semirest", "un", s, predictor(cfg["un"], un_model), {"train_seed": seed})
+            if "sup" in want:
+                c = cfg["sup"]
+                d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real))
+                m, s, _ = train(c, d)
+                score("semirest", "sup", s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
+                                                                   "train_seed": seed})
+            if "semi" in want:
+                variants = [("semi", cfg["semi"])]
+                if args.mixmatch_ablation:
+                    nomix = copy.deepcopy(cfg["semi"])
+                    nomix.train.mixmatch = False
+                    variants.append(("semi (no MixMatch)", nomix))
+                for spec in args.semi_variant:
+                    label, _, sets = spec.partition(":")
+                    variants.append((f"semi ({label})", make_config(args.preset, "semi", args.overrides + [x for x in sets.split(";") if x])))
+                for label, c in variants:
+                    d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
+                    m, s, guesses = train(c, d, model=copy.deepcopy(un_model).train())
+                    score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
+                                                                  "train_seed": seed, **guesses})
 
-    print("\n| category | method | setting | pixel AUROC | PRO | AP | image AUROC | fit (s) | predict (s/img) |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+        for seed in args.train_seed or [cfg["un"].seed]:
+            run_seed(seed)
+
+    print("\n| category | method | setting | seed | pixel AUROC | PRO | AP | image AUROC | fit (s) | predict (s/img) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         m = pct(r["metrics"])
-        print(f"| {r['category']} | {r['method']} | {r['setting']} | {m['pixel_auroc']} | {m['pro']} | {m['ap']} | "
-              f"{m['image_auroc']} | {r['timing_s']['fit']} | {r['timing_s']['predict_per_image']} |")
+        print(f"| {r['category']} | {r['method']} | {r['setting']} | {r.get('train_seed', '')} | {m['pixel_auroc']} | "
+              f"{m['pro']} | {m['ap']} | {m['image_auroc']} | {r['timing_s']['fit']} | {r['timing_s']['predict_per_image']} |")
 
 
 if __name__ == "__main__":
