@@ -117,8 +117,6 @@ class TrainConfig:
     lambda_u: float = 5.0
     rampup_steps: int = 400
     box_unknown_fraction: float = 0.5  # v of Eq. 15
-    box_prior: bool = False  # guesses inside a window's boxes rescaled to span [0, 1] (resmixmatch.guess_labels)
-    normal_quantile: float = 0.0  # > 0: guesses sharpened around this quantile of known-normal tokens (guess_labels)
     guess_with: str = "model"  # "model" (MixMatch: the model being trained) or "ema" (its EMA copy, eval mode)
     block_size: int = 8  # studio block labels: 8 or 16 image pixels (at the model input scale)
 
@@ -151,6 +149,11 @@ class Config:
                 section = getattr(cfg, key)
                 names = {f.name for f in dataclasses.fields(section)}
                 for k, v in value.items():
+                    if f"{key}.{k}" in RETIRED_FIELDS:
+                        if v != RETIRED_FIELDS[f"{key}.{k}"]:
+                            raise ConfigError(f"{key}.{k} = {v!r}: this option was removed (BENCHMARKS.md, "
+                                              f"session 4); a model trained with it cannot be loaded by this version")
+                        continue  # a checkpoint written while the switch existed, with it off
                     if k not in names:
                         raise ConfigError(f"unknown config field {key}.{k}")
                     setattr(section, k, v)
@@ -163,6 +166,12 @@ class Config:
 
 class ConfigError(ValueError):
     pass
+
+
+# Switches that existed in saved configurations and were removed, with the value that meant "off":
+# checkpoints written with them off still load. (Semi-stage guess variants measured in BENCHMARKS.md,
+# session 4, and removed in session 5 as dead ends.)
+RETIRED_FIELDS = {"train.box_prior": False, "train.normal_quantile": 0.0}
 
 
 # Per-setting hyper-parameters of paper section 4.2 (MVTec-AD values).

@@ -53,8 +53,6 @@ class ResMixMatchParams:
     lambda_u: float = 5.0        # 10 for BTAD
     rampup_steps: int = 400
     mixmatch: bool = True        # ablation switch, see the module docstring
-    box_prior: bool = False      # rescale each window's unknown-token guesses to span [0, 1] (see guess_labels)
-    normal_quantile: float = 0.0  # > 0: sharpen around this quantile of the known-normal tokens' guesses, not 0.5
 
 
 def sharpen(p: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -94,41 +92,21 @@ def make_copies(inputs, augment: Callable | None, m: int, generator: torch.Gener
     raise ValueError(f"inputs must be (B, mu, mu, d) or (M, B, mu, mu, d), got {tuple(inputs.shape)}")
 
 
-def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.5,
-                 unknown: torch.Tensor | None = None, normal: torch.Tensor | None = None,
-                 normal_quantile: float = 0.0) -> torch.Tensor:
+def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """Algorithm 1 step 3: Sharpen(mean_j Psi(T_j), Gamma) -> (B, mu, mu) anomaly targets, no grad.
 
-    ``unknown`` (B, mu, mu) bool, the box prior (not in the paper): before sharpening, each window's
-    guesses on its unknown tokens are rescaled to span [0, 1] (min-max). An inspector drew the box
-    around a defect, so its most anomalous token is taken as anomalous and its least anomalous one
-    as normal, the others ranked between. Without it, a model whose probabilities on real defects
-    start below 0.5 (a short un stage) has its guesses sharpened towards 0, trains on them, and the
-    guesses collapse: on screw the mean guess inside the boxes fell from 0.24 to 0.01 over the semi
-    stage. Dividing by the maximum alone was tried: the guesses inside a box are nearly flat, so
-    nearly all its tokens became anomalous (mean guess 0.92; screw AP 53.8 -> 40.9).
-
-    ``normal`` (B, mu, mu) bool with ``normal_quantile`` q > 0 (not in the paper): the guesses are
-    sharpened around the q-quantile of the batch's known-normal (outside-box) tokens' guesses
-    instead of around 0.5 (logit shifted so that quantile reads 0.5): a token inside a box is
-    anomalous when it looks more anomalous than nearly every known-normal token of the same images.
+    With a model whose probabilities on real defects start below 0.5 (the fast preset's short un
+    stage), sharpening pushes the guesses towards 0 and they collapse over the semi stage (screw:
+    mean guess inside the boxes 0.24 -> 0.01). Rescaling them with a box prior, or sharpening
+    around a quantile of the known-normal tokens, stopped the collapse but over-labelled the boxes
+    and cost AP on both benchmark categories (BENCHMARKS.md, sessions 4 and 5), so the paper's
+    guess stands.
     """
     m, b = copies.shape[:2]
     with torch.no_grad():
         logits = model(copies.reshape(m * b, *copies.shape[2:]))
         prob = anomaly_probability(logits).reshape(m, b, *logits.shape[1:3]).mean(0)
-        if unknown is not None:
-            unknown = unknown.to(prob.device)
-            flat_u, flat_p = unknown.flatten(1), prob.flatten(1)
-            top = torch.where(flat_u, flat_p, torch.full_like(flat_p, -1.0)).amax(1).view(-1, 1, 1)
-            low = torch.where(flat_u, flat_p, torch.full_like(flat_p, 2.0)).amin(1).view(-1, 1, 1)
-            scaled = (prob - low) / (top - low).clamp_min(1e-6)
-            prob = torch.where(unknown, scaled, prob)
-        if normal is not None and normal_quantile > 0 and bool(normal.any()):
-            eps = 1e-6
-            ref = torch.quantile(prob[normal.to(prob.device)].float(), normal_quantile).clamp(eps, 1 - eps)
-            prob = torch.sigmoid(torch.logit(prob.clamp(eps, 1 - eps)) - torch.logit(ref))
-    return sharpen(prob.clamp(0.0, 1.0), temperature)
+    return sharpen(prob, temperature)
 
 
 def split_and_shuffle(labels_flat: torch.Tensor, generator: torch.Generator | None = None):
@@ -224,9 +202,8 @@ def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
     lam_u = linear_rampup(step, params.lambda_u, params.rampup_steps)
 
     if params.mixmatch:
-        guess = guess_labels(guess_model if guess_model is not None else model, copies, params.sharpen_t,
-                             unknown=(labels == UNKNOWN) if params.box_prior else None,
-                             normal=labels == NORMAL, normal_quantile=params.normal_quantile)  # (B, mu, mu)
+        guess = guess_labels(guess_model if guess_model is not None else model, copies,
+                             params.sharpen_t)  # (B, mu, mu)
         targets = torch.where(is_x, 0.0, guess.unsqueeze(0))               # (M, B, mu, mu)
         mixed = mix_tokens(copies, targets, labels_m, params.mixup_alpha, generator)
         tokens, mixed_targets = mixed.tokens, mixed.targets

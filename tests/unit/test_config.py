@@ -55,6 +55,22 @@ def test_dict_round_trip():
     assert Config.from_dict(cfg.to_dict()) == cfg
 
 
+def test_retired_switches_load_when_off_and_refuse_when_on():
+    """A checkpoint written while train.box_prior / train.normal_quantile existed (session 4) still
+    loads if they were off; one trained with them on cannot be reproduced, so it is refused."""
+    cfg = make_config("fast", "semi")
+    old = cfg.to_dict()
+    old["train"] |= {"box_prior": False, "normal_quantile": 0.0}
+    assert Config.from_dict(old) == cfg
+    old["train"]["box_prior"] = True
+    with pytest.raises(ConfigError, match="train.box_prior = True: this option was removed"):
+        Config.from_dict(old)
+    bad = cfg.to_dict()
+    bad["train"]["box_priors"] = False
+    with pytest.raises(ConfigError, match="unknown config field train.box_priors"):
+        Config.from_dict(bad)
+
+
 @pytest.mark.parametrize("preset", ["fast", "paper"])
 def test_semi_runs_its_un_stage_with_the_un_setting(preset):
     from dataclasses import asdict
