@@ -12,7 +12,7 @@ from semirest.app.canvas.tools.blocks import BlockTool
 from semirest.app.canvas.tools.box import BoxTool
 from semirest.app.canvas.tools.brush import BrushTool
 from semirest.app.canvas.view import CanvasView
-from semirest.app.memory import keep_large_arrays_on_fresh_pages
+from semirest.app.memory import freeze_long_lived_objects, keep_large_arrays_on_fresh_pages
 from semirest.app.panels.image_list import ImageListPanel, format_seconds
 from semirest.app.panels.study import StudyPanel
 from semirest.app.session import LabelingSession
@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self._clock.setInterval(500)
         self._clock.timeout.connect(self._tick)
         self._clock.start()
+        freeze_long_lived_objects()  # full garbage collections would otherwise stall this thread ~200 ms
 
     # -- layout ---------------------------------------------------------------------------------
     def _build_docks(self) -> None:
