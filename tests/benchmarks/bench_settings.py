@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from semirest.core.benchmark import machine_description
-from semirest.core.config import make_config
+from semirest.core.config import SEMI_PAPER_STEPS, make_config
 from semirest.core.data.datasets import load_mvtec_category, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.metrics import evaluate
@@ -68,6 +68,10 @@ def main() -> None:
     ap.add_argument("--semi-variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE]",
                     help="also semi with these overrides, from the same un model (repeatable)")
     ap.add_argument("--only", action="append", help="rows to run (patchcore, un, sup, semi); default all")
+    ap.add_argument("--diagnostic", action="append", default=[], choices=["exact-labels", "semi-scratch"],
+                    help="extra semi rows (BENCHMARKS.md, session 5): exact-labels = the semi stage from the un model "
+                         "with sup's block labels, no MixMatch; semi-scratch = semi (boxes, ResMixMatch) trained from "
+                         "scratch on sup's schedule")
     ap.add_argument("--train-seed", type=int, action="append",
                     help="train every row with this seed (repeatable: one set of rows per seed); the split, "
                          "bank and synthetic pool keep the configuration's seed. Default: the configuration's")
@@ -141,6 +145,17 @@ def main() -> None:
                 return lambda ims: predict_maps(c, m, extractor, searcher, data.residual_scale, ims)
 
             un_model = None
+            if "semi-scratch" in args.diagnostic:
+                c = copy.deepcopy(cfg["semi"])
+                sup_tc = cfg["sup"].train
+                for k, v in dict(steps=sup_tc.steps, lr=sup_tc.lr, b1=sup_tc.b1, b2=sup_tc.b2, b3=sup_tc.b3,
+                                 window_fraction=sup_tc.window_fraction,
+                                 rampup_steps=max(1, round(sup_tc.rampup_steps * sup_tc.steps / SEMI_PAPER_STEPS))).items():
+                    setattr(c.train, k, v)
+                d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
+                m, s, guesses = train(c, d)
+                score("semirest", "semi from scratch (sup's schedule; boxes, ResMixMatch)", s, predictor(c, m),
+                      {"train_seed": seed, **guesses})
             if want & {"un", "semi"}:
                 un_data = replace(data, real=None)
                 un_model, s, _ = train(cfg["un"], un_data)
@@ -161,8 +176,14 @@ def main() -> None:
                 for spec in args.semi_variant:
                     label, _, sets = spec.partition(":")
                     variants.append((f"semi ({label})", make_config(args.preset, "semi", args.overrides + [x for x in sets.split(";") if x])))
+                if "exact-labels" in args.diagnostic:
+                    exact = copy.deepcopy(cfg["semi"])
+                    exact.setting = "sup"  # the real images go through the fully supervised loss
+                    variants.append(("semi stage, sup's exact block labels (no MixMatch)", exact))
                 for label, c in variants:
                     d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
+                    if c.setting == "sup":
+                        d = replace(d, real=relabel(cfg["sup"], data.real))
                     m, s, guesses = train(c, d, model=copy.deepcopy(un_model).train())
                     score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
                                                                   "train_seed": seed, **guesses})
