@@ -256,9 +256,14 @@ def make_config(preset: str = "fast", setting: str = "un", overrides: list[str] 
         # The paper ramps lambda_u over 400 of its 3000 fine-tuning steps; a shorter stage keeps
         # that share (the fast preset's 187 steps: 25), else lambda_u never gets past half of 5
         # while the learning rate is still high.
-        cfg.train.rampup_steps = max(1, round(cfg.train.rampup_steps * cfg.train.steps / SEMI_PAPER_STEPS))
+        cfg.train.rampup_steps = semi_rampup_steps(cfg.train.rampup_steps, cfg.train.steps)
     apply_overrides(cfg, overrides or [])
     return cfg
+
+
+def semi_rampup_steps(paper_rampup_steps: int, steps: int) -> int:
+    """lambda_u's ramp over the paper's share of a semi stage of ``steps`` (400 of 3000 steps)."""
+    return max(1, round(paper_rampup_steps * steps / SEMI_PAPER_STEPS))
 
 
 def apply_setting(cfg: Config, setting: str) -> None:

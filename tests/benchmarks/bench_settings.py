@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from semirest.core.benchmark import machine_description
-from semirest.core.config import SEMI_PAPER_STEPS, make_config
+from semirest.core.config import make_config, semi_rampup_steps
 from semirest.core.data.datasets import load_mvtec_category, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.metrics import evaluate
@@ -125,6 +125,9 @@ def main() -> None:
             pc.bank = data.bank
             score("patchcore", "un", prep_s, pc.predict)
 
+        def predictor(c, m):
+            return lambda ims: predict_maps(c, m, extractor, searcher, data.residual_scale, ims)
+
         def run_seed(seed: int) -> None:
             def train(c, d, model=None):
                 """(EMA model, seconds, the semi rows' mean guess inside the boxes over the first and
@@ -141,16 +144,13 @@ def main() -> None:
                                    guess_mean_last=round(float(np.nanmean(g[-20:])), 3))
                 return m, time.perf_counter() - t1, guesses
 
-            def predictor(c, m):
-                return lambda ims: predict_maps(c, m, extractor, searcher, data.residual_scale, ims)
-
             un_model = None
             if "semi-scratch" in args.diagnostic:
                 c = copy.deepcopy(cfg["semi"])
                 sup_tc = cfg["sup"].train
                 for k, v in dict(steps=sup_tc.steps, lr=sup_tc.lr, b1=sup_tc.b1, b2=sup_tc.b2, b3=sup_tc.b3,
                                  window_fraction=sup_tc.window_fraction,
-                                 rampup_steps=max(1, round(sup_tc.rampup_steps * sup_tc.steps / SEMI_PAPER_STEPS))).items():
+                                 rampup_steps=semi_rampup_steps(sup_tc.rampup_steps, sup_tc.steps)).items():
                     setattr(c.train, k, v)
                 d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
                 m, s, guesses = train(c, d)
@@ -181,9 +181,9 @@ def main() -> None:
                     exact.setting = "sup"  # the real images go through the fully supervised loss
                     variants.append(("semi stage, sup's exact block labels (no MixMatch)", exact))
                 for label, c in variants:
-                    d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
-                    if c.setting == "sup":
-                        d = replace(d, real=relabel(cfg["sup"], data.real))
+                    exact_labels = c.setting == "sup"  # the exact-labels diagnostic: sup's Eq. 14 blocks
+                    d = replace(data, synthetic=relabel(c, data.synthetic),
+                                real=relabel(cfg["sup"], data.real) if exact_labels else relabel(c, data.real, semi=True))
                     m, s, guesses = train(c, d, model=copy.deepcopy(un_model).train())
                     score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
                                                                   "train_seed": seed, **guesses})
