@@ -117,7 +117,8 @@ class TrainConfig:
     lambda_u: float = 5.0
     rampup_steps: int = 400
     box_unknown_fraction: float = 0.5  # v of Eq. 15
-    guess_with: str = "model"  # "model" (MixMatch: the model being trained) or "ema" (its EMA copy, eval mode)
+    guess_with: str = "model"  # who guesses ResMixMatch's labels: "model" (MixMatch: the model being
+    # trained), "ema" (its EMA copy, eval mode) or "start" (a frozen copy of the starting weights)
     block_size: int = 8  # studio block labels: 8 or 16 image pixels (at the model input scale)
 
 

@@ -50,6 +50,9 @@ def _no_progress(_: ProgressEvent) -> None:
     pass
 
 
+GUESS_WITH = ("model", "ema", "start")
+
+
 class TrainingCancelled(Exception):
     """Raised inside :meth:`Trainer.run` when the cancel callable returns True."""
 
@@ -269,8 +272,8 @@ class Trainer:
 
     def __init__(self, cfg: Config, data: TrainingData, device: torch.device | str = "cpu",
                  model: ResidualSwin | None = None):
-        if cfg.train.guess_with not in ("model", "ema"):
-            raise ConfigError(f"train.guess_with must be 'model' or 'ema', got {cfg.train.guess_with!r}")
+        if cfg.train.guess_with not in GUESS_WITH:
+            raise ConfigError(f"train.guess_with must be one of {', '.join(GUESS_WITH)}, got {cfg.train.guess_with!r}")
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
@@ -290,6 +293,14 @@ class Trainer:
         self.step_count = 0
         self.losses: list[float] = []
         self.semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
+        # ResMixMatch's label guesser: None = the model being trained (MixMatch); "ema": its EMA copy;
+        # "start": a frozen copy of the weights this run starts from (the un model in the semi stage),
+        # so the guesses cannot drift with the model they teach (BENCHMARKS.md, session 6)
+        self.guess_model = None
+        if self.semi and cfg.train.guess_with == "ema":
+            self.guess_model = self.ema.model
+        elif self.semi and cfg.train.guess_with == "start":
+            self.guess_model = EMA(self.model, 1.0).model  # a frozen eval-mode copy
         self.mix_params = ResMixMatchParams(
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
@@ -390,10 +401,9 @@ class Trainer:
         with autocast(self.cfg, self.device):
             loss = self.loss(tokens, labels)
             if semi is not None:
-                guesser = self.ema.model if self.cfg.train.guess_with == "ema" else None
                 l_mix, self.last_stats = resmixmatch_loss(self.model, semi[0], semi[1], self.step_count,
                                                           self.mix_params, self.generator, self.mix_augmenter,
-                                                          guess_model=guesser)
+                                                          guess_model=self.guess_model)
                 self.guess_means.append(self.last_stats["guess_mean"])
                 loss = loss + l_mix
         self.optimizer.zero_grad(set_to_none=True)

@@ -175,3 +175,27 @@ def test_guess_with_names_the_guessing_model(fitted):
 
     with pytest.raises(ConfigError, match="guess_with"):
         Trainer(make_config("fast", "semi", TINY + ["train.guess_with=\"teacher\""]), fitted.data, "cpu")
+
+
+def test_guess_with_start_keeps_the_starting_weights_as_a_frozen_guesser(demo):
+    """train.guess_with=start: the semi stage's guesses come from the weights it started from (the
+    un model), unchanged while the model being trained moves (BENCHMARKS.md, session 6)."""
+    import copy
+    from dataclasses import replace
+
+    cat, train, _ = demo
+    m = SemiREST(make_config("fast", "semi", TINY + ["train.steps=3", "train.guess_with=\"start\""]), "cpu", cat)
+    m.fit(train)
+    assert len(m.trainer.guess_means) == 3 and np.isfinite(m.trainer.guess_means).all()
+    trainer = Trainer(m.cfg, m.trainer.data, "cpu", model=copy.deepcopy(m.model).train())
+    guesser = trainer.guess_model
+    assert guesser is not None and guesser is not trainer.model and not guesser.training
+    assert all(not p.requires_grad for p in guesser.parameters())
+    start = [p.clone() for p in trainer.model.parameters()]
+    assert all(torch.equal(g, s) for g, s in zip(guesser.parameters(), start))
+    trainer.step()
+    trainer.step()
+    assert all(torch.equal(g, s) for g, s in zip(guesser.parameters(), start))
+    assert any(not torch.equal(t, s) for t, s in zip(trainer.model.parameters(), start))
+    # the un stage of the same configuration has no box-labelled images, hence no guesser
+    assert Trainer(m.cfg, replace(m.trainer.data, real=None), "cpu").guess_model is None
