@@ -53,6 +53,7 @@ class ResMixMatchParams:
     lambda_u: float = 5.0        # 10 for BTAD
     rampup_steps: int = 400
     mixmatch: bool = True        # ablation switch, see the module docstring
+    u_norm: str = "unknown"      # L_u's mean: over the unknown tokens (Algorithm 1) or "all" tokens
 
 
 def sharpen(p: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -219,6 +220,13 @@ def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
     logits = model(tokens.reshape(-1, *tokens.shape[2:])).reshape(*tokens.shape[:4], 2)
     loss_x = soft_focal_loss(logits, mixed_targets, is_x, params.alpha_x, params.gamma_x)
     loss_u = soft_focal_loss(logits, mixed_targets, is_u, params.alpha_u, params.gamma_u)
+    if params.u_norm == "all":
+        # one token mean over X' and U' alike: with few unknown tokens (a thin defect's box: ~10 of
+        # ~3,000 per step) Algorithm 1's 1/|U'| gives each of them hundreds of times the weight of
+        # any other token and over-fits them (BENCHMARKS.md, session 6)
+        loss_u = loss_u * (int(is_u.sum()) / is_u.numel())
+    elif params.u_norm != "unknown":
+        raise ValueError(f"u_norm must be 'unknown' or 'all', got {params.u_norm!r}")
     loss = loss_x + lam_u * loss_u
     stats = {
         "loss_x": float(loss_x.detach()),

@@ -304,7 +304,8 @@ class Trainer:
         self.mix_params = ResMixMatchParams(
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
-            gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch)
+            gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch,
+            u_norm=tc.unlabelled_norm)
         # ResMixMatch's copies use the k-NN augmentation of Eq. 12 (Algorithm 1 step 2)
         self.mix_augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
                                           cfg.model.rho, data.residual_scale, tc.log_residual)

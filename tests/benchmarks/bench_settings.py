@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--semi-variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE]",
                     help="also semi with these overrides, from the same un model (repeatable)")
     ap.add_argument("--only", action="append", help="rows to run (patchcore, un, sup, semi); default all")
+    ap.add_argument("--no-default-semi", action="store_true",
+                    help="with --semi-variant: train only the variants, not the preset's own semi row")
     ap.add_argument("--diagnostic", action="append", default=[], choices=["exact-labels", "semi-scratch"],
                     help="extra semi rows (BENCHMARKS.md, session 5): exact-labels = the semi stage from the un model "
                          "with sup's block labels, no MixMatch; semi-scratch = semi (boxes, ResMixMatch) trained from "
@@ -168,7 +170,7 @@ def main() -> None:
                 score("semirest", "sup", s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
                                                                    "train_seed": seed})
             if "semi" in want:
-                variants = [("semi", cfg["semi"])]
+                variants = [] if args.no_default_semi else [("semi", cfg["semi"])]
                 if args.mixmatch_ablation:
                     nomix = copy.deepcopy(cfg["semi"])
                     nomix.train.mixmatch = False

@@ -172,3 +172,25 @@ def test_labels_are_guessed_by_the_guess_model_when_given():
     assert other["guess_mean"] > 0.999 and own["guess_mean"] < 0.9
     loss.backward()
     assert model.head.weight.grad is not None and sure.head.weight.grad is None
+
+
+def test_unlabelled_norm_all_weighs_an_unknown_token_like_any_other():
+    """train.unlabelled_norm=all: L_u = (sum over U') / N instead of Algorithm 1's / |U'|; the
+    draws (guesses, MixUp, dropout) are the same, so the loss scales by exactly |U'| / N."""
+    model = _tiny_model().eval()
+    t = torch.rand(2, 8, 8, 6, generator=_gen(1))
+    lab = _labels(2, 8)
+    few = lab.clone()
+    few[few == UNKNOWN] = NORMAL
+    few[0, 2:4, 2:4] = UNKNOWN  # 4 unknown tokens of 128, as in a thin defect's box
+    for labels in (lab, few):
+        _, per_u = resmixmatch_loss(model, t, labels, step=500, generator=_gen(2))
+        _, per_all = resmixmatch_loss(model, t, labels, step=500, generator=_gen(2),
+                                      params=ResMixMatchParams(u_norm="all"))
+        share = per_u["n_u"] / (per_u["n_u"] + per_u["n_x"])
+        assert per_all["loss_x"] == pytest.approx(per_u["loss_x"])
+        assert per_all["loss_u"] == pytest.approx(per_u["loss_u"] * share, rel=1e-5)
+        assert per_all["loss_u"] > 0
+    assert share == pytest.approx(4 / 128)
+    with pytest.raises(ValueError, match="u_norm"):
+        resmixmatch_loss(model, t, lab, step=500, generator=_gen(2), params=ResMixMatchParams(u_norm="tokens"))
