@@ -6,9 +6,13 @@ signals rank the true defect tokens (sup's Eq. 14 positives): the un model's bag
 the token's mean residual (PatchCore's score), and the precision / recall of simple rules. Then
 trains semi variants from the same un model and scores them on the remaining test images:
 
-* ``--variant NAME:guess=model|start|residual[,init=un|scratch][,labels=boxes|exact][,schedule=semi|sup][,q=0.95]``
+* ``--variant NAME:guess=model|start|start_half|oracle|oracle_wide|residual[,init=un|scratch][,labels=boxes|exact][,schedule=semi|sup][,q=0.95]``
   with ``--set``-style overrides after a ``;``. ``guess=start`` is ``train.guess_with=start`` (the
-  frozen un model guesses, also from scratch); ``guess=residual``: the guess is 1 where the token's
+  frozen un model guesses, also from scratch); ``guess=start_half``: fixed 0 / 1 guesses, 1 where
+  the un model's bagged probability is above 0.5 (FixMatch-like hard labels); ``guess=oracle``: fixed
+  guesses from the ground truth, 1 on sup's Eq. 14 positives, else 0 (a control: ResMixMatch's loss
+  with perfect guesses); ``oracle_wide``: 1 also on the tokens Eq. 14 ignores (a defect share between
+  eps- and eps+, the defect's border); ``guess=residual``: the guess is 1 where the token's
   mean residual is above the ``q``-quantile of the same image's outside-box tokens, else 0 (not in
   the paper); ``labels=exact``: the 10 images with sup's block labels through the fully supervised
   loss (a control); ``schedule=sup``: sup's steps, lr, b1 / b2 / b3 and window fraction.
@@ -39,7 +43,7 @@ from semirest.core.model.bagging import predict_bagged
 from semirest.core.model.tokens import pcr_to_tokens
 from semirest.core.pipeline import FeatureExtractor, load_images, pick_device
 from semirest.core.train.augment import residual, scale_residual
-from semirest.core.train.labels import IGNORE, NORMAL, POSITIVE, UNKNOWN
+from semirest.core.train.labels import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
 from semirest.core.train.trainer import Trainer, _pad, predict_maps, prepare_training_data, relabel
 
 
@@ -142,10 +146,10 @@ def main() -> None:
     exact = relabel(cfg["sup"], data.real).labels.numpy()
     boxes = relabel(cfg["semi"], data.real, semi=True).labels.numpy()
     score = mean_residual_maps(data, data.real).numpy()
+    bank = torch.from_numpy(data.bank.features)
     prob = np.stack([predict_bagged(un, pcr_to_tokens(scale_residual(residual(
-        data.real.features[i].float(), torch.from_numpy(data.bank.features)[data.real.neighbours[i, ..., 0]]),
-        data.residual_scale), 1), cfg["un"].model.mu, cfg["un"].model.step, 64).float().numpy()
-        for i in range(len(data.real))])
+        data.real.features[i].float(), bank[data.real.neighbours[i, ..., 0]]), data.residual_scale), 1),
+        cfg["un"].model.mu, cfg["un"].model.step, 64).float().numpy() for i in range(len(data.real))])
     inside = (boxes == UNKNOWN) & (exact != IGNORE)
     y = exact[inside] == POSITIVE
     report = {"unknown_tokens": int((boxes == UNKNOWN).sum()), "positives": int((exact == POSITIVE).sum()),
@@ -180,8 +184,12 @@ def main() -> None:
         d = replace(data, synthetic=relabel(c, data.synthetic), real=real)
         start = copy.deepcopy(un).train() if v["init"] == "un" else None
         t0 = time.perf_counter()
-        if v["guess"] == "residual":
-            tr = FixedGuessTrainer(c, d, device, model=start, fixed=residual_guesses(data, real, v["q"]))
+        if v["guess"] in ("residual", "start_half", "oracle", "oracle_wide"):
+            fixed = {"residual": lambda: residual_guesses(data, real, v["q"]),
+                     "start_half": lambda: torch.from_numpy(prob > 0.5).float(),
+                     "oracle": lambda: torch.from_numpy(exact == POSITIVE).float(),
+                     "oracle_wide": lambda: torch.from_numpy(exact != NEGATIVE).float()}[v["guess"]]()
+            tr = FixedGuessTrainer(c, d, device, model=start, fixed=fixed)
         else:
             tr = Trainer(c, d, device, model=start)
             if v["guess"] == "start":
