@@ -101,8 +101,8 @@ def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.
     mean guess inside the boxes 0.24 -> 0.01). Rescaling them with a box prior, or sharpening
     around a quantile of the known-normal tokens, stopped the collapse but over-labelled the boxes
     and cost AP on both benchmark categories (BENCHMARKS.md, sessions 4 and 5); guesses from the
-    frozen un model (``train.guess_with=start``) or from the residual did not help either (session 6:
-    at this scale nothing ranks the tokens inside a box well enough), so the paper's guess stands.
+    frozen un model (``train.guess_with=start``) or from the residual did not beat it either (session
+    6; with perfect guesses the stage does reach sup), so the paper's guess stands.
     """
     m, b = copies.shape[:2]
     with torch.no_grad():

@@ -274,6 +274,8 @@ class Trainer:
                  model: ResidualSwin | None = None):
         if cfg.train.guess_with not in GUESS_WITH:
             raise ConfigError(f"train.guess_with must be one of {', '.join(GUESS_WITH)}, got {cfg.train.guess_with!r}")
+        if cfg.train.unlabelled_norm not in ("unknown", "all"):
+            raise ConfigError(f"train.unlabelled_norm must be 'unknown' or 'all', got {cfg.train.unlabelled_norm!r}")
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
