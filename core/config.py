@@ -268,6 +268,14 @@ def semi_rampup_steps(paper_rampup_steps: int, steps: int) -> int:
     return max(1, round(paper_rampup_steps * steps / SEMI_PAPER_STEPS))
 
 
+def use_schedule_of(cfg: Config, source: TrainConfig) -> None:
+    """Give a semi configuration another setting's schedule (steps, lr, images per step, window
+    fraction), keeping lambda_u's ramp at the paper's share of it (benchmark variants)."""
+    for k in ("steps", "lr", "b1", "b2", "b3", "window_fraction"):
+        setattr(cfg.train, k, getattr(source, k))
+    cfg.train.rampup_steps = semi_rampup_steps(source.rampup_steps, source.steps)
+
+
 def apply_setting(cfg: Config, setting: str) -> None:
     """The per-setting hyper-parameters of paper 4.2 (with the preset's changes and learning-rate
     scale) in place; also used to turn a semi configuration into its un stage."""

@@ -226,6 +226,14 @@ def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy in eval mode whose weights take no gradient (the EMA model, the semi start guesser)."""
+    out = copy.deepcopy(model).eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out
+
+
 class EMA:
     """Exponential moving average of a model's weights (evaluation model, paper 4.2).
 
@@ -235,9 +243,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model = frozen_copy(model)
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
@@ -302,7 +308,7 @@ class Trainer:
         if self.semi and cfg.train.guess_with == "ema":
             self.guess_model = self.ema.model
         elif self.semi and cfg.train.guess_with == "start":
-            self.guess_model = EMA(self.model, 1.0).model  # a frozen eval-mode copy
+            self.guess_model = frozen_copy(self.model)
         self.mix_params = ResMixMatchParams(
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
@@ -321,14 +327,19 @@ class Trainer:
         self.origins = window_origins(self.grid, self.mu, self.stride)
 
     # one image -> its sampled windows
+    def _pick_windows(self, images: ImageSet, i: int, n_windows: int, labels: torch.Tensor) -> torch.Tensor:
+        """Indices into ``self.origins`` of the windows drawn from image ``i`` this step."""
+        sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
+        if self.cfg.train.positive_windows:
+            sel = self._with_positive_window(sel, labels)
+        return sel
+
     def _windows(self, images: ImageSet, i: int, n_windows: int):
         rho, mu = self.cfg.model.rho, self.mu
-        sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
         feats = _pad(images.features[i].float(), mu * rho, mu * rho)
         rows = _pad(images.neighbours[i], mu * rho, mu * rho)
         labels = _pad(images.labels[i], mu, mu, IGNORE)
-        if self.cfg.train.positive_windows:
-            sel = self._with_positive_window(sel, labels)
+        sel = self._pick_windows(images, i, n_windows, labels)
         fw, nw, lw = [], [], []
         for r, c in self.origins[sel].tolist():
             fw.append(feats[r * rho:(r + mu) * rho, c * rho:(c + mu) * rho])

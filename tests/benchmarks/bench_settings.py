@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from semirest.core.benchmark import machine_description
-from semirest.core.config import make_config, semi_rampup_steps
+from semirest.core.config import make_config, use_schedule_of
 from semirest.core.data.datasets import load_mvtec_category, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.metrics import evaluate
@@ -149,11 +149,7 @@ def main() -> None:
             un_model = None
             if "semi-scratch" in args.diagnostic:
                 c = copy.deepcopy(cfg["semi"])
-                sup_tc = cfg["sup"].train
-                for k, v in dict(steps=sup_tc.steps, lr=sup_tc.lr, b1=sup_tc.b1, b2=sup_tc.b2, b3=sup_tc.b3,
-                                 window_fraction=sup_tc.window_fraction,
-                                 rampup_steps=semi_rampup_steps(sup_tc.rampup_steps, sup_tc.steps)).items():
-                    setattr(c.train, k, v)
+                use_schedule_of(c, cfg["sup"].train)
                 d = replace(data, synthetic=relabel(c, data.synthetic), real=relabel(c, data.real, semi=True))
                 m, s, guesses = train(c, d)
                 score("semirest", "semi from scratch (sup's schedule; boxes, ResMixMatch)", s, predictor(c, m),

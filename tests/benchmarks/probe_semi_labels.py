@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from semirest.core.config import apply_overrides, make_config, semi_rampup_steps
+from semirest.core.config import apply_overrides, make_config, use_schedule_of
 from semirest.core.data.datasets import load_mvtec_category, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.metrics import evaluate
@@ -47,14 +47,16 @@ from semirest.core.train.labels import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNO
 from semirest.core.train.trainer import Trainer, _pad, predict_maps, prepare_training_data, relabel
 
 
-def mean_residual_maps(data, images) -> torch.Tensor:
-    """(N, h_t, w_t) mean 1-NN residual per token (rho = 1): PatchCore's score, squared."""
+def residual_token_maps(data, images) -> list[torch.Tensor]:
+    """Per image the (h_t, w_t, d) residual tokens of the plain 1-NN match (rho = 1)."""
     bank = torch.from_numpy(data.bank.features)
-    out = []
-    for i in range(len(images)):
-        r = scale_residual(residual(images.features[i].float(), bank[images.neighbours[i, ..., 0]]), data.residual_scale)
-        out.append(pcr_to_tokens(r, 1).mean(-1))
-    return torch.stack(out)
+    return [pcr_to_tokens(scale_residual(residual(images.features[i].float(), bank[images.neighbours[i, ..., 0]]),
+                                         data.residual_scale), 1) for i in range(len(images))]
+
+
+def mean_residual_maps(data, images) -> torch.Tensor:
+    """(N, h_t, w_t) mean residual per token: PatchCore's score, squared."""
+    return torch.stack([t.mean(-1) for t in residual_token_maps(data, images)])
 
 
 def residual_guesses(data, real, q: float) -> torch.Tensor:
@@ -83,19 +85,12 @@ class FixedGuessTrainer(Trainer):
         self.guess_model = Lookup()
         self.mix_params = replace(self.mix_params, sharpen_t=1.0)  # 0 / 1 guesses need no sharpening
 
-    def _windows(self, images, i, n_windows):
-        if images is not self.data.real:
-            return super()._windows(images, i, n_windows)
-        state = self.generator.get_state()
-        f, n, lab = super()._windows(images, i, n_windows)
-        self.generator.set_state(state)  # draw the same windows again, this time of the guesses
-        mu = self.mu
-        sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
-        if self.cfg.train.positive_windows:
-            sel = self._with_positive_window(sel, _pad(images.labels[i], mu, mu, IGNORE))
-        g = _pad(self.fixed[i], mu, mu, 0.0)
-        self._picked.append(torch.stack([g[r:r + mu, c:c + mu] for r, c in self.origins[sel].tolist()]))
-        return f, n, lab
+    def _pick_windows(self, images, i, n_windows, labels):
+        sel = super()._pick_windows(images, i, n_windows, labels)
+        if images is self.data.real:
+            g = _pad(self.fixed[i], self.mu, self.mu, 0.0)
+            self._picked.append(torch.stack([g[r:r + self.mu, c:c + self.mu] for r, c in self.origins[sel].tolist()]))
+        return sel
 
     def sample_semi(self):
         self._picked = []
@@ -145,11 +140,10 @@ def main() -> None:
     # 1. the signals inside the boxes against sup's labels
     exact = relabel(cfg["sup"], data.real).labels.numpy()
     boxes = relabel(cfg["semi"], data.real, semi=True).labels.numpy()
-    score = mean_residual_maps(data, data.real).numpy()
-    bank = torch.from_numpy(data.bank.features)
-    prob = np.stack([predict_bagged(un, pcr_to_tokens(scale_residual(residual(
-        data.real.features[i].float(), bank[data.real.neighbours[i, ..., 0]]), data.residual_scale), 1),
-        cfg["un"].model.mu, cfg["un"].model.step, 64).float().numpy() for i in range(len(data.real))])
+    tokens = residual_token_maps(data, data.real)
+    score = np.stack([t.mean(-1).numpy() for t in tokens])
+    prob = np.stack([predict_bagged(un, t, cfg["un"].model.mu, cfg["un"].model.step, 64).float().numpy()
+                     for t in tokens])
     inside = (boxes == UNKNOWN) & (exact != IGNORE)
     y = exact[inside] == POSITIVE
     report = {"unknown_tokens": int((boxes == UNKNOWN).sum()), "positives": int((exact == POSITIVE).sum()),
@@ -168,15 +162,11 @@ def main() -> None:
     # 2. semi variants from the same un model
     test = load_images(test_samples)
     masks = [s.load_mask(im.shape[:2]) for s, im in zip(test_samples, test)]
-    sup_tc = cfg["sup"].train
     for spec in args.variant:
         name, v, sets = parse_variant(spec)
         c = make_config("fast", "semi", args.overrides)
         if v["schedule"] == "sup":
-            for k, val in dict(steps=sup_tc.steps, lr=sup_tc.lr, b1=sup_tc.b1, b2=sup_tc.b2, b3=sup_tc.b3,
-                               window_fraction=sup_tc.window_fraction,
-                               rampup_steps=semi_rampup_steps(sup_tc.rampup_steps, sup_tc.steps)).items():
-                setattr(c.train, k, val)
+            use_schedule_of(c, cfg["sup"].train)
         apply_overrides(c, sets)
         real = relabel(c, data.real, semi=True)
         if v["labels"] == "exact":
