@@ -282,6 +282,8 @@ class Trainer:
             raise ConfigError(f"train.guess_with must be one of {', '.join(GUESS_WITH)}, got {cfg.train.guess_with!r}")
         if cfg.train.unlabelled_norm not in ("unknown", "all"):
             raise ConfigError(f"train.unlabelled_norm must be 'unknown' or 'all', got {cfg.train.unlabelled_norm!r}")
+        if cfg.train.guess_centre not in ("half", "box"):
+            raise ConfigError(f"train.guess_centre must be 'half' or 'box', got {cfg.train.guess_centre!r}")
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
@@ -313,7 +315,7 @@ class Trainer:
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
             gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch,
-            u_norm=tc.unlabelled_norm)
+            u_norm=tc.unlabelled_norm, guess_centre=tc.guess_centre)
         # ResMixMatch's copies use the k-NN augmentation of Eq. 12 (Algorithm 1 step 2)
         self.mix_augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
                                           cfg.model.rho, data.residual_scale, tc.log_residual)
@@ -321,6 +323,7 @@ class Trainer:
         # ResMixMatch's mean guess inside the boxes at every step: a fall towards 0 is the guesses
         # collapsing to "normal" (BENCHMARKS.md, session 4)
         self.guess_means: list[float] = []
+        self.unknown_shares: list[float] = []  # |U'| / N per step (L_u's weight per token, session 7)
         h_f, w_f = data.normal.features.shape[1:3]
         self.grid = token_grid(cfg, (h_f, w_f))
         self.mu, self.stride = window_size_tokens(cfg, self.grid)
@@ -419,6 +422,8 @@ class Trainer:
                                                           self.mix_params, self.generator, self.mix_augmenter,
                                                           guess_model=self.guess_model)
                 self.guess_means.append(self.last_stats["guess_mean"])
+                st = self.last_stats
+                self.unknown_shares.append(st["n_u"] / max(1, st["n_u"] + st["n_x"]))
                 loss = loss + l_mix
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -192,6 +192,9 @@ def main() -> None:
              "metrics": {k: round(100 * float(x), 2) for k, x in evaluate(maps, masks).items()}}
         if len(g) and not np.isnan(g).all():
             r |= {"guess_mean_first": round(float(np.nanmean(g[:20])), 3), "guess_mean_last": round(float(np.nanmean(g[-20:])), 3)}
+        if tr.unknown_shares:
+            u = np.array(tr.unknown_shares)
+            r |= {"unknown_share_mean": round(float(u.mean()), 4), "unknown_share_median": round(float(np.median(u)), 4)}
         print(json.dumps(r), flush=True)
         rows.append(r)
         with open(args.json, "w") as f:

@@ -177,6 +177,8 @@ def test_guess_with_names_the_guessing_model(fitted):
         Trainer(make_config("fast", "semi", TINY + ["train.guess_with=\"teacher\""]), fitted.data, "cpu")
     with pytest.raises(ConfigError, match="unlabelled_norm"):
         Trainer(make_config("fast", "semi", TINY + ["train.unlabelled_norm=\"tokens\""]), fitted.data, "cpu")
+    with pytest.raises(ConfigError, match="guess_centre"):
+        Trainer(make_config("fast", "semi", TINY + ["train.guess_centre=\"median\""]), fitted.data, "cpu")
 
 
 def test_guess_with_start_keeps_the_starting_weights_as_a_frozen_guesser(demo):
