@@ -118,7 +118,6 @@ class TrainConfig:
     rampup_steps: int = 400
     box_unknown_fraction: float = 0.5  # v of Eq. 15
     unlabelled_norm: str = "unknown"  # L_u's mean: over the unknown tokens (Algorithm 1) or "all" tokens
-    guess_centre: str = "half"  # sharpen guesses around 0.5 (Algorithm 1) or the window's in-box mean ("box")
     guess_with: str = "model"  # who guesses ResMixMatch's labels: "model" (MixMatch: the model being
     # trained), "ema" (its EMA copy, eval mode) or "start" (a frozen copy of the starting weights)
     block_size: int = 8  # studio block labels: 8 or 16 image pixels (at the model input scale)

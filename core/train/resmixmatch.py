@@ -54,7 +54,6 @@ class ResMixMatchParams:
     rampup_steps: int = 400
     mixmatch: bool = True        # ablation switch, see the module docstring
     u_norm: str = "unknown"      # L_u's mean: over the unknown tokens (Algorithm 1) or "all" tokens
-    guess_centre: str = "half"   # sharpen around p = 0.5 (Algorithm 1) or the window's in-box mean logit ("box")
 
 
 def sharpen(p: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -94,8 +93,7 @@ def make_copies(inputs, augment: Callable | None, m: int, generator: torch.Gener
     raise ValueError(f"inputs must be (B, mu, mu, d) or (M, B, mu, mu, d), got {tuple(inputs.shape)}")
 
 
-def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.5,
-                 centre_on: torch.Tensor | None = None) -> torch.Tensor:
+def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """Algorithm 1 step 3: Sharpen(mean_j Psi(T_j), Gamma) -> (B, mu, mu) anomaly targets, no grad.
 
     With a model whose probabilities on real defects start below 0.5 (the fast preset's short un
@@ -110,13 +108,7 @@ def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.
     with torch.no_grad():
         logits = model(copies.reshape(m * b, *copies.shape[2:]))
         prob = anomaly_probability(logits).reshape(m, b, *logits.shape[1:3]).mean(0)
-    if centre_on is None:
-        return sharpen(prob, temperature)
-    # per window: sharpen around the mean logit of its tokens in ``centre_on`` (B, mu, mu) bool
-    lg = torch.logit(prob.float().clamp(1e-6, 1 - 1e-6))
-    w = centre_on.to(lg.dtype)
-    centre = (lg * w).sum((1, 2)) / w.sum((1, 2)).clamp(min=1)
-    return torch.sigmoid((lg - centre.view(-1, 1, 1)) / temperature)
+    return sharpen(prob, temperature)
 
 
 def split_and_shuffle(labels_flat: torch.Tensor, generator: torch.Generator | None = None):
@@ -210,12 +202,10 @@ def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
     if not bool((is_x | is_u).all()):
         raise ValueError("ResMixMatch labels must be NORMAL (0) or UNKNOWN (-2)")
     lam_u = linear_rampup(step, params.lambda_u, params.rampup_steps)
-    if params.guess_centre not in ("half", "box"):
-        raise ValueError(f"guess_centre must be 'half' or 'box', got {params.guess_centre!r}")
 
     if params.mixmatch:
-        guess = guess_labels(guess_model if guess_model is not None else model, copies, params.sharpen_t,
-                             labels.to(copies.device) == UNKNOWN if params.guess_centre == "box" else None)
+        guess = guess_labels(guess_model if guess_model is not None else model, copies,
+                             params.sharpen_t)  # (B, mu, mu)
         targets = torch.where(is_x, 0.0, guess.unsqueeze(0))               # (M, B, mu, mu)
         mixed = mix_tokens(copies, targets, labels_m, params.mixup_alpha, generator)
         tokens, mixed_targets = mixed.tokens, mixed.targets

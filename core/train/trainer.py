@@ -282,8 +282,6 @@ class Trainer:
             raise ConfigError(f"train.guess_with must be one of {', '.join(GUESS_WITH)}, got {cfg.train.guess_with!r}")
         if cfg.train.unlabelled_norm not in ("unknown", "all"):
             raise ConfigError(f"train.unlabelled_norm must be 'unknown' or 'all', got {cfg.train.unlabelled_norm!r}")
-        if cfg.train.guess_centre not in ("half", "box"):
-            raise ConfigError(f"train.guess_centre must be 'half' or 'box', got {cfg.train.guess_centre!r}")
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
@@ -315,7 +313,7 @@ class Trainer:
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
             gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch,
-            u_norm=tc.unlabelled_norm, guess_centre=tc.guess_centre)
+            u_norm=tc.unlabelled_norm)
         # ResMixMatch's copies use the k-NN augmentation of Eq. 12 (Algorithm 1 step 2)
         self.mix_augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
                                           cfg.model.rho, data.residual_scale, tc.log_residual)

@@ -194,30 +194,3 @@ def test_unlabelled_norm_all_weighs_an_unknown_token_like_any_other():
     assert share == pytest.approx(4 / 128)
     with pytest.raises(ValueError, match="u_norm"):
         resmixmatch_loss(model, t, lab, step=500, generator=_gen(2), params=ResMixMatchParams(u_norm="tokens"))
-
-
-def test_box_centred_guesses_sharpen_around_each_windows_in_box_mean_logit():
-    """train.guess_centre=box: a window's in-box guesses keep the model's ranking but are centred on
-    their own mean logit, so a model whose probabilities are all low still calls part of a box
-    anomalous (Algorithm 1's 0.5 centre sharpens them all towards 0)."""
-    model = _tiny_model().eval()
-    with torch.no_grad():  # a model unsure of everything: probabilities well below 0.5
-        model.head.bias.copy_(torch.tensor([3.0, -3.0]))
-    copies = torch.randn(3, 2, 8, 8, 6, generator=_gen(1))
-    lab = _labels(2, 8)
-    box = lab == UNKNOWN
-    plain = guess_labels(model, copies, 0.5)
-    centred = guess_labels(model, copies, 0.5, centre_on=box)
-    with torch.no_grad():
-        p = torch.stack([torch.softmax(model(copies[j]), -1)[..., 1] for j in range(3)]).mean(0)
-    lg = torch.logit(p)
-    for w in range(2):
-        centre = lg[w][box[w]].mean()
-        assert torch.allclose(centred[w], torch.sigmoid((lg[w] - centre) / 0.5), atol=1e-5)
-        assert torch.logit(centred[w][box[w]]).mean().abs() < 1e-4  # centred: mean logit 0 inside
-        order = torch.argsort(p[w][box[w]])
-        assert bool((centred[w][box[w]][order].diff() >= 0).all())  # the model's ranking is kept
-    assert plain[box].max() < 0.2 and 0.3 < centred[box].mean() < 0.7
-    _, stats = resmixmatch_loss(model, copies, lab, step=500, generator=_gen(2),
-                                params=ResMixMatchParams(guess_centre="box"))
-    assert 0.3 < stats["guess_mean"] < 0.7

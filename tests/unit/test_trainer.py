@@ -136,6 +136,9 @@ def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting):
         assert len(m.un_losses) == 8  # un stage first: 3 * 8 / 3 steps
         assert m.trainer.last_stats["n_u"] > 0 or m.trainer.last_stats["n_x"] > 0
         assert len(m.trainer.guess_means) == 3  # one mean guess inside the boxes per step
+        st = m.trainer.last_stats  # positive_windows: every step's real window holds box tokens
+        assert len(m.trainer.unknown_shares) == 3 and all(0 < u < 1 for u in m.trainer.unknown_shares)
+        assert m.trainer.unknown_shares[-1] == st["n_u"] / (st["n_u"] + st["n_x"])
     maps = m.predict(load_images(m.test_samples[:2]))
     assert all(np.isfinite(x).all() for x in maps)
 
@@ -177,8 +180,6 @@ def test_guess_with_names_the_guessing_model(fitted):
         Trainer(make_config("fast", "semi", TINY + ["train.guess_with=\"teacher\""]), fitted.data, "cpu")
     with pytest.raises(ConfigError, match="unlabelled_norm"):
         Trainer(make_config("fast", "semi", TINY + ["train.unlabelled_norm=\"tokens\""]), fitted.data, "cpu")
-    with pytest.raises(ConfigError, match="guess_centre"):
-        Trainer(make_config("fast", "semi", TINY + ["train.guess_centre=\"median\""]), fitted.data, "cpu")
 
 
 def test_guess_with_start_keeps_the_starting_weights_as_a_frozen_guesser(demo):
