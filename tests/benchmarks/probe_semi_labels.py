@@ -121,19 +121,26 @@ def main() -> None:
     cat = load_mvtec_category(args.data, args.category)
     labelled, test_samples = split_budget(cat.test, 10, cfg["un"].seed)
     paths = [os.path.join(args.cache, f"{args.category}_{k}.pt") for k in ("data", "un")] if args.cache else None
-    if paths and os.path.exists(paths[0]) and os.path.exists(paths[1]):
-        data = torch.load(paths[0], weights_only=False)  # our own cache files, never a received file
-        un = torch.load(paths[1], weights_only=False)
+    # our own cache files, never a received file; a folder holding only the preparation trains its
+    # un model there (e.g. a bigger un stage through --set on the same preparation)
+    torch.manual_seed(cfg["un"].seed)
+    if paths and os.path.exists(paths[0]):
+        data = torch.load(paths[0], weights_only=False)
     else:
-        torch.manual_seed(cfg["un"].seed)
         real = [(im, s.load_mask(im.shape[:2])) for s in labelled for im in [s.load_image()]]
         extractor = FeatureExtractor(cfg["un"].features, device)
         data = prepare_training_data(cfg["un"], extractor, load_images(cat.train), args.category, real=real)
+    if paths and os.path.exists(paths[1]):
+        un = torch.load(paths[1], weights_only=False)
+    else:
+        t0 = time.perf_counter()
         un = Trainer(cfg["un"], replace(data, real=None), device).run()
-        if paths:
-            os.makedirs(args.cache, exist_ok=True)
-            torch.save(data, paths[0])
-            torch.save(un, paths[1])
+        print(f"un stage: {time.perf_counter() - t0:.0f} s", flush=True)
+    if paths:
+        os.makedirs(args.cache, exist_ok=True)
+        for path, obj in zip(paths, (data, un)):
+            if not os.path.exists(path):
+                torch.save(obj, path)
     extractor = FeatureExtractor(cfg["un"].features, device)
     searcher = BankSearcher(data.bank, device)
 
