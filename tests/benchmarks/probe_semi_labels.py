@@ -17,7 +17,10 @@ trains semi variants from the same un model and scores them on the remaining tes
   the paper); ``labels=exact``: the 10 images with sup's block labels through the fully supervised
   loss (a control); ``schedule=sup``: sup's steps, lr, b1 / b2 / b3 and window fraction.
 
-``--cache DIR`` keeps the preparation and the un model between runs (pickles: only your own files).
+``--cache DIR`` keeps the preparation and the un model between runs (pickles: only your own files);
+a folder holding only ``CATEGORY_data.pt`` trains its un model with the ``--set`` overrides (a bigger
+un stage on the same preparation, session 7). Each variant also prints ``unknown_share``: the share
+of unknown tokens in a ResMixMatch batch, |U'| / N, i.e. how much Algorithm 1's 1/|U'| weighs them.
 
     python tests/benchmarks/probe_semi_labels.py --data ../shared/data/mvtec --category screw \\
         --cache /tmp/probe --variant "start, sup schedule:guess=start,schedule=sup" --json screw_probe.json
