@@ -327,7 +327,6 @@ class Trainer:
         self.mu, self.stride = window_size_tokens(cfg, self.grid)
         self.origins = window_origins(self.grid, self.mu, self.stride)
 
-    # one image -> its sampled windows
     def _pick_windows(self, images: ImageSet, i: int, n_windows: int, labels: torch.Tensor) -> torch.Tensor:
         """Indices into ``self.origins`` of the windows drawn from image ``i`` this step."""
         sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
@@ -335,6 +334,7 @@ class Trainer:
             sel = self._with_positive_window(sel, labels)
         return sel
 
+    # one image -> its sampled windows
     def _windows(self, images: ImageSet, i: int, n_windows: int):
         rho, mu = self.cfg.model.rho, self.mu
         feats = _pad(images.features[i].float(), mu * rho, mu * rho)

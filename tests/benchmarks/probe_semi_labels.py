@@ -47,7 +47,7 @@ from semirest.core.model.tokens import pcr_to_tokens
 from semirest.core.pipeline import FeatureExtractor, load_images, pick_device
 from semirest.core.train.augment import residual, scale_residual
 from semirest.core.train.labels import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
-from semirest.core.train.trainer import Trainer, _pad, predict_maps, prepare_training_data, relabel
+from semirest.core.train.trainer import Trainer, _pad, frozen_copy, predict_maps, prepare_training_data, relabel
 
 
 def residual_token_maps(data, images) -> list[torch.Tensor]:
@@ -193,7 +193,7 @@ def main() -> None:
         else:
             tr = Trainer(c, d, device, model=start)
             if v["guess"] == "start":
-                tr.guess_model = copy.deepcopy(un).eval().requires_grad_(False)
+                tr.guess_model = frozen_copy(un)  # also from scratch
         model = tr.run()
         fit = time.perf_counter() - t0
         maps = predict_maps(c, model, extractor, searcher, data.residual_scale, test)
