@@ -173,6 +173,32 @@ def split_budget(test: list[Sample], n: int = 10, seed: int = 0) -> tuple[list[S
     return drawn, [s for s in test if s not in chosen]
 
 
+def split_validation(
+    test: list[Sample], fraction: float = 0.5, seed: int = 0
+) -> tuple[list[Sample], list[Sample]]:
+    """Split a test set once into (validation, test) parts, per defect type ("good" included).
+
+    Design choices are made on the validation part and figures reported on the test part, so a
+    variant is never picked by the images it is reported on. Each type keeps its share in both
+    parts (round(fraction * n) to validation, at least one image on each side when a type has two
+    or more); the same seed gives the same split.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must lie in (0, 1), got {fraction}")
+    rng = random.Random(seed)
+    by_type: dict[str, list[Sample]] = {}
+    for s in test:
+        by_type.setdefault(s.defect_type, []).append(s)
+    chosen: set[Sample] = set()
+    for t in sorted(by_type):
+        pool = sorted(by_type[t], key=lambda s: s.path)
+        k = round(fraction * len(pool))
+        if len(pool) >= 2:
+            k = min(max(k, 1), len(pool) - 1)
+        chosen.update(rng.sample(pool, k))
+    return [s for s in test if s in chosen], [s for s in test if s not in chosen]
+
+
 __all__ = [
     "Category",
     "DatasetLayoutError",
@@ -183,4 +209,5 @@ __all__ = [
     "load_image_folder",
     "load_mvtec_category",
     "split_budget",
+    "split_validation",
 ]

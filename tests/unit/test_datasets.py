@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semirest.core.data.datasets import DatasetLayoutError, list_categories, load_image_folder, load_mvtec_category, split_budget
+from semirest.core.data.datasets import DatasetLayoutError, list_categories, load_image_folder, load_mvtec_category, split_budget, split_validation
 from semirest.core.data.images import write_png
 
 
@@ -87,3 +87,20 @@ def test_budget_split_spreads_over_types_and_is_seeded(screw_root):
     assert not set(drawn) & set(rest)
     assert split_budget(cat.test, 10, seed=3)[0] == drawn
     assert split_budget(cat.test, 10, seed=4)[0] != drawn
+
+
+def test_validation_split_keeps_every_type_on_both_sides_and_is_seeded(screw_root):
+    cat = load_mvtec_category(screw_root, "screw")
+    _, rest = split_budget(cat.test, 10, seed=0)
+    val, test = split_validation(rest, 0.5, seed=0)
+    assert sorted(val + test, key=lambda s: s.path) == sorted(rest, key=lambda s: s.path)
+    assert not set(val) & set(test)
+    for t in {s.defect_type for s in rest}:
+        n = sum(s.defect_type == t for s in rest)
+        nv = sum(s.defect_type == t for s in val)
+        if n >= 2:
+            assert 1 <= nv <= n - 1 and abs(nv - n / 2) <= 1
+    assert split_validation(rest, 0.5, seed=0) == (val, test)
+    assert split_validation(rest, 0.5, seed=1)[0] != val
+    with pytest.raises(ValueError, match="fraction"):
+        split_validation(rest, 1.0)
