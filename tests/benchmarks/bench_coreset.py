@@ -1,4 +1,4 @@
-"""Coreset selection speed and quality on real screw features (issue 2, point 5).
+"""Coreset selection speed and quality on real screw features.
 
     python tests/benchmarks/bench_coreset.py [--data ../shared/data/mvtec] [--exact-full]
 

@@ -1,4 +1,4 @@
-"""Scale benchmark (issue 8): a synthetic bank of >= 2 million patch features.
+"""Scale benchmark: a synthetic bank of >= 2 million patch features.
 
     python tests/benchmarks/bench_scale.py [--rows 2000000] [--dim 256] [--work /tmp/semirest-scale]
 

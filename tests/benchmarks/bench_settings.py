@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--no-default-semi", action="store_true",
                     help="with --semi-variant: train only the variants, not the preset's own semi row")
     ap.add_argument("--diagnostic", action="append", default=[], choices=["exact-labels", "semi-scratch"],
-                    help="extra semi rows (BENCHMARKS.md, session 5): exact-labels = the semi stage from the un model "
+                    help="extra semi rows (docs/experiments/2026-11-29-semi-stage-levers.md): exact-labels = the semi stage from the un model "
                          "with sup's block labels, no MixMatch; semi-scratch = semi (boxes, ResMixMatch) trained from "
                          "scratch on sup's schedule")
     ap.add_argument("--train-seed", type=int, action="append",

@@ -4,7 +4,7 @@ without its preview). Prints figures; asserts nothing (run as a script):
 
     QT_QPA_PLATFORM=offscreen python tests/benchmarks/bench_studio.py
 
-Targets (issue 5): under 16 ms per mouse-move event, under 200 ms per image switch.
+Targets: under 16 ms per mouse-move event, under 200 ms per image switch.
 """
 from __future__ import annotations
 

