@@ -64,7 +64,6 @@ from semirest.core.project.labels import LABEL_TYPES, ImageLabels
 from semirest.core.train.boxes import RotatedBox
 
 TILE = 256
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class ProjectError(Exception):
@@ -382,13 +381,12 @@ class ProjectStore:
         if not path.exists():
             if not create:
                 raise ProjectError(f"{path}: no such project file")
-        else:
-            with open(path, "rb") as f:
-                head = f.read(16)
-            if head and head != SQLITE_HEADER:
-                raise NotAProjectError(f"{path}: not a SemiREST project (not an SQLite database)")
-            if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
-                read_only = True
+        elif not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            read_only = True
+        # The file's header is checked by SQLite itself ("file is not a database"), never by opening
+        # the file here: closing any descriptor of the database file releases every POSIX lock this
+        # process holds on it (SQLite's "How To Corrupt", section 2.2), so another program would
+        # think no connection lives and delete the live WAL with the edits in it.
         engine = cls._make_engine(path, read_only)
         store = cls(path, engine, read_only)
         try:
@@ -416,6 +414,8 @@ class ProjectStore:
                         apply_migrations(conn, migrations)
         except DBAPIError as exc:
             engine.dispose()
+            if "not a database" in str(getattr(exc, "orig", exc)).lower():
+                raise NotAProjectError(f"{path}: not a SemiREST project (not an SQLite database)") from None
             raise store._translate(exc) from None
         except BaseException:
             engine.dispose()
