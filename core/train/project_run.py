@@ -264,7 +264,7 @@ def train_project(project_path: str | Path, preset: str = "fast", device: str = 
     from semirest.core.project.store import ProjectStore
     from semirest.core.train.project_data import plan_from_store
 
-    store = ProjectStore.open(project_path)
+    store = ProjectStore.open(project_path, require_write=True)
     run_id = None
     try:
         plan = plan_from_store(store)

@@ -77,3 +77,66 @@ def test_second_open_in_process_then_a_reader_then_kill_loses_no_edit(small_proj
     assert want <= cells, f"{len(want - cells)} of {EDITS + 1} acknowledged edits lost"
     report(f"crash safety (two processes): second open in-process, a reader process, {EDITS} more edits, SIGKILL: "
            f"{len(want & cells)} of {EDITS + 1} acknowledged edits present")
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from semirest.core.project.store import ProjectStore
+    store = ProjectStore.open(sys.argv[1])
+    rec = store.images()[0]
+    print("writer" if not store.read_only else "read-only", flush=True)
+    sys.stdin.readline()
+    store.set_blocks(rec.id, 8, on=[(3, 3)])
+    print("ack", flush=True)
+    sys.stdin.readline()
+""")
+
+
+def test_a_second_writer_is_told_and_gets_a_read_only_view(small_project, tmp_path):
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, str(small_project)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert first.stdout.readline().strip() == "writer"
+        second = ProjectStore.open(small_project)  # as a second studio would
+        try:
+            assert second.read_only
+            assert "open for writing in another program (pid " in second.read_only_reason
+            rec = second.images()[0]
+            from semirest.core.project.store import ProjectReadOnlyError
+
+            with pytest.raises(ProjectReadOnlyError, match="another program"):
+                second.set_blocks(rec.id, 8, on=[(5, 5)])
+            # a CLI writer is refused with one line; a reader works
+            r = _cli("project", "import", str(small_project), "--format", "dota", "--from", str(tmp_path))
+            assert r.returncode == 2 and "open for writing in another program" in r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert _cli("project", "info", str(small_project)).returncode == 0
+            first.stdin.write("\n")
+            first.stdin.flush()
+            assert first.stdout.readline().strip() == "ack"
+            assert (3, 3) in second.load_labels(rec.id, (120, 160)).blocks[8]  # the reader sees the writer's edit
+        finally:
+            second.close()
+    finally:
+        first.stdin.close()
+        first.wait(timeout=30)
+    with ProjectStore.open(small_project) as store:  # the writer has gone: writable again
+        assert not store.read_only
+        assert (3, 3) in store.load_labels(store.images()[0].id, (120, 160)).blocks[8]
+        assert (5, 5) not in store.load_labels(store.images()[0].id, (120, 160)).blocks[8]
+
+
+def test_killed_writer_blocks_nothing_and_in_process_opens_share_the_lock(small_project):
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(small_project)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout.readline().strip() == "writer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    a = ProjectStore.open(small_project)
+    b = ProjectStore.open(small_project)  # the training worker beside the studio
+    assert not a.read_only and not b.read_only
+    b.close()
+    r = subprocess.run([sys.executable, "-c", HOLDER, str(small_project)], input="\n\n", capture_output=True,
+                       text=True, env=_env(), timeout=60)
+    assert r.stdout.splitlines()[0] == "read-only"  # a still holds the lock after b closed
+    a.close()
