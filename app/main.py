@@ -59,6 +59,8 @@ def open_project_window(
     except (ProjectError, DatasetLayoutError, OSError) as exc:
         error(str(exc))
         return None
+    if store.read_only:
+        print(f"semirest-studio: note: {store.read_only_reason}", file=sys.stderr)
     return MainWindow(store, annotator)
 
 

@@ -225,6 +225,7 @@ class MainWindow(QMainWindow):
         lab["image"].setText(f"image {s.index + 1}/{n}" + (f"  {rec.key}" if rec else "") if n else "no images: File ▸ Add image folder…")
         if s.store.read_only:
             lab["save"].setText("READ-ONLY")
+            lab["save"].setToolTip(s.store.read_only_reason)
             lab["save"].setStyleSheet("color: white; background: #a33; padding: 1px 6px;")
         elif s.has_unsaved:
             lab["save"].setText("NOT SAVED – retrying")

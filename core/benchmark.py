@@ -6,7 +6,6 @@ resolution. The JSON written by the CLI has one stable shape for every method an
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -116,11 +115,11 @@ def run_benchmark(
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike) -> None:
+    from semirest.core import files
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
+    files.write_json(path, result)
 
 
 def format_table(results: list[dict[str, Any]]) -> str:

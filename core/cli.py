@@ -162,7 +162,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         panel = np.concatenate([im, overlay(im, m, vmin, vmax, 0.5), np.repeat(mask[:, :, None], 3, 2).astype(np.uint8) * 255], axis=1)
         write_png(heat_dir / f"{s.defect_type}_{s.path.stem}.png", panel)
     table = format_table([ev.result])
-    (out / "metrics.txt").write_text(table + "\n")
+    from semirest.core.files import write_atomic
+
+    write_atomic(out / "metrics.txt", table + "\n")
     write_json(ev.result, out / "metrics.json")
     print(table)
     print(f"\nheatmaps (image | overlay | ground truth): {heat_dir}\nmetrics: {out / 'metrics.txt'}")

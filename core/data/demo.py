@@ -337,7 +337,9 @@ def make_demo_dataset(
         "size": size,
         "defect_types": [t for t in DEFECT_TYPES if t in defect_types],
     }
-    (tmp / MARKER).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    from semirest.core.files import write_json
+
+    write_json(tmp / MARKER, params)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -221,7 +221,7 @@ def read_mask(path: str | os.PathLike, expected_hw: tuple[int, int] | None = Non
 
 
 def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write an RGB (or gray / bool) image as PNG, atomically, to any (unicode) path."""
+    """Write an RGB (or gray / bool) image as PNG, checked and atomically, to any (unicode) path."""
     path = Path(path)
     if img.dtype == bool:
         img = img.astype(np.uint8) * 255
@@ -230,6 +230,6 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise OSError(f"could not encode PNG for {path}")
-    tmp = path.with_name(path.name + ".tmp")
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)
+    from semirest.core.files import write_atomic
+
+    write_atomic(path, buf.tobytes())

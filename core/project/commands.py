@@ -76,7 +76,7 @@ def _import(args) -> int:
     from semirest.core.project.store import ProjectError, ProjectStore
 
     try:
-        with ProjectStore.open(args.project) as store:
+        with ProjectStore.open(args.project, require_write=True) as store:
             n = formats.import_labels(store, args.format, args.source, as_type=args.as_type)
     except (ProjectError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None

@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from semirest.core import files
 from semirest.core.data.datasets import load_image_folder, load_mvtec_category
 from semirest.core.data.images import ImageReadError, check_size, read_image, read_mask, write_png
 from semirest.core.project.labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
@@ -164,11 +165,8 @@ def _labelled(store: ProjectStore) -> list[tuple[ImageRecord, ImageLabels]]:
 
 
 def _write_manifest(store: ProjectStore, out: Path, rows: Iterable[tuple[str, ImageRecord]]) -> None:
-    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "image_key", "image_path"])
-        for name, rec in rows:
-            w.writerow([name, rec.key, store.image_path(rec).as_posix()])
+    files.write_csv(out / "manifest.csv", ["name", "image_key", "image_path"],
+                    [[name, rec.key, store.image_path(rec).as_posix()] for name, rec in rows])
 
 
 def _read_manifest(src: Path) -> dict[str, str] | None:
@@ -176,7 +174,7 @@ def _read_manifest(src: Path) -> dict[str, str] | None:
     if not p.is_file():
         return None
     with open(p, newline="", encoding="utf-8") as f:
-        return {r["name"]: r["image_key"] for r in csv.DictReader(f)}
+        return {files.csv_uncell(r["name"]): files.csv_uncell(r["image_key"]) for r in csv.DictReader(f)}
 
 
 def _by_key(store: ProjectStore) -> dict[str, ImageRecord]:
@@ -374,7 +372,7 @@ def export_coco(store: ProjectStore, out) -> Path:
                 }
             )
     p = out / "annotations.json"
-    p.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    files.write_atomic(p, files.to_json(doc, indent=1))
     _write_manifest(store, out, rows)
     return p
 
@@ -451,7 +449,7 @@ def export_dota(store: ProjectStore, out) -> list[Path]:
             continue
         p = out / "labelTxt" / f"{file_name(rec)}.txt"
         lines = [" ".join(f"{v:.3f}" for v in b.corners().reshape(-1)) + f" {CATEGORY} 0" for b in bxs]
-        p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
         rows.append((f"labelTxt/{p.name}", rec))
     _write_manifest(store, out, rows)
@@ -470,13 +468,13 @@ def export_yolo_obb(store: ProjectStore, out) -> list[Path]:
         for b in bxs:
             c = b.corners() / np.array([w, h], dtype=np.float64)
             lines.append("0 " + " ".join(f"{v:.6f}" for v in c.reshape(-1)))
-        p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
         rows.append((f"labels/{p.name}", rec))
-    (out / "data.yaml").write_text(
+    files.write_atomic(
+        out / "data.yaml",
         "# YOLO-OBB labels exported by SemiREST Studio; images are not copied (see manifest.csv)\n"
         f"path: .\nnames:\n  0: {CATEGORY}\n",
-        encoding="utf-8",
     )
     _write_manifest(store, out, rows)
     return written
@@ -582,10 +580,7 @@ def export_timing(store: ProjectStore, out, benchmark: dict | None = None) -> li
     rows = timing_rows(store)
     p = out / "timing.csv"
     fields = ["image_key", "image_path", "defect_type", "label_type", "annotator", "seconds", "spans", "first_started_at", "last_ended_at"]
-    with open(p, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    files.write_csv(p, fields, [[r[k] for k in fields] for r in rows])
     written = [p]
     from semirest.core.project import plots  # matplotlib only when a plot is made
 

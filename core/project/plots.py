@@ -51,7 +51,9 @@ def plot_seconds_per_image(rows: list[dict], path: Path) -> Path:
     if not types:
         ax.text(0.5, 0.5, "no time recorded yet", transform=ax.transAxes, ha="center")
     fig.tight_layout()
-    fig.savefig(path)
+    from semirest.core.files import save_figure
+
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -78,6 +80,8 @@ def plot_accuracy_vs_time(mean_seconds: dict[str, float], results: dict[str, dic
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    from semirest.core.files import save_figure
+
+    save_figure(fig, path)
     plt.close(fig)
     return path

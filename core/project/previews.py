@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from semirest.core.files import write_atomic
+
 PREVIEW_SIDE = 1024  # longest side of a preview, in pixels
 PREVIEW_MIN_BYTES = 1 << 20  # smaller image files decode fast enough: they get no preview
 JPEG_QUALITY = 85
@@ -130,10 +132,8 @@ class PreviewStore:
             return
         name = f"{k}_{hw[1]}x{hw[0]}.jpg"
         if self.writable:
-            tmp = self.folder / f".{name}.{threading.get_ident()}.tmp"
             try:
-                buf.tofile(str(tmp))
-                os.replace(tmp, self.folder / name)
+                write_atomic(self.folder / name, buf.tobytes())
             except OSError:
                 self.writable = False
         with self._lock:

@@ -27,7 +27,9 @@ A new version appends to :data:`MIGRATIONS`; earlier migrations are never edited
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,7 +66,6 @@ from semirest.core.project.labels import LABEL_TYPES, ImageLabels
 from semirest.core.train.boxes import RotatedBox
 
 TILE = 256
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class ProjectError(Exception):
@@ -341,15 +342,91 @@ class RunRecord:
     duration_s: float | None
 
 
+# ---------------------------------------------------------------------------------------- writer lock
+class _WriterLock:
+    """One program writes a project at a time: an exclusive ``flock`` on ``<project>.lock``.
+
+    Why a separate lock file and ``flock``: SQLite's own locks live for one transaction, so two
+    studios could both acknowledge edits and overwrite each other's 256-px tiles; and POSIX record
+    locks (``fcntl``) on the database file are dropped when any descriptor of it is closed.
+    ``flock`` belongs to the open file, dies with the process (a killed writer blocks nothing), and
+    is counted per path here so the studio and its training worker share one lock."""
+
+    _held: dict[str, list] = {}  # lock path -> [file descriptor, users]
+    _guard = threading.Lock()
+
+    @staticmethod
+    def path_for(project: Path) -> Path:
+        return project.with_name(project.name + ".lock")
+
+    @classmethod
+    def acquire(cls, project: Path) -> str | None:
+        """Take (or share, within this process) the lock; None on success, else who holds it."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: SQLite's own locking only
+            return None
+        lock = cls.path_for(project)
+        key = str(lock)
+        with cls._guard:
+            if key in cls._held:
+                cls._held[key][1] += 1
+                return None
+            for _ in range(5):
+                try:
+                    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError:
+                    return None  # cannot make a lock file (read-only folder): opened read-only anyway
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    try:
+                        holder = os.read(fd, 200).decode("utf-8", "replace").strip()
+                    except OSError:
+                        holder = ""
+                    os.close(fd)
+                    return holder or "another program"
+                try:  # the holder may have removed the file between our open and our lock
+                    same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+                except OSError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+                cls._held[key] = [fd, 1]
+                return None
+            return "another program"
+
+    @classmethod
+    def release(cls, project: Path) -> None:
+        key = str(cls.path_for(project))
+        with cls._guard:
+            entry = cls._held.get(key)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] == 0:
+                del cls._held[key]
+                try:
+                    os.unlink(key)  # still locked: a waiting opener re-checks the inode
+                except OSError:
+                    pass
+                os.close(entry[0])
+
+
 # ---------------------------------------------------------------------------------------- store
 class ProjectStore:
     """One open project file. Not thread-safe: use it from one thread (the GUI thread)."""
 
-    def __init__(self, path: Path, engine, read_only: bool):
+    def __init__(self, path: Path, engine, read_only: bool, read_only_reason: str = "", writer_lock: bool = False):
         self.path = path
         self.root = path.parent
         self.read_only = read_only
+        self.read_only_reason = read_only_reason or (f"{path.name}: the project is open read-only" if read_only else "")
         self._engine = engine
+        self._writer_lock = writer_lock
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
@@ -372,25 +449,50 @@ class ProjectStore:
         *,
         create: bool = False,
         read_only: bool = False,
+        require_write: bool = False,
         migrations: list[Migration] = MIGRATIONS,
     ) -> "ProjectStore":
-        """Open a project (creating it if ``create``). A project the user cannot write to is
-        opened read-only automatically; check :attr:`read_only`."""
+        """Open a project (creating it if ``create``). A project the user cannot write to, or that
+        another program has open for writing, is opened read-only automatically; check
+        :attr:`read_only` and :attr:`read_only_reason`. ``require_write``: refuse instead
+        (:class:`ProjectLockedError`, :class:`ProjectReadOnlyError`)."""
         path = Path(os.path.abspath(path))
         if path.is_dir():
             raise NotAProjectError(f"{path}: is a folder; a project is a single .sqlite file")
+        reason = ""
         if not path.exists():
             if not create:
                 raise ProjectError(f"{path}: no such project file")
-        else:
-            with open(path, "rb") as f:
-                head = f.read(16)
-            if head and head != SQLITE_HEADER:
-                raise NotAProjectError(f"{path}: not a SemiREST project (not an SQLite database)")
-            if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        elif not read_only and (not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK)):
+            read_only, reason = True, f"{path.name}: the file or its folder is not writable, so the project is open read-only"
+        if read_only and require_write:
+            raise ProjectReadOnlyError(reason or f"{path.name}: the project is open read-only")
+        locked = False
+        if not read_only:
+            holder = _WriterLock.acquire(path)
+            if holder is not None:
+                reason = (f"{path.name}: open for writing in another program ({holder}), so it is open "
+                          "read-only here; close it there to edit")
+                if require_write:
+                    raise ProjectLockedError(reason)
                 read_only = True
+            else:
+                locked = True
+        try:
+            return cls._open_locked(path, read_only, reason, locked, migrations)
+        except BaseException:
+            if locked:
+                _WriterLock.release(path)
+            raise
+
+    @classmethod
+    def _open_locked(cls, path: Path, read_only: bool, reason: str, locked: bool, migrations) -> "ProjectStore":
+        # The file's header is checked by SQLite itself ("file is not a database"), never by opening
+        # the file here: closing any descriptor of the database file releases every POSIX lock this
+        # process holds on it (SQLite's "How To Corrupt", section 2.2), so another program would
+        # think no connection lives and delete the live WAL with the edits in it.
         engine = cls._make_engine(path, read_only)
-        store = cls(path, engine, read_only)
+        store = cls(path, engine, read_only, reason, locked)
         try:
             with engine.connect() as conn:
                 tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -416,6 +518,8 @@ class ProjectStore:
                         apply_migrations(conn, migrations)
         except DBAPIError as exc:
             engine.dispose()
+            if "not a database" in str(getattr(exc, "orig", exc)).lower():
+                raise NotAProjectError(f"{path}: not a SemiREST project (not an SQLite database)") from None
             raise store._translate(exc) from None
         except BaseException:
             engine.dispose()
@@ -457,6 +561,9 @@ class ProjectStore:
 
     def close(self) -> None:
         self._engine.dispose()
+        if self._writer_lock:
+            self._writer_lock = False
+            _WriterLock.release(self.path)
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file, else the problems."""
@@ -492,7 +599,7 @@ class ProjectStore:
     @contextmanager
     def _write(self):
         if self.read_only:
-            raise ProjectReadOnlyError(f"{self.path.name}: the project is open read-only; edits cannot be saved")
+            raise ProjectReadOnlyError(f"{self.read_only_reason}; edits cannot be saved")
         try:
             yield
         except IntegrityError:

@@ -3,7 +3,8 @@ scale, and the full config (JSON) in its metadata.
 
 Why safetensors: loading never unpickles (a checkpoint from elsewhere cannot run code). Why one
 file: the studio copies or deletes a model as one thing. Writes go to a temporary file in the same
-folder and are moved into place with ``os.replace``, so a crash never leaves half a checkpoint.
+folder, synced and moved into place (:mod:`semirest.core.files`), so a crash or a full disk never
+leaves half a checkpoint.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from semirest.core.config import Config, ConfigError
 from semirest.core.memory.bank import MemoryBank
@@ -40,7 +41,7 @@ class Checkpoint:
 
 def save_checkpoint(path: str | os.PathLike, cfg: Config, model: torch.nn.Module, bank: MemoryBank,
                     residual_scale: float, extra: dict[str, str] | None = None) -> Path:
-    """Write atomically (tmp + os.replace); returns the path."""
+    """Write checked and atomically (:func:`semirest.core.files.write_atomic`); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {MODEL_PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -48,10 +49,9 @@ def save_checkpoint(path: str | os.PathLike, cfg: Config, model: torch.nn.Module
     tensors["residual_scale"] = torch.tensor([residual_scale], dtype=torch.float64)
     meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(cfg.to_dict())}
     meta.update(extra or {})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    from semirest.core.files import write_atomic
+
+    return write_atomic(path, save(tensors, metadata=meta))
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:

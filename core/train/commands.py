@@ -96,16 +96,18 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
 
 def _dump_rank_weights(folder: Path, ctx, model, trainer, wrote_checkpoint: bool) -> None:
     """Debugging / tests: this rank's final EMA weights and what it did, one pair of files per rank."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from semirest.core import files
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(folder / f"rank{ctx.rank}.safetensors"))
+    files.write_atomic(folder / f"rank{ctx.rank}.safetensors",
+                       save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
     info = {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend,
             "wrote_checkpoint": wrote_checkpoint, "steps": len(trainer.losses) if trainer else 0,
             "local_batch": [trainer.cfg.train.b1, trainer.cfg.train.b2, trainer.cfg.train.b3] if trainer else None,
             "losses": trainer.losses if trainer else []}
-    (folder / f"rank{ctx.rank}.json").write_text(json.dumps(info))
+    files.write_json(folder / f"rank{ctx.rank}.json", info)
 
 
 def _collect_images(items: list[str]) -> list[Path]:
@@ -124,9 +126,12 @@ def _collect_images(items: list[str]) -> list[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import io
+
     import cv2
     import numpy as np
 
+    from semirest.core import files
     from semirest.core.cli import CliError, TqdmProgress
     from semirest.core.data.images import read_image, write_png
     from semirest.core.maps import overlay
@@ -160,14 +165,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 # probabilities in [0, 1]: a fixed colour scale makes overlays comparable across images
                 write_png(out / "overlays" / f"{stem}.png", overlay(im, m, 0.0, 1.0, 0.5))
                 if args.format == "npy":
-                    np.save(out / "maps" / f"{stem}.npy", m.astype(np.float32))
+                    buf = io.BytesIO()
+                    np.save(buf, m.astype(np.float32))
+                    files.write_atomic(out / "maps" / f"{stem}.npy", buf.getvalue())
                 else:
-                    cv2.imwrite(str(out / "maps" / f"{stem}.png"), np.round(np.clip(m, 0, 1) * 65535).astype(np.uint16))
+                    ok, png = cv2.imencode(".png", np.round(np.clip(m, 0, 1) * 65535).astype(np.uint16))
+                    if not ok:
+                        raise CliError(f"{out / 'maps' / stem}.png: could not encode the map")
+                    files.write_atomic(out / "maps" / f"{stem}.png", png.tobytes())
                 summary.append({"image": str(p), "score": float(m.max()), "stem": stem})
             progress_event(progress, min(i + bs, len(paths)), len(paths))
     finally:
         progress.close()
-    (out / "scores.json").write_text(json.dumps(summary, indent=2))
+    files.write_json(out / "scores.json", summary)
     print(f"wrote {len(summary)} overlays and raw maps ({args.format}) to {out}", file=sys.stderr)
     return 0
 

@@ -205,9 +205,11 @@ class ProjectTrainingRun:
         m["final_loss"] = float(np.mean(self.losses[-20:])) if self.losses else None
         m["loss_every_10"] = [round(float(x), 5) for x in self.losses[::10]]
         dur = time.perf_counter() - t0
-        (self.out_dir / "train.json").write_text(json.dumps({
+        from semirest.core.files import write_json
+
+        write_json(self.out_dir / "train.json", {
             "state": state, "message": message, "duration_s": round(dur, 2), "metrics": m,
-            "plan": self.plan.snapshot(), "config": self.cfg.to_dict()}, indent=2))
+            "plan": self.plan.snapshot(), "config": self.cfg.to_dict()})
         return RunResult(state, ckpt, m, scores or {}, dur, message)
 
     def _score(self, ckpt: Path) -> tuple[dict, dict[int, float]]:
@@ -264,7 +266,7 @@ def train_project(project_path: str | Path, preset: str = "fast", device: str = 
     from semirest.core.project.store import ProjectStore
     from semirest.core.train.project_data import plan_from_store
 
-    store = ProjectStore.open(project_path)
+    store = ProjectStore.open(project_path, require_write=True)
     run_id = None
     try:
         plan = plan_from_store(store)

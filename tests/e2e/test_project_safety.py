@@ -1,0 +1,142 @@
+"""The project file under two programs at once, kills and odd file systems: nothing acknowledged
+is lost, a second writer is told, a copy is self-contained, a stale run does not block.
+
+The writer runs in a subprocess so it can be killed with SIGKILL; it prints ``ack N`` once edit N
+is committed.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from semirest.core.project.store import ProjectStore
+from tests.summary import report
+
+EDITS = 20
+
+
+def _env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "semirest.core.cli", *args], capture_output=True, text=True,
+                          env=_env(), timeout=120)
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from semirest.core.project.store import ProjectStore
+    path, edits = sys.argv[1], int(sys.argv[2])
+    studio = ProjectStore.open(path)
+    image_id = studio.images()[0].id
+    studio.set_blocks(image_id, 8, on=[(0, 0)])
+    print("ack 0", flush=True)
+    worker = ProjectStore.open(path)  # the training worker's own open, in the same process
+    worker.runs()
+    print("second open", flush=True)
+    sys.stdin.readline()  # the test lets another program read the project here
+    for k in range(1, edits + 1):
+        studio.set_blocks(image_id, 8, on=[(k // 8, k % 8)])
+        print(f"ack {k}", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_second_open_in_process_then_a_reader_then_kill_loses_no_edit(small_project):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(small_project), str(EDITS)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    acks = []
+    try:
+        assert proc.stdout.readline().strip() == "ack 0"
+        assert proc.stdout.readline().strip() == "second open"
+        reader = _cli("project", "runs", str(small_project))
+        assert reader.returncode == 0, reader.stderr
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        for _ in range(EDITS):
+            line = proc.stdout.readline().strip()
+            assert line.startswith("ack "), line + proc.stderr.read()
+            acks.append(int(line.split()[1]))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert acks == list(range(1, EDITS + 1))
+    with ProjectStore.open(small_project) as store:
+        assert store.integrity_check() == "ok"
+        rec = store.images()[0]
+        cells = store.load_labels(rec.id, rec.hw or (120, 160)).blocks[8]
+    want = {(k // 8, k % 8) for k in range(EDITS + 1)}
+    assert want <= cells, f"{len(want - cells)} of {EDITS + 1} acknowledged edits lost"
+    report(f"crash safety (two processes): second open in-process, a reader process, {EDITS} more edits, SIGKILL: "
+           f"{len(want & cells)} of {EDITS + 1} acknowledged edits present")
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from semirest.core.project.store import ProjectStore
+    store = ProjectStore.open(sys.argv[1])
+    rec = store.images()[0]
+    print("writer" if not store.read_only else "read-only", flush=True)
+    sys.stdin.readline()
+    store.set_blocks(rec.id, 8, on=[(3, 3)])
+    print("ack", flush=True)
+    sys.stdin.readline()
+""")
+
+
+def test_a_second_writer_is_told_and_gets_a_read_only_view(small_project, tmp_path):
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, str(small_project)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert first.stdout.readline().strip() == "writer"
+        second = ProjectStore.open(small_project)  # as a second studio would
+        try:
+            assert second.read_only
+            assert "open for writing in another program (pid " in second.read_only_reason
+            rec = second.images()[0]
+            from semirest.core.project.store import ProjectReadOnlyError
+
+            with pytest.raises(ProjectReadOnlyError, match="another program"):
+                second.set_blocks(rec.id, 8, on=[(5, 5)])
+            # a CLI writer is refused with one line; a reader works
+            r = _cli("project", "import", str(small_project), "--format", "dota", "--from", str(tmp_path))
+            assert r.returncode == 2 and "open for writing in another program" in r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert _cli("project", "info", str(small_project)).returncode == 0
+            first.stdin.write("\n")
+            first.stdin.flush()
+            assert first.stdout.readline().strip() == "ack"
+            assert (3, 3) in second.load_labels(rec.id, (120, 160)).blocks[8]  # the reader sees the writer's edit
+        finally:
+            second.close()
+    finally:
+        first.stdin.close()
+        first.wait(timeout=30)
+    with ProjectStore.open(small_project) as store:  # the writer has gone: writable again
+        assert not store.read_only
+        assert (3, 3) in store.load_labels(store.images()[0].id, (120, 160)).blocks[8]
+        assert (5, 5) not in store.load_labels(store.images()[0].id, (120, 160)).blocks[8]
+
+
+def test_killed_writer_blocks_nothing_and_in_process_opens_share_the_lock(small_project):
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(small_project)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout.readline().strip() == "writer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    a = ProjectStore.open(small_project)
+    b = ProjectStore.open(small_project)  # the training worker beside the studio
+    assert not a.read_only and not b.read_only
+    b.close()
+    r = subprocess.run([sys.executable, "-c", HOLDER, str(small_project)], input="\n\n", capture_output=True,
+                       text=True, env=_env(), timeout=60)
+    assert r.stdout.splitlines()[0] == "read-only"  # a still holds the lock after b closed
+    a.close()
