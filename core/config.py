@@ -116,7 +116,13 @@ class TrainConfig:
     gamma_u: float = 4.0
     lambda_u: float = 5.0
     rampup_steps: int = 400
-    box_unknown_fraction: float = 0.5  # v of Eq. 15
+    box_unknown_fraction: float = 0.5  # v of Eq. 15; the box method's "inside a box" cut too
+    # How the semi stage learns from boxes: "resmixmatch" (paper 3.4, Algorithm 1: Eq. 15 unknown
+    # regions, guesses by the model being trained) or "box" (core/train/box_targets.py: in-box
+    # targets by rank from a frozen scorer refreshed every box_refresh steps, through the focal loss)
+    semi_method: str = "resmixmatch"
+    box_refresh: int = 50  # steps between refreshes of the box method's scorer (the EMA model)
+    box_positive_ratio: float = 1.0  # in-box tokens >= this x the median strip winner are positive
     unlabelled_norm: str = "unknown"  # L_u's mean: over the unknown tokens (Algorithm 1) or "all" tokens
     guess_with: str = "model"  # who guesses ResMixMatch's labels: "model" (MixMatch: the model being
     # trained), "ema" (its EMA copy, eval mode) or "start" (a frozen copy of the starting weights)
@@ -212,8 +218,10 @@ def _fast() -> Config:
     # with v = 50 % calls known-normal (20 such blocks against 51 unknown ones on screw); a block
     # more than eps- = 8 % inside a box is unknown instead. Real images' single window per step
     # is drawn among those holding unknown tokens (positive_windows).
+    # Boxes train through the box method, not ResMixMatch: its guesses collapse to "normal" at this
+    # scale (docs/experiments/2026-11-28-semi-guess-collapse.md); the paper preset keeps ResMixMatch.
     cfg.train = TrainConfig(steps=500, ema_decay=0.99, normal_pool=256, synthetic_pool=256,
-                            positive_windows=True, box_unknown_fraction=0.08)
+                            positive_windows=True, box_unknown_fraction=0.08, semi_method="box")
     return cfg
 
 
@@ -232,6 +240,7 @@ def _patchcore() -> Config:
     return cfg
 
 
+SEMI_METHODS = ("resmixmatch", "box")
 PRESETS = {"fast": _fast, "paper": _paper, "patchcore": _patchcore}
 SEMI_PAPER_STEPS = 3000  # the paper preset's semi fine-tuning length (8000 * 3 / 8)
 # The per-setting learning rates of paper 4.2 are for the 1024-wide Swin; the fast preset's

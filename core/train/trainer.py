@@ -24,14 +24,14 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from semirest.core import distributed
-from semirest.core.config import Config, ConfigError
+from semirest.core.config import SEMI_METHODS, Config, ConfigError
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.model.bagging import predict_bagged, predict_whole, window_origins
@@ -40,7 +40,8 @@ from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
 from semirest.core.pipeline import FeatureExtractor, ProgressEvent, ProgressFn, fit_memory_bank, to_image_maps
 from semirest.core.train.anomalies import SyntheticAnomalies
 from semirest.core.train.augment import KnnAugmenter, pcr_dropout, residual, scale_residual
-from semirest.core.train.boxes import boxes_from_mask
+from semirest.core.train.box_targets import box_token_targets
+from semirest.core.train.boxes import RotatedBox, boxes_from_mask
 from semirest.core.train.labels import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
 from semirest.core.train.losses import focal_loss
 from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
@@ -88,6 +89,10 @@ class ImageSet:
     neighbours: torch.Tensor
     labels: torch.Tensor
     masks: list | None = None  # pixel masks the labels came from (synthetic / real), for relabelling
+    # semi, box method: each image's rotated boxes (None: its labels are fixed, e.g. Eq. 14 of a
+    # pixel or block label) and its pixel size, the frame of the boxes
+    boxes: list[list[RotatedBox] | None] | None = None
+    image_hw: list[tuple[int, int]] | None = None
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -140,22 +145,29 @@ def make_image_set(cfg: Config, feats: np.ndarray, masks: Sequence[np.ndarray | 
     return ImageSet(torch.from_numpy(feats).to(torch.float16), rows, labels, keep)
 
 
-def relabel(cfg: Config, images: ImageSet, semi: bool = False) -> ImageSet:
+def relabel(cfg: Config, images: ImageSet, semi: bool = False,
+            boxes: Sequence[list[RotatedBox]] | None = None) -> ImageSet:
     """The same images with labels recomputed from their masks: Eq. 14 with ``cfg``'s eps, or
-    (``semi``) Eq. 15 from one rotated box per defect region (:func:`boxes_from_mask`)."""
+    (``semi``) boxes: ``boxes`` per image when given (e.g. jittered, as a person draws them), else one
+    rotated box per defect region (:func:`boxes_from_mask`). The boxes are kept with the set (the box
+    method makes its targets from them during training) and give Eq. 15 labels (ResMixMatch)."""
     if images.masks is None:
         return images
     grid = tuple(images.labels.shape[1:])
     labels = images.labels.clone()
+    kept = [None] * len(images.masks)
     for i, m in enumerate(images.masks):
         if m is None:
             continue
         if semi:
-            labels[i] = torch.from_numpy(semi_labels_from_boxes(boxes_from_mask(m), m.shape[:2], grid,
+            kept[i] = list(boxes[i]) if boxes is not None else boxes_from_mask(m)
+            labels[i] = torch.from_numpy(semi_labels_from_boxes(kept[i], m.shape[:2], grid,
                                                                 cfg.train.box_unknown_fraction))
         else:
             labels[i] = torch.from_numpy(block_labels(m, grid, cfg.train.eps_plus, cfg.train.eps_minus))
-    return ImageSet(images.features, images.neighbours, labels, images.masks)
+    hw = [m.shape[:2] if m is not None else None for m in images.masks]
+    return ImageSet(images.features, images.neighbours, labels, images.masks,
+                    kept if semi else None, hw if semi else None)
 
 
 def residual_scale(cfg: Config, normal: ImageSet, bank_features: torch.Tensor, max_images: int = 64) -> float:
@@ -282,6 +294,10 @@ class Trainer:
             raise ConfigError(f"train.guess_with must be one of {', '.join(GUESS_WITH)}, got {cfg.train.guess_with!r}")
         if cfg.train.unlabelled_norm not in ("unknown", "all"):
             raise ConfigError(f"train.unlabelled_norm must be 'unknown' or 'all', got {cfg.train.unlabelled_norm!r}")
+        if cfg.train.semi_method not in SEMI_METHODS:
+            raise ConfigError(f"train.semi_method must be one of {', '.join(SEMI_METHODS)}, got {cfg.train.semi_method!r}")
+        if cfg.train.box_refresh < 1:
+            raise ConfigError(f"train.box_refresh must be at least 1 step, got {cfg.train.box_refresh}")
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
@@ -300,7 +316,11 @@ class Trainer:
                                       cfg.model.rho, data.residual_scale, tc.log_residual)
         self.step_count = 0
         self.losses: list[float] = []
-        self.semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
+        semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
+        # the box method: the real images train through the focal loss like sup's, with targets
+        # from their boxes and a frozen scorer (refresh_box_targets); else ResMixMatch (self.semi)
+        self.box_semi = semi and tc.semi_method == "box"
+        self.semi = semi and not self.box_semi
         # ResMixMatch's label guesser: None = the model being trained (MixMatch); "ema": its EMA copy;
         # "start": a frozen copy of the weights this run starts from (the un model in the semi stage),
         # so the guesses cannot drift with the model they teach (BENCHMARKS.md, session 6)
@@ -435,7 +455,26 @@ class Trainer:
         self.losses.append(value)
         return value
 
+    def refresh_box_targets(self) -> None:
+        """New targets for the box-labelled real images from the EMA model's token scores (at step 0
+        the EMA model is the weights this stage starts from: the un model). The scorer never takes
+        a gradient, so the targets cannot drift with the model they teach; refreshing every
+        ``train.box_refresh`` steps lets them improve with it (self-training rounds)."""
+        real, tc = self.data.real, self.cfg.train
+        boxed = [i for i, b in enumerate(real.boxes or []) if b is not None]
+        labels = real.labels.clone()
+        labels[labels == UNKNOWN] = IGNORE  # images with fixed labels never hold unknowns here
+        if boxed:
+            subset = ImageSet(real.features[boxed], real.neighbours[boxed], real.labels[boxed])
+            scores = token_scores(self.cfg, self.ema.model, subset, self.bank_features, self.data.residual_scale)
+            for i, sc in zip(boxed, scores):
+                labels[i] = torch.from_numpy(box_token_targets(real.boxes[i], real.image_hw[i], self.grid, sc,
+                                                               tc.box_unknown_fraction, tc.box_positive_ratio))
+        self.data = replace(self.data, real=replace(real, labels=labels))
+
     def step(self) -> float:
+        if self.box_semi and self.step_count % self.cfg.train.box_refresh == 0:
+            self.refresh_box_targets()
         tokens, labels = self.sample_batch()
         return self.train_on(tokens, labels, self.sample_semi() if self.semi else None)
 
@@ -467,6 +506,27 @@ def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, sc
     matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
     r = scale_residual(residual(feats, matched, cfg.bank.residual), scale, cfg.train.log_residual)
     return pcr_to_tokens(r, cfg.model.rho)
+
+
+@torch.no_grad()
+def token_scores(cfg: Config, model: nn.Module, images: ImageSet, bank_features: torch.Tensor,
+                 scale: float, window_batch: int = 64) -> list[np.ndarray]:
+    """Anomaly probability per token ((h_t, w_t) float32 each) of precomputed training images, from
+    their stored PCFs and nearest bank rows (the test-time residual, no augmentation), bagged."""
+    device = next(model.parameters()).device
+    out = []
+    for i in range(len(images)):
+        f = images.features[i].float()
+        matched = bank_features[images.neighbours[i, ..., 0]].float()
+        r = scale_residual(residual(f, matched, cfg.bank.residual), scale, cfg.train.log_residual)
+        tokens = pcr_to_tokens(r, cfg.model.rho).to(device)
+        with autocast(cfg, device):
+            if cfg.model.bagging:
+                m = predict_bagged(model, tokens, cfg.model.mu, cfg.model.step, window_batch)
+            else:
+                m = predict_whole(model, tokens)
+        out.append(m.float().cpu().numpy())
+    return out
 
 
 def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,

@@ -126,8 +126,9 @@ def test_ablation_switches_train_and_predict(demo, override):
 
 @pytest.mark.parametrize("setting", ["sup", "semi"])
 def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting):
+    """sup, and semi with the paper's ResMixMatch (the fast preset's own box method: below)."""
     cat, train, _ = demo
-    cfg = make_config("fast", setting, TINY + ["train.steps=3"])
+    cfg = make_config("fast", setting, TINY + ["train.steps=3", 'train.semi_method="resmixmatch"'])
     m = SemiREST(cfg, "cpu", cat)
     assert m.labelled and all(s not in m.test_samples for s in m.labelled)
     m.fit(train)
@@ -189,7 +190,8 @@ def test_guess_with_start_keeps_the_starting_weights_as_a_frozen_guesser(demo):
     from dataclasses import replace
 
     cat, train, _ = demo
-    m = SemiREST(make_config("fast", "semi", TINY + ["train.steps=3", "train.guess_with=\"start\""]), "cpu", cat)
+    m = SemiREST(make_config("fast", "semi", TINY + ["train.steps=3", "train.guess_with=\"start\"",
+                                                     'train.semi_method="resmixmatch"']), "cpu", cat)
     m.fit(train)
     assert len(m.trainer.guess_means) == 3 and np.isfinite(m.trainer.guess_means).all()
     trainer = Trainer(m.cfg, m.trainer.data, "cpu", model=copy.deepcopy(m.model).train())
@@ -204,3 +206,43 @@ def test_guess_with_start_keeps_the_starting_weights_as_a_frozen_guesser(demo):
     assert any(not torch.equal(t, s) for t, s in zip(trainer.model.parameters(), start))
     # the un stage of the same configuration has no box-labelled images, hence no guesser
     assert Trainer(m.cfg, replace(m.trainer.data, real=None), "cpu").guess_model is None
+
+
+def test_box_method_trains_real_images_on_box_targets_refreshed_from_the_ema_model(demo):
+    """The fast preset's semi stage: no ResMixMatch; every box-labelled image gets rank targets
+    (positives inside its boxes, negatives outside, never an unknown), made at step 0 from the un
+    model and again every train.box_refresh steps."""
+    from semirest.core.train.labels import NEGATIVE, POSITIVE, UNKNOWN
+    from semirest.core.train.boxes import boxes_to_mask
+    from semirest.core.train.labels import block_fractions
+
+    cat, train, _ = demo
+    cfg = make_config("fast", "semi", TINY + ["train.steps=4", "train.box_refresh=2"])
+    assert cfg.train.semi_method == "box"
+    m = SemiREST(cfg, "cpu", cat)
+    refreshed = []
+    original = Trainer.refresh_box_targets
+
+    def spy(self):
+        refreshed.append(self.step_count)
+        original(self)
+
+    Trainer.refresh_box_targets = spy
+    try:
+        m.fit(train)
+    finally:
+        Trainer.refresh_box_targets = original
+    tr = m.trainer
+    assert tr.box_semi and not tr.semi and not tr.guess_means
+    assert refreshed == [0, 2]
+    assert len(tr.losses) == 4 and np.isfinite(tr.losses).all()
+    real = tr.data.real
+    assert not (real.labels == UNKNOWN).any()
+    grid = tuple(real.labels.shape[1:])
+    for i, boxes in enumerate(real.boxes):
+        inside = block_fractions(boxes_to_mask(boxes, real.image_hw[i]), grid) > 0
+        lab = real.labels[i].numpy()
+        assert (lab[~inside] == NEGATIVE).all()
+        assert (lab[inside] == POSITIVE).any()
+    with pytest.raises(Exception, match="semi_method"):
+        Trainer(make_config("fast", "semi", TINY + ['train.semi_method="mil"']), m.data, "cpu")
