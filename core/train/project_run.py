@@ -28,7 +28,7 @@ from semirest.core.data.images import read_image
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.pipeline import ProgressEvent, ProgressFn
 from semirest.core.train.checkpoint import save_checkpoint
-from semirest.core.train.project_data import TrainingPlan, token_labels
+from semirest.core.train.project_data import TrainingPlan, box_targets_wanted, token_labels
 from semirest.core.train.trainer import (
     Trainer,
     TrainingCancelled,
@@ -182,6 +182,10 @@ class ProjectTrainingRun:
                     if item.hw is None:
                         item.hw = real_images[i].shape[:2]
                     real_set.labels[i] = torch.from_numpy(token_labels(item, plan.setting, grid, cfg))
+                # the box method makes the targets of box-only images from their boxes while it trains
+                real_set.boxes = [list(item.boxes) if box_targets_wanted(item, plan.setting, cfg) else None
+                                  for item in plan.labelled]
+                real_set.image_hw = [tuple(item.hw) for item in plan.labelled]
             if plan.setting == "semi":
                 model = self._train_stage(first, data, "train un")
                 data = replace(data, synthetic=relabel(cfg, data.synthetic), real=real_set)
