@@ -803,8 +803,6 @@ def main(argv=None) -> int:
     if args.collective_probe is not None:
         return collective_probe(args.collective_probe, args.device)
     ensure_importable()
-    if args.weights is None and (REPO / ".gpu" / "weights" / f"{args.backbone}.pth").is_file():
-        args.weights = str(REPO / ".gpu" / "weights" / f"{args.backbone}.pth")
     stages = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
