@@ -149,6 +149,9 @@ class Run:
                                        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                                        "argv": sys.argv[1:]},
                               "stages": {}}
+        bundle = REPO / ".gpu" / "bundle.json"  # what gpu_bundle.py packed for the device machine
+        if bundle.is_file():
+            self.results["meta"]["bundle"] = json.loads(bundle.read_text())
 
     def est(self, stage: str) -> float:
         return ESTIMATE_S[stage][1 if self.dry else 0]
@@ -746,10 +749,11 @@ def markdown(results: dict) -> str:
             lines += ["| category | setting | steps | pixel AUROC | PRO | AP | image AUROC | train s | s/step |",
                       "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
             notes = []
-            for cat, a in r.items():
+            for key, a in r.items():
                 if "rows" not in a:
-                    notes.append(f"{cat}: {a.get('skipped') or a.get('error')}")
+                    notes.append(f"{key}: {a.get('skipped') or a.get('error')}")
                     continue
+                cat = a["category"] if a["category"] == key else f"{a['category']} (for {key})"
                 for row in a["rows"]:
                     if "skipped" in row:
                         lines.append(f"| {cat} | {row['setting']} | {row['skipped']} | | | | | | |")
