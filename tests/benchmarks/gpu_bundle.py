@@ -25,6 +25,7 @@ itself importable from the checkout.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -83,6 +84,7 @@ def pack_weights() -> dict:
     import torch
     from safetensors.torch import save_file
 
+    from semirest.core import files
     from semirest.core.features.backbones import FeatureBackbone, embedded_weight_file, get_spec
 
     dest = BUNDLE / "weights"
@@ -105,7 +107,9 @@ def pack_weights() -> dict:
         # what the rounding does to the features of a real-looking image
         restored = rebuild_state(dest / f"{spec.weight_package}.safetensors")
         tmp = dest / f".{name}-check.pth"
-        torch.save(restored, str(tmp))
+        buf = io.BytesIO()
+        torch.save(restored, buf)
+        files.write_atomic(tmp, buf.getvalue())
         try:
             exact, rounded = FeatureBackbone(name), FeatureBackbone(name, weights=str(tmp))
         finally:
@@ -167,10 +171,7 @@ def pack_data(data: Path, room: int) -> dict:
 
 
 def cmd_pack(args) -> int:
-    sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
-    from gpu_check import ensure_importable
-
-    ensure_importable()
+    _importable()
     if BUNDLE.exists():
         shutil.rmtree(BUNDLE)
     BUNDLE.mkdir()
@@ -181,12 +182,22 @@ def cmd_pack(args) -> int:
     total = tree_bytes() + folder_bytes(BUNDLE)
     report = {"bundle": str(BUNDLE), "travels_mib": round(total / 2**20, 1), "limit_mib": LIMIT_BYTES // 2**20,
               "wheels": sorted(p.name for p in (BUNDLE / "whl").iterdir()), "weights": weights, "data": data}
-    (BUNDLE / "bundle.json").write_text(json.dumps(report, indent=2))
+    from semirest.core import files
+
+    files.write_json(BUNDLE / "bundle.json", report)
     print(json.dumps(report, indent=2))
     return 0 if total <= LIMIT_BYTES else 1
 
 
+def _importable() -> None:
+    sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
+    from gpu_check import ensure_importable
+
+    ensure_importable()
+
+
 def cmd_unpack(args) -> int:
+    _importable()
     site = Path(args.site)
     site.mkdir(parents=True, exist_ok=True)
     wheels = sorted(str(p) for p in (BUNDLE / "whl").glob("*.whl"))
@@ -201,16 +212,19 @@ def cmd_unpack(args) -> int:
 def unpack_weights(site: Path) -> None:
     """The weight packages, rebuilt as float32 .pth files in ``site``."""
     import torch
+    from safetensors import safe_open
+
+    from semirest.core import files
 
     for packed in sorted((BUNDLE / "weights").glob("*.safetensors")):
-        from safetensors import safe_open
-
         with safe_open(str(packed), framework="pt") as f:
             meta = f.metadata()
         pkg = site / meta["package"]
         (pkg / "models").mkdir(parents=True, exist_ok=True)
-        (pkg / "__init__.py").write_text('__version__ = "0.1.0"  # rebuilt by tests/benchmarks/gpu_bundle.py\n')
-        torch.save(rebuild_state(packed), str(pkg / "models" / meta["file"]))
+        files.write_atomic(pkg / "__init__.py", '__version__ = "0.1.0"  # rebuilt by tests/benchmarks/gpu_bundle.py\n')
+        buf = io.BytesIO()
+        torch.save(rebuild_state(packed), buf)
+        files.write_atomic(pkg / "models" / meta["file"], buf.getvalue())
 
 
 def main(argv=None) -> int:

@@ -149,6 +149,9 @@ class Run:
                                        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                                        "argv": sys.argv[1:]},
                               "stages": {}}
+        import semirest.core
+
+        self.results["meta"]["package"] = str(Path(semirest.core.__file__).resolve().parent)
         bundle = REPO / ".gpu" / "bundle.json"  # what gpu_bundle.py packed for the device machine
         if bundle.is_file():
             self.results["meta"]["bundle"] = json.loads(bundle.read_text())
@@ -286,6 +289,8 @@ def speed_config(run: Run, preset: str):
 
     cfg = make_config(preset, "un", run.overrides())
     cfg.device = str(run.device)
+    if run.args.weights and run.args.backbone == cfg.features.backbone:
+        cfg.features.weights = run.args.weights
     note = None
     if not loadable(cfg.features.backbone, cfg.features.weights):
         cfg.features.weights = random_weights_file(run, cfg.features.backbone)
@@ -626,15 +631,22 @@ def accuracy_of(run: Run, cat) -> dict:
         per_step[s] = (time.perf_counter() - t1) / n_probe
         if s == "un":
             probe_model = tr.ema.model
+            # how much of a step is drawing the batch on the CPU (windows, neighbour rows, Eq. 12)
+            t1 = time.perf_counter()
+            for _ in range(n_probe):
+                tr.sample_batch()
+            sync(dev)
+            res_sample_s = (time.perf_counter() - t1) / n_probe
     n_p = min(len(test_images), 2 if run.dry else 8)
     predict_maps(cfgs["un"], probe_model, extractor, searcher, data.residual_scale, test_images[:1])
     sync(dev)
     t1 = time.perf_counter()
     predict_maps(cfgs["un"], probe_model, extractor, searcher, data.residual_scale, test_images[:n_p])
     sync(dev)
-    eval_s = (time.perf_counter() - t1) / n_p * len(test_images) + 5.0  # + metrics
+    eval_s = (time.perf_counter() - t1) / n_p * len(test_images) + (2.0 if run.dry else 10.0)  # + metrics
     del probe_model
-    res["measured"] = {"s_per_step": {k: round(v, 4) for k, v in per_step.items()}, "eval_s_estimate": round(eval_s, 1)}
+    res["measured"] = {"s_per_step": {k: round(v, 4) for k, v in per_step.items()},
+                       "un_sample_batch_s": round(res_sample_s, 4), "eval_s_estimate": round(eval_s, 1)}
 
     slack = 3.0 if run.dry else 15.0
     left = run.budget.left() - slack - 3 * eval_s
