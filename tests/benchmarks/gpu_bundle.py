@@ -77,8 +77,9 @@ def pack_wheels() -> None:
     subprocess.run(cmd + [pinned(n) for n in WHEELS], check=True)
 
 
-def pack_weights() -> dict:
-    """float16 safetensors of the tensors FeatureBackbone reads, with every key's shape in order."""
+def pack_weights(dest: Path, names=WEIGHT_BACKBONES) -> dict:
+    """float16 safetensors of the tensors FeatureBackbone reads, with every key's shape in order,
+    one ``<weight package>.safetensors`` per backbone in ``dest``."""
     import numpy as np
     import timm
     import torch
@@ -87,10 +88,9 @@ def pack_weights() -> dict:
     from semirest.core import files
     from semirest.core.features.backbones import FeatureBackbone, embedded_weight_file, get_spec
 
-    dest = BUNDLE / "weights"
     dest.mkdir(parents=True, exist_ok=True)
     report = {}
-    for name in WEIGHT_BACKBONES:
+    for name in names:
         spec = get_spec(name)
         src = embedded_weight_file(spec)
         state = torch.load(str(src), map_location="cpu", weights_only=True)
@@ -176,7 +176,7 @@ def cmd_pack(args) -> int:
         shutil.rmtree(BUNDLE)
     BUNDLE.mkdir()
     pack_wheels()
-    weights = pack_weights()
+    weights = pack_weights(BUNDLE / "weights")
     used = tree_bytes() + folder_bytes(BUNDLE)
     data = pack_data(Path(args.data), LIMIT_BYTES - MARGIN_BYTES - used)
     total = tree_bytes() + folder_bytes(BUNDLE)
