@@ -9,8 +9,28 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# The device of the tests marked `cuda` (their `device` fixture): cpu unless set, so the default
+# run never needs a GPU; tests/benchmarks/gpu_check.py runs `-m cuda` with it set to cuda.
+TEST_DEVICE_ENV = "SEMIREST_TEST_DEVICE"
+
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SCREW = DATA / "mvtec"
+
+
+@pytest.fixture(scope="session")
+def device():
+    """The torch device named by SEMIREST_TEST_DEVICE (default cpu). A CUDA device that is asked
+    for but absent is an error, not a skip: a GPU run that silently ran nothing would read as passed."""
+    import torch
+
+    spec = os.environ.get(TEST_DEVICE_ENV, "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        pytest.fail(f"{TEST_DEVICE_ENV}={spec!r} is not a torch device (expected cpu, cuda or cuda:N)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"{TEST_DEVICE_ENV}={spec} but torch sees no CUDA device")
+    return dev
 
 
 @pytest.fixture

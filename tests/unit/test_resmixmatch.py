@@ -123,12 +123,14 @@ def test_guess_labels_is_sharpened_mean():
     assert torch.allclose(g, p**2 / (p**2 + (1 - p) ** 2), atol=1e-5)
 
 
-def test_training_steps_run_and_give_finite_loss():
-    model = _tiny_model().train()
+@pytest.mark.cuda
+def test_training_steps_run_and_give_finite_loss(device):
+    model = _tiny_model().train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     aug = KnnAugmenter()
     q, nb = torch.rand(2, 8, 8, 6, generator=_gen(7)), torch.rand(2, 8, 8, 3, 6, generator=_gen(8))
-    lab = _labels(2, 8)
+    q, nb = q.to(device), nb.to(device)
+    lab = _labels(2, 8).to(device)
     g = _gen(9)
     before = [p.detach().clone() for p in model.parameters()]
     for step in range(3):

@@ -32,10 +32,10 @@ def demo(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fitted(demo):
+def fitted(demo, device):
     cat, train, _ = demo
-    cfg = make_config("fast", "un", TINY)
-    m = SemiREST(cfg, "cpu", cat)
+    cfg = make_config("fast", "un", TINY + [f"device=\"{device}\""])
+    m = SemiREST(cfg, device, cat)
     m.fit(train)
     return m
 
@@ -46,11 +46,12 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(99, 100, 0.1) < 0.01
 
 
-def test_searcher_matches_brute_force_and_excludes_source():
+@pytest.mark.cuda
+def test_searcher_matches_brute_force_and_excludes_source(device):
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(300, 16)).astype(np.float32)
     bank = MemoryBank(feats, np.repeat(np.arange(3), 100))
-    s = BankSearcher(bank, "cpu")
+    s = BankSearcher(bank, device)
     q = torch.from_numpy(rng.normal(size=(50, 16)).astype(np.float32))
     d = torch.cdist(q, torch.from_numpy(bank.features))
     assert torch.equal(s.search(q, 3), d.topk(3, largest=False).indices)
@@ -58,15 +59,17 @@ def test_searcher_matches_brute_force_and_excludes_source():
     assert not np.isin(bank.source_ids[rows.numpy()], [1]).any()
 
 
-def test_loss_decreases_on_a_fixed_batch(fitted):
+@pytest.mark.cuda
+def test_loss_decreases_on_a_fixed_batch(fitted, device):
     cfg = make_config("fast", "un", TINY + ["train.steps=40", "model.drop_path=0.0"])
-    trainer = Trainer(cfg, fitted.data, "cpu")
+    trainer = Trainer(cfg, fitted.data, device)
     tokens, labels = trainer.sample_batch()
     assert (labels == 1).any() and (labels == 0).any()
     losses = [trainer.train_on(tokens, labels) for _ in range(15)]
     assert losses[-1] < 0.7 * losses[0]
 
 
+@pytest.mark.cuda
 def test_fit_predicts_maps_at_image_resolution(fitted, demo):
     _, _, test = demo
     maps = fitted.predict(test[:3])
@@ -75,13 +78,37 @@ def test_fit_predicts_maps_at_image_resolution(fitted, demo):
     assert len(fitted.trainer.losses) == 6
 
 
-def test_checkpoint_round_trip_identical_predictions(fitted, demo, tmp_path):
+@pytest.mark.cuda
+def test_checkpoint_round_trip_identical_predictions(fitted, demo, tmp_path, device):
     _, _, test = demo
     path = fitted.save(tmp_path / "model.safetensors")
-    loaded = SemiREST.load(path, "cpu", expect=fitted.cfg)
+    loaded = SemiREST.load(path, device, expect=fitted.cfg)
+    assert next(loaded.model.parameters()).device.type == device.type
     for a, b in zip(fitted.predict(test[:3]), loaded.predict(test[:3])):
         np.testing.assert_array_equal(a, b)
     assert loaded.residual_scale == fitted.residual_scale
+
+
+@pytest.mark.cuda
+def test_bf16_autocast_trains_and_predicts_close_to_float32(fitted, demo, device):
+    """train.amp: the Swin runs under bf16 autocast in a training step and in prediction; the maps
+    of the same weights stay within bf16 rounding of the float32 ones (and do differ: autocast ran)."""
+    import copy
+
+    from semirest.core.train.trainer import predict_maps
+
+    _, _, test = demo
+    amp = copy.deepcopy(fitted.cfg)
+    amp.train.amp = True
+    plain = fitted.predict(test[:3])
+    low = predict_maps(amp, fitted.model, fitted.extractor, fitted.searcher, fitted.residual_scale, test[:3])
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(plain, low))
+    assert 0 < diff < 0.05
+    trainer = Trainer(amp, fitted.data, device)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    losses = [trainer.step() for _ in range(2)]
+    assert all(np.isfinite(losses))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
 def test_foreign_or_corrupt_checkpoint_is_a_clear_error(fitted, tmp_path):
@@ -125,11 +152,12 @@ def test_ablation_switches_train_and_predict(demo, override):
 
 
 @pytest.mark.parametrize("setting", ["sup", "semi"])
-def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting):
+@pytest.mark.cuda
+def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting, device):
     """sup, and semi with the paper's ResMixMatch (the fast preset's own box method: below)."""
     cat, train, _ = demo
     cfg = make_config("fast", setting, TINY + ["train.steps=3", 'train.semi_method="resmixmatch"'])
-    m = SemiREST(cfg, "cpu", cat)
+    m = SemiREST(cfg, device, cat)
     assert m.labelled and all(s not in m.test_samples for s in m.labelled)
     m.fit(train)
     assert len(m.trainer.losses) == 3 and all(np.isfinite(m.trainer.losses))
