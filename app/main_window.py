@@ -12,7 +12,7 @@ from semirest.app.canvas.tools.blocks import BlockTool
 from semirest.app.canvas.tools.box import BoxTool
 from semirest.app.canvas.tools.brush import BrushTool
 from semirest.app.canvas.view import CanvasView
-from semirest.app.memory import freeze_long_lived_objects, keep_large_arrays_on_fresh_pages
+from semirest.app.heap import freeze_long_lived_objects, keep_large_arrays_on_fresh_pages
 from semirest.app.panels.image_list import ImageListPanel, format_seconds
 from semirest.app.panels.study import StudyPanel
 from semirest.app.session import LabelingSession

@@ -25,8 +25,8 @@ TINY = [
 # longest garbage collection meanwhile. In a working checkout the worst gaps are 18-86 ms (86 ms at
 # a load average of about 10 on 2 cores); in fresh installs (clean-clone CI runs) 19, 36, 37, 43 ms,
 # but three times 635, 621 and 334 ms. The third showed the cause: a 339 ms full garbage
-# collection at the run's start (~450,000 tracked objects with torch and timm loaded). Since
-# session 5 the window freezes that long-lived heap (app/memory.py), and collections skip it.
+# collection at the run's start (~450,000 tracked objects with torch and timm loaded). Now
+# the window freezes that long-lived heap (app/heap.py), and collections skip it.
 # Timing is not asserted against 100 ms (no timed assertions in tests); the guard catches training
 # in the GUI thread, which blocks it for the whole run (seconds), so the limit is 2 s.
 GAP_LIMIT_MS = 2000
