@@ -1,7 +1,10 @@
 """The studio's main window: layout and wiring only (tools, session, panels do the work)."""
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QFont
@@ -16,7 +19,10 @@ from semirest.app.heap import freeze_long_lived_objects, keep_large_arrays_on_fr
 from semirest.app.panels.image_list import ImageListPanel, format_seconds
 from semirest.app.panels.study import StudyPanel
 from semirest.app.session import LabelingSession
-from semirest.core.project.store import ProjectStore
+from semirest.core.data.datasets import DatasetLayoutError
+from semirest.core.data.images import ImageReadError
+from semirest.core.project.formats import FORMATS, check_new_images, export, images_from_folder
+from semirest.core.project.store import ProjectError, ProjectStore
 
 INPUT_EVENTS = {QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel, QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride}
 
@@ -272,8 +278,6 @@ class MainWindow(QMainWindow):
 
     # -- file actions ---------------------------------------------------------------------------
     def _open_other(self) -> None:
-        from semirest.app.main import open_project_window
-
         path, _ = QFileDialog.getOpenFileName(self, "Open project", str(self.session.store.root), "SemiREST projects (*.sqlite *.db *.semirest);;All files (*)")
         if path:
             w = open_project_window(path, self.session.tracker.annotator, parent_for_errors=self)
@@ -289,10 +293,6 @@ class MainWindow(QMainWindow):
     def add_folder(self, folder) -> bool:
         """Add the readable images of ``folder``; files that cannot be used are listed to the user
         with their reasons (core/project/formats.check_new_images). True if images were added."""
-        from semirest.core.data.datasets import DatasetLayoutError
-        from semirest.core.project.formats import check_new_images, images_from_folder
-        from semirest.core.project.store import ProjectError
-
         try:
             checked = check_new_images(images_from_folder(folder))
             if checked.usable:
@@ -325,10 +325,6 @@ class MainWindow(QMainWindow):
         QMessageBox.warning(self, title, text)
 
     def _export(self) -> None:
-        from semirest.core.data.images import ImageReadError
-        from semirest.core.project.formats import FORMATS, export
-        from semirest.core.project.store import ProjectError
-
         fmt, ok = QInputDialog.getItem(self, "Export", "Format:", list(FORMATS), 0, False)
         if not ok:
             return
@@ -341,6 +337,40 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Export failed", str(exc))
             return
         self.statusBar().showMessage(f"Exported {fmt}: {len(paths)} files in {out}", 8000)
+
+
+def open_project_window(
+    path,
+    annotator: str,
+    new_images=None,
+    parent_for_errors=None,
+    show_error: Callable[[str], None] | None = None,
+):
+    """The main window on a project (created first if the file does not exist), or None after
+    telling the user why it cannot be opened."""
+    def error(text: str) -> None:
+        print(f"semirest-studio: error: {text}", file=sys.stderr)
+        if show_error is not None:
+            show_error(text)
+        else:
+            QMessageBox.critical(parent_for_errors, "Cannot open project", text)
+
+    path = Path(path)
+    try:
+        if path.exists():
+            if new_images is not None:
+                raise ProjectError(f"{path}: already exists; leave out --images/--mvtec to open it")
+            store = ProjectStore.open(path)
+        else:
+            images = new_images() if new_images is not None else []
+            store = ProjectStore.create(path)
+            store.add_images(images)
+    except (ProjectError, DatasetLayoutError, OSError) as exc:
+        error(str(exc))
+        return None
+    if store.read_only:
+        print(f"semirest-studio: note: {store.read_only_reason}", file=sys.stderr)
+    return MainWindow(store, annotator)
 
 
 def make_train_panel(parent):
