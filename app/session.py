@@ -18,7 +18,7 @@ from semirest.app.canvas.view import CanvasView
 from semirest.app.document import ImageDocument
 from semirest.app.image_cache import ImageCache, LoadedImage
 from semirest.app.timing import TimeTracker
-from semirest.app.undo import Command, HistoryBook
+from semirest.app.undo import BoxAddCommand, Command, HistoryBook
 from semirest.core.data.images import ImageReadError
 from semirest.core.project.labels import LABEL_TYPES
 from semirest.core.project.previews import PreviewStore, needs_preview, preview_folder
@@ -49,7 +49,7 @@ class LabelingSession(QObject):
         self.tracker.totals = store.time_totals()
         self._pending_spans: list[TimeSpan] = []
         self.save_error: str | None = None
-        canvas.push_command = self.push
+        canvas.command_done.connect(self.push)
         self._retry = QTimer(self)
         self._retry.setInterval(2000)
         self._retry.timeout.connect(self.retry_saves)
@@ -228,6 +228,16 @@ class LabelingSession(QObject):
     def push(self, cmd: Command) -> None:
         self.book.push(self.record.id, cmd)
         self._labels_changed()
+
+    def add_boxes(self, boxes) -> int:
+        """Boxes as labels of the image on screen, each its own undoable edit (accepted suggestions);
+        returns how many were added (none where the image cannot be edited now)."""
+        doc = self.document
+        if doc is None or not self.canvas.can_edit():
+            return 0
+        for b in boxes:
+            self.push(BoxAddCommand(doc.add_box(b), b))
+        return len(boxes)
 
     def undo(self) -> Command | None:
         return self._step(self.book.history(self.record.id).undo) if self._can_step() else None
