@@ -1,7 +1,7 @@
 """The inference view: which run's maps to show, the heatmap on the image (opacity, threshold), and
 the image list's scores of that run.
 
-Maps of a finished run are computed in :mod:`semirest.app.workers.inference`'s thread with the
+Maps of a finished run are computed in the inference lane (:mod:`semirest.app.workers.inference`) with the
 code path of ``semirest predict``; while a run trains, the live EMA map of the image on screen
 (from the training panel) is shown instead. Colouring a map takes a few ms: it is reduced to at
 most 768 px first (``heatmap_argb``).
@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QSlider, QVBoxLayout, QWidget
 
 from semirest.app.canvas.overlay import heatmap_argb
-from semirest.app.workers.inference import InferenceController
+from semirest.app.workers.inference import InferenceMaps
 from semirest.core.project.store import ProjectStore
 
 STATE_TEXT = {"running": "running", "finished": "finished", "cancelled": "cancelled", "failed": "failed"}
@@ -32,9 +32,9 @@ class InferenceView(QWidget):
     def __init__(self, store: ProjectStore, parent=None):
         super().__init__(parent)
         self.store = store
-        self.inference = InferenceController(self)
-        self.inference.worker.map_ready.connect(self._on_map)
-        self.inference.worker.failed.connect(self.message)
+        self.inference = InferenceMaps(self)
+        self.inference.map_ready.connect(self._on_map)
+        self.inference.failed.connect(self.message)
         self.maps: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()  # (run, image) -> map
         self.live: tuple[int, np.ndarray] | None = None  # image id and map of the live model
         self.run_id: int | None = None  # the run whose maps are shown
@@ -147,7 +147,7 @@ class InferenceView(QWidget):
         if m is None and not self.training and self.run_id is not None:
             ckpt = self.store.run_checkpoint_path(self.store.run(self.run_id))
             if ckpt is not None and ckpt.is_file():
-                self.inference.worker.request(self.run_id, ckpt, image_id, path)
+                self.inference.request(self.run_id, ckpt, image_id, path)
         if m is None or m.shape != hw:
             self.heatmap_changed.emit(None)
             return

@@ -2,9 +2,9 @@
 progress, ETA, the loss curve and the metrics of the run.
 
 Views and wiring only: the setting rule, training and evaluation are in ``semirest.core``; the run
-goes on in :mod:`semirest.app.workers.training`'s thread. Every signal from the worker arrives here
-as a queued call in the GUI thread; the slots only copy small results into widgets, and progress
-is drawn at most every 100 ms. Live heatmaps are passed on (``live_map``) to the inference view.
+goes on in the training lane (:mod:`semirest.app.workers.training`). Every signal from the job
+arrives here as a queued call in the GUI thread; the slots only copy small results into widgets,
+and progress is drawn at most every 100 ms. Live heatmaps are passed on (``live_map``) to the inference view.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from semirest.app.session import LabelingSession
-from semirest.app.workers.training import TrainingController, TrainingWorker
+from semirest.app.workers.training import TrainingController, TrainingJob
 from semirest.core.train.project_data import choose_setting
 
 
@@ -193,7 +193,7 @@ class TrainingPanel(QWidget):
         for w in (self.preset, self.device, self.steps):
             w.setEnabled(not running)
 
-    def start(self, choices: dict | None = None) -> TrainingWorker | None:
+    def start(self, choices: dict | None = None) -> TrainingJob | None:
         """Start a run with the panel's choices (Ctrl+T), or with ``choices`` (Retrain)."""
         if self.busy or self.training.running:
             self.message.emit("A training run is already in progress.")
@@ -207,14 +207,14 @@ class TrainingPanel(QWidget):
         overrides = list(self.overrides)
         if choices.get("steps"):
             overrides.append(f"train.steps={int(choices['steps'])}")
-        worker = TrainingWorker(self.store.path, choices["preset"], choices["device"], overrides,
-                                self.live_every, self.live_min_interval_s, choices)
-        worker.plan_ready.connect(self._on_plan)
-        worker.progress.connect(self._on_progress)
-        worker.heatmap.connect(self._on_live_heatmap)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        self._follow_current_image(worker)
+        job = TrainingJob(self.store.path, choices["preset"], choices["device"], overrides,
+                          self.live_every, self.live_min_interval_s, choices)
+        job.signals.plan_ready.connect(self._on_plan)
+        job.signals.progress.connect(self._on_progress)
+        job.signals.heatmap.connect(self._on_live_heatmap)
+        job.signals.returned.connect(self._on_finished)
+        job.signals.errored.connect(self._on_failed)
+        self._follow_current_image(job)
         self._last_choices = choices
         self.losses = []
         self.live_updates = 0
@@ -227,9 +227,9 @@ class TrainingPanel(QWidget):
         self._ui_timer.start()
         self.busy = True
         self.running_changed.emit(True)
-        return self.training.start(worker)
+        return self.training.start(job)
 
-    def retrain(self) -> TrainingWorker | None:
+    def retrain(self) -> TrainingJob | None:
         if self._last_choices is None:
             return None
         return self.start(self._last_choices)
@@ -239,13 +239,13 @@ class TrainingPanel(QWidget):
             self.training.cancel()
             self.status.setText("Cancelling…")
 
-    def _follow_current_image(self, worker: TrainingWorker | None = None) -> None:
+    def _follow_current_image(self, job: TrainingJob | None = None) -> None:
         """The live heatmap maps the image on screen."""
-        worker = worker or (self.training.worker if self.training.running else None)
-        if worker is None:
+        job = job or (self.training.job if self.training.running else None)
+        if job is None:
             return
         rec = self.session.record
-        worker.set_live_target(rec.id if rec else None, self.store.image_path(rec) if rec else None)
+        job.set_live_target(rec.id if rec else None, self.store.image_path(rec) if rec else None)
 
     @Slot(int, str, str)
     def _on_plan(self, run_id: int, setting: str, explanation: str) -> None:
@@ -291,7 +291,7 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_finished(self, payload) -> None:
-        self.training.wait(10000)  # the worker has returned; its thread ends at once
+        self.training.wait(10000)  # the job has returned; its worker ends at once
         self._refresh_progress()
         res, run_id = payload["result"], payload["run_id"]
         self.progress.setRange(0, 1)

@@ -89,7 +89,7 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     probe.start()
     key(qtbot, window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)  # Ctrl+T: start
     assert panel.training.running
-    assert panel.training.thread is not None and panel.training.thread.isRunning()
+    assert panel.training.lane.activeThreadCount() == 1  # the run has the training lane's thread
     qtbot.waitUntil(lambda: panel.live_updates >= 3, timeout=120000)
     qtbot.wait(1500)  # keep probing while it trains
     assert window.canvas.heatmap_layer.array is not None  # the live map is drawn on the image on screen
