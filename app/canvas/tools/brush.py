@@ -51,7 +51,7 @@ class BrushTool(Tool):
         self._last = None
         result = self.canvas.document.end_stroke()
         if result is not None:
-            self.canvas.push_command(PixelStrokeCommand(*result, erase=self.erase))
+            self.canvas.command_done.emit(PixelStrokeCommand(*result, erase=self.erase))
 
     def cancel(self) -> None:
         self.release(None, None)  # a stroke in progress is kept, not thrown away
