@@ -12,7 +12,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 
 Z_IMAGE, Z_REFERENCE, Z_LABELS, Z_GRID, Z_BOXES, Z_HEATMAP, Z_CURSOR = 0, 10, 20, 25, 30, 40, 50
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from semirest.core.data.datasets import DatasetLayoutError
 from semirest.core.data.images import ImageReadError
-from semirest.core.project.labels import BLOCK8, BLOCK16, PIXEL
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16, PIXEL
 
 
 def _cli_error(exc: Exception):

@@ -36,9 +36,9 @@ import numpy as np
 from semirest.core import files
 from semirest.core.data.datasets import load_image_folder, load_mvtec_category
 from semirest.core.data.images import ImageReadError, check_size, read_image, read_mask, write_png
-from semirest.core.project.labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
 from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 
 FORMATS = ("masks", "coco", "dota", "yolo-obb", "timing-csv")
 IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb")

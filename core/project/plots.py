@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # never a window; the studio embeds PNGs, the CLI writes 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from semirest.core.project.labels import LABEL_TYPES  # noqa: E402
+from semirest.core.labels.image_labels import LABEL_TYPES  # noqa: E402
 
 TYPE_STYLE = {  # paper Fig. 6: pentagram = box, pentagon = block, circle = pixel
     "pixel": dict(marker="o", color="#d62728", label="pixel"),

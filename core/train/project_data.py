@@ -1,15 +1,15 @@
 """From a labeling project's stored labels to what the SemiREST trainer needs (no Qt, no SQL).
 
 The studio stores four label types per image (pixels, 8x8 blocks, 16x16 blocks, rotated boxes; see
-:mod:`semirest.core.project.labels`). This module decides, from the labels present, which setting a
+:mod:`semirest.core.labels.image_labels`). This module decides, from the labels present, which setting a
 training run uses, which images are the normal training images, which are the labelled real
 images and which are left for evaluation, and turns each labelled image into token labels:
 
-* pixel masks and block toggles -> Eq. 14 (:func:`~semirest.core.train.labels.block_labels`): the
+* pixel masks and block toggles -> Eq. 14 (:func:`~semirest.core.labels.blocks.block_labels`): the
   union of the painted pixels and the toggled cells (cells are exact pixel rectangles, so a token
   that covers whole cells gets POSITIVE or NEGATIVE without any threshold);
 * rotated boxes (centre, size, angle as the studio stores them) -> Eq. 15
-  (:func:`~semirest.core.train.labels.semi_labels_from_boxes`): UNKNOWN inside, NORMAL outside.
+  (:func:`~semirest.core.labels.blocks.semi_labels_from_boxes`): UNKNOWN inside, NORMAL outside.
 
 Setting rule (issue 6): no defect labels -> ``un``; pixel or block labels only -> ``sup``; boxes
 only -> ``semi``; both kinds -> ``semi``, with the pixel / block regions used as Eq. 15 unknown
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from semirest.core.config import Config
-from semirest.core.project.labels import BLOCK8, BLOCK16, BOX, PIXEL, ImageLabels
-from semirest.core.train.boxes import RotatedBox, boxes_to_mask
-from semirest.core.train.labels import block_labels, semi_labels, semi_labels_from_boxes
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, PIXEL, ImageLabels
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.blocks import block_labels, semi_labels, semi_labels_from_boxes
 
 MASK_TYPES = (PIXEL, BLOCK8, BLOCK16)
 

@@ -33,7 +33,7 @@ from torch import nn
 from ..model.swin import anomaly_probability
 from . import rng
 from .augment import pcr_dropout
-from .labels import NORMAL, UNKNOWN
+from semirest.core.labels.blocks import NORMAL, UNKNOWN
 from .losses import soft_focal_loss
 
 

@@ -36,8 +36,8 @@ from semirest.core.data.datasets import load_mvtec_category, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.metrics import evaluate
 from semirest.core.pipeline import FeatureExtractor, PatchCore, load_images, pick_device
-from semirest.core.train.boxes import boxes_from_mask
-from semirest.core.train.labels import POSITIVE, block_labels
+from semirest.core.labels.boxes import boxes_from_mask
+from semirest.core.labels.blocks import POSITIVE, block_labels
 from semirest.core.train.trainer import Trainer, predict_maps, prepare_training_data, relabel
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from semirest.core.data.demo import make_demo_dataset
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 from semirest.core.train.labelled_export import read_labelled_export
 
 TINY = [

@@ -130,7 +130,7 @@ def test_training_error_is_a_message_not_a_crash(window, qtbot):
 
 def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_demo_project, clock, tmp_path):
     from semirest.core.cli import main as cli
-    from semirest.core.project.labels import BOX
+    from semirest.core.labels.image_labels import BOX
 
     window = open_window(qtbot, boxed_demo_project, clock)
     panel = window.train_panel

@@ -7,9 +7,9 @@ import pytest
 from semirest.core.cli import main as cli_main
 from semirest.core.data.images import read_mask
 from semirest.core.project import formats
-from semirest.core.project.labels import ImageLabels, blocks_from_mask, blocks_to_mask
+from semirest.core.labels.image_labels import ImageLabels, blocks_from_mask, blocks_to_mask
 from semirest.core.project.store import NewImage, ProjectStore, TimeSpan
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 from tests.conftest import make_images
 
 

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from semirest.core.train.boxes import RotatedBox, boxes_from_mask
-from semirest.core.train.labels import (IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN, block_fractions,
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
+from semirest.core.labels.blocks import (IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN, block_fractions,
                                         block_labels, block_labels_from_blocks, labels_from_fractions,
                                         mask_from_blocks, semi_labels, semi_labels_from_boxes)
 

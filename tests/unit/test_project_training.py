@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from semirest.core.config import make_config
-from semirest.core.project.labels import ImageLabels
+from semirest.core.labels.image_labels import ImageLabels
 from semirest.core.project.store import NewImage, ProjectStore
-from semirest.core.train.boxes import RotatedBox
-from semirest.core.train.labels import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
+from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
 from semirest.core.train.project_data import (
     LabelledImage,
     category_from_source,

@@ -148,7 +148,7 @@ def test_positive_windows_always_sample_a_window_holding_the_defect(fitted):
     # in a fraction of the steps; train.positive_windows finds it every time, unknown tokens too.
     from dataclasses import replace
 
-    from semirest.core.train.labels import NEGATIVE, POSITIVE, UNKNOWN
+    from semirest.core.labels.blocks import NEGATIVE, POSITIVE, UNKNOWN
     from semirest.core.train.trainer import ImageSet
 
     base = fitted.data.synthetic

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
 
 POSITIVE = 1
 NEGATIVE = 0
@@ -87,7 +87,7 @@ def semi_labels_from_boxes(boxes: Iterable[RotatedBox], image_hw: tuple[int, int
     """Eq. 15 from rotated boxes (drawn by a person or from :func:`boxes_from_mask`).
 
     The boxes are in the pixel coordinates of an image of size ``image_hw`` (see
-    :mod:`semirest.core.train.boxes` for the convention); their union, rasterised at pixel centres,
+    :mod:`semirest.core.labels.boxes` for the convention); their union, rasterised at pixel centres,
     is the unknown region.
     """
     return semi_labels(boxes_to_mask(list(boxes), image_hw), grid, v)
