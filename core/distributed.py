@@ -16,7 +16,7 @@ single-process path is unchanged. Under torchrun:
   :func:`local_config`) with a generator seeded by (seed, rank); gradients are averaged by DDP, so
   the weights, and therefore the EMA, are identical on every rank after each step;
 * only rank 0 draws progress and writes the checkpoint and ``train.json``
-  (``semirest.core.train.commands``); everyone meets at a barrier before the group is destroyed.
+  (``semirest.core.cli.train``); everyone meets at a barrier before the group is destroyed.
 
 For a fixed seed and world size a run is reproducible: sampling depends only on (seed, rank), the
 gathered arrays are put together in rank order, and gloo / NCCL reductions are deterministic for a

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from semirest.core.cli.common import CliError, TqdmProgress, add_config_arguments, config_from_args
+
 CHECKPOINT_NAME = "model.safetensors"
 
 
@@ -21,7 +23,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train; under ``torchrun`` every rank runs this, and only rank 0 prints, shows progress and
     writes the run folder (:mod:`semirest.core.distributed`)."""
     from semirest.core import distributed
-    from semirest.core.cli import CliError, config_from_args
 
     cfg = config_from_args(args)
     try:
@@ -36,7 +37,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
     from semirest.core.benchmark import machine_description, write_json
-    from semirest.core.cli import TqdmProgress
     from semirest.core.data.datasets import load_mvtec_category
     from semirest.core.distributed import unwrap
     from semirest.core.pipeline import load_images
@@ -53,8 +53,7 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
               file=sys.stderr)
     labelled = None
     if getattr(args, "labels", None):
-        from semirest.core.cli import CliError
-        from semirest.core.train.labelled_export import read_labelled_export
+        from semirest.core.cli.labelled_export import read_labelled_export
 
         if cfg.setting == "un":
             raise CliError("--labels needs --setting sup (pixel / block masks) or semi (box masks)")
@@ -66,7 +65,7 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
             print(f"[{args.category}] {len(labelled)} labelled images from {args.labels}", file=sys.stderr)
     model = SemiREST(cfg, device, cat, labelled=labelled)
     if getattr(args, "checkpoint_every", 0):
-        from semirest.core.train.periodic import PARTIAL_NAME, PeriodicCheckpoint
+        from semirest.core.cli.periodic import PARTIAL_NAME, PeriodicCheckpoint
 
         progress = PeriodicCheckpoint(model, out / PARTIAL_NAME, args.checkpoint_every, progress)
     t0 = time.perf_counter()
@@ -132,7 +131,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from semirest.core import files
-    from semirest.core.cli import CliError, TqdmProgress
     from semirest.core.data.images import read_image, write_png
     from semirest.core.maps import overlay
     from semirest.core.pipeline import pick_device
@@ -189,7 +187,6 @@ def progress_event(progress, done: int, total: int) -> None:
 
 
 def register(sub) -> None:
-    from semirest.core.cli import add_config_arguments
 
     p = sub.add_parser("train", help="train a SemiREST model on a category's normal images")
     p.add_argument("--data", required=True, help="dataset root (<root>/<category>/train/good ...)")

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from semirest.core.cli.common import CliError, TqdmProgress
 from semirest.core.data.datasets import DatasetLayoutError
 from semirest.core.data.images import ImageReadError
 from semirest.core.labels.image_labels import BLOCK8, BLOCK16, PIXEL
 
 
-def _cli_error(exc: Exception):
-    from semirest.core.cli import CliError
-
+def _cli_error(exc: Exception) -> CliError:
     return CliError(str(exc))
 
 
@@ -138,7 +137,6 @@ def _train(args) -> int:
     """The studio's Train button without a window: the setting follows from the labels."""
     import sys
 
-    from semirest.core.cli import TqdmProgress
     from semirest.core.config import ConfigError
     from semirest.core.project.store import ProjectError
     from semirest.core.train.project_run import train_project
