@@ -1,8 +1,8 @@
 """The Train panel: one-click training, live heatmaps, runs, the inference view and box proposals.
 
 Views and wiring only: the setting rule, label conversion, training, prediction and proposals are
-in ``semirest.core`` (:mod:`~semirest.core.train.project_data`, :mod:`~semirest.core.train.project_run`,
-:mod:`~semirest.core.train.proposals`); training runs in :mod:`semirest.app.workers.training`'s
+in ``semirest.core`` (:mod:`~semirest.core.project.plan`, :mod:`~semirest.core.project.run`,
+:mod:`~semirest.core.project.proposals`); training runs in :mod:`semirest.app.workers.training`'s
 thread and heatmaps of finished runs in :mod:`semirest.app.workers.inference`'s. Every signal from
 a worker arrives here as a queued call in the GUI thread; the slots only copy small results into
 widgets (colouring a heatmap takes a few ms: it is reduced to at most 768 px first).
@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from semirest.app.canvas.overlay import heatmap_argb
 from semirest.app.workers.inference import InferenceController
 from semirest.app.workers.training import TrainingController, TrainingWorker
-from semirest.core.train.project_data import choose_setting
+from semirest.core.project.plan import choose_setting
 
 STATE_TEXT = {"running": "running", "finished": "finished", "cancelled": "cancelled", "failed": "failed"}
 PROPOSAL_COLOR = QColor(255, 80, 200)
@@ -464,7 +464,7 @@ class TrainPanel(QWidget):
     # -- proposals ------------------------------------------------------------------------------
     def propose(self) -> int:
         """Rotated-box suggestions from the thresholded map of the current image; returns how many."""
-        from semirest.core.train.proposals import propose_boxes
+        from semirest.core.project.proposals import propose_boxes
 
         self.clear_proposals()
         m = self.current_map()

@@ -1,7 +1,7 @@
-"""Training in a worker thread: a QThread around :class:`~semirest.core.train.project_run.ProjectTrainingRun`.
+"""Training in a worker thread: a QThread around :class:`~semirest.core.project.run.ProjectTrainingRun`.
 
 The GUI thread never trains, never predicts and never waits for the worker. The worker calls
-:func:`~semirest.core.train.project_run.train_project` (as ``semirest project train`` does), which
+:func:`~semirest.core.project.run.train_project` (as ``semirest project train`` does), which
 opens its own connection to the project (a store serves one thread), reads the labels, records
 the run (``runs`` table) and its end; the worker reports through queued signals:
 
@@ -73,7 +73,7 @@ class TrainingWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        from semirest.core.train.project_run import train_project
+        from semirest.core.project.run import train_project
 
         try:
             self.progress.emit(ProgressEvent("reading labels", 0, 1))

@@ -139,7 +139,7 @@ def _train(args) -> int:
 
     from semirest.core.config import ConfigError
     from semirest.core.project.store import ProjectError
-    from semirest.core.train.project_run import train_project
+    from semirest.core.project.run import train_project
 
     overrides = list(args.overrides)
     if args.steps is not None:

@@ -38,7 +38,7 @@ from semirest.core.model.bagging import predict_bagged, predict_whole, window_or
 from semirest.core.model.swin import ResidualSwin, SwinConfig
 from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
 from semirest.core.pipeline import FeatureExtractor, ProgressEvent, ProgressFn, fit_memory_bank, to_image_maps
-from semirest.core.train.anomalies import SyntheticAnomalies
+from semirest.core.train.synthetic import SyntheticAnomalies
 from semirest.core.train.augment import KnnAugmenter, pcr_dropout, residual, scale_residual
 from semirest.core.labels.boxes import boxes_from_mask
 from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes

@@ -13,7 +13,7 @@ from semirest.core.labels.image_labels import ImageLabels
 from semirest.core.project.store import NewImage, ProjectStore
 from semirest.core.labels.boxes import RotatedBox
 from semirest.core.labels.blocks import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
-from semirest.core.train.project_data import (
+from semirest.core.project.plan import (
     LabelledImage,
     category_from_source,
     choose_setting,
@@ -21,7 +21,7 @@ from semirest.core.train.project_data import (
     plan_from_store,
     token_labels,
 )
-from semirest.core.train.proposals import propose_boxes
+from semirest.core.project.proposals import propose_boxes
 
 TINY = [
     "features.image_size=64", "features.d_f=64", "features.pretrain_dim=64", "features.batch_size=8",
@@ -135,7 +135,7 @@ def _reference(store):
 
 def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_demo_project, tmp_path):
     from semirest.core.train.method import SemiREST
-    from semirest.core.train.project_run import ProjectTrainingRun
+    from semirest.core.project.run import ProjectTrainingRun
 
     with ProjectStore.open(boxed_demo_project) as store:
         plan = plan_from_store(store)
@@ -169,7 +169,7 @@ def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_dem
 
 def test_cancelled_run_leaves_a_loadable_checkpoint(boxed_demo_project, tmp_path):
     from semirest.core.train.method import SemiREST
-    from semirest.core.train.project_run import ProjectTrainingRun
+    from semirest.core.project.run import ProjectTrainingRun
 
     steps = []
 

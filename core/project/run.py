@@ -1,6 +1,6 @@
 """One training run on a labeling project: the API the studio's worker thread calls (no Qt).
 
-Config and a :class:`~semirest.core.train.project_data.TrainingPlan` in; progress events, live
+Config and a :class:`~semirest.core.project.plan.TrainingPlan` in; progress events, live
 heatmaps of the current EMA model and a :class:`RunResult` out. It runs the same pieces as
 ``semirest train`` (:func:`prepare_training_data`, :class:`Trainer`, the un stage before semi of
 :meth:`SemiREST.fit`, :func:`save_checkpoint`), with the real images' token labels taken from the
@@ -28,7 +28,7 @@ from semirest.core.data.images import read_image
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.pipeline import ProgressEvent, ProgressFn
 from semirest.core.train.checkpoint import save_checkpoint
-from semirest.core.train.project_data import TrainingPlan, token_labels
+from semirest.core.project.plan import TrainingPlan, token_labels
 from semirest.core.train.trainer import (
     Trainer,
     TrainingCancelled,
@@ -264,7 +264,7 @@ def train_project(project_path: str | Path, preset: str = "fast", device: str = 
     from semirest.core.config import make_config
     from semirest.core.pipeline import pick_device
     from semirest.core.project.store import ProjectStore
-    from semirest.core.train.project_data import plan_from_store
+    from semirest.core.project.plan import plan_from_store
 
     store = ProjectStore.open(project_path, require_write=True)
     run_id = None
