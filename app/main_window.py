@@ -346,6 +346,8 @@ class MainWindow(QMainWindow):
 def make_train_panel(parent):
     """The Train panel, or a stand-in that says why where PyTorch is missing (desktop package)."""
     try:
+        import torch  # noqa: F401  (training and inference need it; the desktop package leaves it out)
+
         from semirest.app.panels.train import TrainPanel
     except ImportError as exc:
         if "torch" not in str(exc):

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from semirest.core.device import pick_device
+
 # How long a rank waits for the others at a collective (rank 0 may be selecting a large coreset
 # while the others wait for its indices). SEMIREST_DIST_TIMEOUT_MIN overrides it.
 DEFAULT_TIMEOUT_MIN = 120
@@ -73,36 +75,19 @@ def launched_by_torchrun(env: dict | None = None) -> bool:
     return all(k in env for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
-def choose_device(spec: str, local_rank: int) -> torch.device:
-    """The device of one rank: ``auto`` / ``cuda`` mean ``cuda:LOCAL_RANK`` when CUDA is present;
-    ``cpu`` and an explicit ``cuda:N`` are honoured."""
-    if spec in ("auto", "cuda"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if spec == "cuda":
-            raise RuntimeError("device 'cuda' was requested but no CUDA device is available")
-        return torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{spec}' was requested but no CUDA device is available")
-    return dev
-
-
 def init_from_env(device_spec: str = "auto") -> tuple[DistContext, torch.device]:
     """Join the torchrun job described by the environment (if any); returns (context, device).
 
     Without torchrun's variables this returns the single-process context and the device that
-    ``pick_device`` would choose.
+    ``pick_device`` chooses; under torchrun, ``auto`` / ``cuda`` mean this rank's GPU.
     """
     global _CONTEXT
     import torch.distributed as dist
 
     if not launched_by_torchrun():
-        from semirest.core.pipeline import pick_device
-
         return _CONTEXT, pick_device(device_spec)
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    device = choose_device(device_spec, local)
+    device = pick_device(device_spec, local)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -36,8 +36,8 @@ class InferenceWorker(QObject):
     @Slot()
     def _work(self) -> None:
         from semirest.core.data.images import read_image
-        from semirest.core.pipeline import pick_device
-        from semirest.core.train.method import SemiREST
+        from semirest.core.device import pick_device
+        from semirest.core.methods.semirest import SemiREST
 
         with self._lock:
             job, self._pending = self._pending, None

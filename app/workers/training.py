@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from semirest.core.pipeline import ProgressEvent
+from semirest.core.progress import ProgressEvent
 
 
 class TrainingWorker(QObject):

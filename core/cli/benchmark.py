@@ -49,7 +49,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from semirest.core.data.datasets import load_mvtec_category
     from semirest.core.data.demo import make_demo_dataset
     from semirest.core.data.images import write_png
-    from semirest.core.maps import overlay
+    from semirest.core.visual import overlay
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="semirest-demo-"))
     out.mkdir(parents=True, exist_ok=True)

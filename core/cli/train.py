@@ -39,8 +39,8 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
     from semirest.core.benchmark import machine_description, write_json
     from semirest.core.data.datasets import load_mvtec_category
     from semirest.core.distributed import unwrap
-    from semirest.core.pipeline import load_images
-    from semirest.core.train.method import SemiREST
+    from semirest.core.data.datasets import load_images
+    from semirest.core.methods.semirest import SemiREST
 
     cat = load_mvtec_category(args.data, args.category)
     out = Path(args.out)
@@ -132,10 +132,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from semirest.core import files
     from semirest.core.data.images import read_image, write_png
-    from semirest.core.maps import overlay
-    from semirest.core.pipeline import pick_device
+    from semirest.core.visual import overlay
+    from semirest.core.device import pick_device
     from semirest.core.train.checkpoint import CheckpointError
-    from semirest.core.train.method import SemiREST
+    from semirest.core.methods.semirest import SemiREST
 
     run = Path(args.run)
     ckpt = run / CHECKPOINT_NAME if run.is_dir() else run
@@ -181,7 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def progress_event(progress, done: int, total: int) -> None:
-    from semirest.core.pipeline import ProgressEvent
+    from semirest.core.progress import ProgressEvent
 
     progress(ProgressEvent("predict", done, total))
 

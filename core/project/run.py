@@ -26,7 +26,8 @@ import torch
 from semirest.core.config import Config
 from semirest.core.data.images import read_image
 from semirest.core.memory.knn import BankSearcher
-from semirest.core.pipeline import ProgressEvent, ProgressFn
+from semirest.core.progress import ProgressEvent, ProgressFn
+from semirest.core.progress import no_progress as _no_progress
 from semirest.core.train.checkpoint import save_checkpoint
 from semirest.core.project.plan import TrainingPlan, token_labels
 from semirest.core.train.trainer import (
@@ -40,10 +41,6 @@ from semirest.core.train.trainer import (
 )
 
 CHECKPOINT_NAME = "model.safetensors"
-
-
-def _no_progress(_: ProgressEvent) -> None:
-    pass
 
 
 @dataclass
@@ -156,8 +153,8 @@ class ProjectTrainingRun:
         return path
 
     def run(self) -> RunResult:
-        from semirest.core.pipeline import FeatureExtractor
-        from semirest.core.train.method import unsupervised_stage
+        from semirest.core.features.extractor import FeatureExtractor
+        from semirest.core.methods.semirest import unsupervised_stage
 
         t0 = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,7 +213,7 @@ class ProjectTrainingRun:
         """Maps of the held-out images with the saved checkpoint (as ``semirest predict``): image
         scores, and pixel AUROC / PRO / AP where masks exist."""
         from semirest.core.metrics import evaluate
-        from semirest.core.train.method import SemiREST
+        from semirest.core.methods.semirest import SemiREST
 
         model = SemiREST.load(ckpt, self.device)
         items = self.score_images if self.score_images is not None else self.plan.evaluation + list(self.plan.labelled)
@@ -262,7 +259,7 @@ def train_project(project_path: str | Path, preset: str = "fast", device: str = 
     and re-raised.
     """
     from semirest.core.config import make_config
-    from semirest.core.pipeline import pick_device
+    from semirest.core.device import pick_device
     from semirest.core.project.store import ProjectStore
     from semirest.core.project.plan import plan_from_store
 

@@ -98,7 +98,7 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
     for key in ("bank.features", "bank.source_ids", "residual_scale"):
         if key not in tensors:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
-    from semirest.core.pipeline import bank_index_options
+    from semirest.core.memory.fit import bank_index_options
 
     bank = MemoryBank.from_state(tensors, **bank_index_options(cfg.bank))
     if bank.dim != cfg.features.d_f:

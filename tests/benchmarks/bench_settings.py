@@ -35,7 +35,10 @@ from semirest.core.config import make_config, use_schedule_of
 from semirest.core.data.datasets import load_mvtec_category, split_budget
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.metrics import evaluate
-from semirest.core.pipeline import FeatureExtractor, PatchCore, load_images, pick_device
+from semirest.core.data.datasets import load_images
+from semirest.core.device import pick_device
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.methods.patchcore import PatchCore
 from semirest.core.labels.boxes import boxes_from_mask
 from semirest.core.labels.blocks import POSITIVE, block_labels
 from semirest.core.train.trainer import Trainer, predict_maps, prepare_training_data, relabel

@@ -22,7 +22,9 @@ from semirest.core.memory.knn import BankSearcher
 from semirest.core.metrics import evaluate
 from semirest.core.model.bagging import predict_bagged
 from semirest.core.model.tokens import pcr_to_tokens
-from semirest.core.pipeline import FeatureExtractor, load_images, to_image_maps
+from semirest.core.data.datasets import load_images
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.maps import to_image_maps
 from semirest.core.train.augment import residual
 from semirest.core.train.trainer import Trainer, prepare_training_data, residual_scale
 from semirest.core.model.bagging import predict_whole

@@ -110,7 +110,7 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     assert run.state == "cancelled" and run.setting == "un" and run.duration_s > 0
     ckpt = store.run_checkpoint_path(run)
     assert ckpt.is_file()
-    from semirest.core.train.method import SemiREST
+    from semirest.core.methods.semirest import SemiREST
 
     assert SemiREST.load(ckpt, "cpu").model is not None  # a usable last checkpoint
     assert "cancelled" in panel.status.text()

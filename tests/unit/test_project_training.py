@@ -134,7 +134,7 @@ def _reference(store):
 
 
 def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_demo_project, tmp_path):
-    from semirest.core.train.method import SemiREST
+    from semirest.core.methods.semirest import SemiREST
     from semirest.core.project.run import ProjectTrainingRun
 
     with ProjectStore.open(boxed_demo_project) as store:
@@ -168,7 +168,7 @@ def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_dem
 
 
 def test_cancelled_run_leaves_a_loadable_checkpoint(boxed_demo_project, tmp_path):
-    from semirest.core.train.method import SemiREST
+    from semirest.core.methods.semirest import SemiREST
     from semirest.core.project.run import ProjectTrainingRun
 
     steps = []

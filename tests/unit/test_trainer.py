@@ -10,9 +10,9 @@ from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.data.demo import make_demo_dataset
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.knn import BankSearcher
-from semirest.core.pipeline import load_images
+from semirest.core.data.datasets import load_images
 from semirest.core.train.checkpoint import CheckpointError, load_checkpoint
-from semirest.core.train.method import SemiREST
+from semirest.core.methods.semirest import SemiREST
 from semirest.core.train.trainer import Trainer, lr_factor
 
 TINY = [
