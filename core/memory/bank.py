@@ -151,11 +151,14 @@ def build_ivf(features, nlist: int, seed: int = 0, train_per_list: int = 40, nit
     return index
 
 
-def residuals(queries: np.ndarray | torch.Tensor, matched: np.ndarray | torch.Tensor, mode: str = "square"):
-    """Eq. 5 and 6: element-wise squared (or absolute, the ablation) matching residual."""
-    diff = queries - matched
+RESIDUAL_MODES = ("square", "abs")
+
+
+def residual(query: torch.Tensor, neighbour: torch.Tensor, mode: str = "square") -> torch.Tensor:
+    """Element-wise residual S(f - m) of Eq. 5/6 (``"square"``) or |f - m| (``"abs"`` ablation)."""
+    diff = query - neighbour
     if mode == "square":
         return diff * diff
     if mode == "abs":
-        return abs(diff)
-    raise ValueError(f"residual mode must be 'square' or 'abs', got {mode!r}")
+        return diff.abs()
+    raise ValueError(f"residual mode must be one of {RESIDUAL_MODES}, got {mode!r}")

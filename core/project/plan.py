@@ -125,8 +125,6 @@ def plan_from_store(store) -> TrainingPlan:
     ``store``: a :class:`~semirest.core.project.store.ProjectStore`; image sizes unknown to the
     project are read from the image files.
     """
-    from semirest.core.project.formats import image_hw
-
     records = store.images()
     summaries = store.summaries()
     labelled: list[LabelledImage] = []
@@ -134,7 +132,7 @@ def plan_from_store(store) -> TrainingPlan:
     for rec in records:
         s = summaries.get(rec.id)
         if s is not None and s.is_labelled:
-            hw = image_hw(store, rec)
+            hw = store.image_hw(rec)
             labelled.append(labelled_image(rec.id, rec.key, store.image_path(rec), store.load_labels(rec.id, hw)))
         else:
             unlabelled.append(rec)

@@ -61,7 +61,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
-from semirest.core.data.images import read_mask
+from semirest.core.data.images import read_image, read_mask
 from semirest.core.labels.image_labels import LABEL_TYPES, ImageLabels
 from semirest.core.labels.boxes import RotatedBox
 
@@ -707,6 +707,15 @@ class ProjectStore:
             return  # a cache only; never worth an error
         with self._tx() as conn:
             conn.execute(update(images).where(images.c.id == image_id).values(width=width, height=height))
+
+    def image_hw(self, rec: ImageRecord) -> tuple[int, int]:
+        """The image's (height, width), reading the file once (and recording its size) if the
+        project does not know it yet."""
+        if rec.hw is not None:
+            return rec.hw
+        img = read_image(self.image_path(rec))
+        self.set_image_size(rec.id, img.shape[1], img.shape[0])
+        return img.shape[:2]
 
     # -- reference masks ------------------------------------------------------------------------
     def has_reference(self, image_id: int) -> bool:

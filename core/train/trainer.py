@@ -43,7 +43,8 @@ from semirest.core.memory.fit import fit_memory_bank
 from semirest.core.progress import ProgressEvent, ProgressFn
 from semirest.core.progress import no_progress as _no_progress
 from semirest.core.train.synthetic import SyntheticAnomalies
-from semirest.core.train.augment import KnnAugmenter, pcr_dropout, residual, scale_residual
+from semirest.core.memory.bank import residual
+from semirest.core.train.augment import KnnAugmenter, pcr_dropout, scale_residual
 from semirest.core.labels.boxes import boxes_from_mask
 from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
 from semirest.core.train.losses import focal_loss

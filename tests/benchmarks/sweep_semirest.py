@@ -25,7 +25,7 @@ from semirest.core.model.tokens import pcr_to_tokens
 from semirest.core.data.datasets import load_images
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.maps import to_image_maps
-from semirest.core.train.augment import residual
+from semirest.core.memory.bank import residual
 from semirest.core.train.trainer import Trainer, prepare_training_data, residual_scale
 from semirest.core.model.bagging import predict_whole
 

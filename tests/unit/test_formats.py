@@ -25,7 +25,7 @@ def _label(store, with_pixels=True, with_blocks=True, with_boxes=True):
     rng = np.random.default_rng(3)
     hws = {}
     for rec in store.images():
-        hw = formats.image_hw(store, rec)
+        hw = store.image_hw(rec)
         hws[rec.id] = hw
         lab = ImageLabels(hw)
         if with_pixels:
