@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from semirest.core import files
 from semirest.core.config import Config
 from semirest.core.data.datasets import Category, Sample, load_images, load_mvtec_category
 from semirest.core.device import pick_device
@@ -98,8 +99,6 @@ def run_benchmark(
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike) -> None:
-    from semirest.core import files
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     files.write_json(path, result)

@@ -6,13 +6,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from semirest.core.cli.common import TqdmProgress, add_config_arguments, config_from_args
+from semirest.core.config import make_config
+from semirest.core.data.datasets import list_categories, load_mvtec_category
+from semirest.core.data.demo import make_demo_dataset
+from semirest.core.data.images import write_png
+from semirest.core.files import write_atomic
+from semirest.core.visual import overlay
 
 
 # -- benchmark ------------------------------------------------------------------------------------
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from semirest.core.benchmark import format_table, run_benchmark, write_json
-    from semirest.core.data.datasets import list_categories
+    from semirest.core.benchmark import format_table, run_benchmark, write_json  # PyTorch: loaded when the command runs, so `semirest project` starts without it
 
     cfg = config_from_args(args)
     categories = args.category or list_categories(args.data)
@@ -42,14 +49,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 # -- demo -----------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from semirest.core.benchmark import evaluate_category, format_table, write_json
-    from semirest.core.config import make_config
-    from semirest.core.data.datasets import load_mvtec_category
-    from semirest.core.data.demo import make_demo_dataset
-    from semirest.core.data.images import write_png
-    from semirest.core.visual import overlay
+    from semirest.core.benchmark import evaluate_category, format_table, write_json  # PyTorch: loaded when the command runs, so `semirest project` starts without it
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="semirest-demo-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         panel = np.concatenate([im, overlay(im, m, vmin, vmax, 0.5), np.repeat(mask[:, :, None], 3, 2).astype(np.uint8) * 255], axis=1)
         write_png(heat_dir / f"{s.defect_type}_{s.path.stem}.png", panel)
     table = format_table([ev.result])
-    from semirest.core.files import write_atomic
 
     write_atomic(out / "metrics.txt", table + "\n")
     write_json(ev.result, out / "metrics.json")

@@ -4,13 +4,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from semirest.core.config import ConfigError, make_config
+from semirest.core.data.datasets import DatasetLayoutError
+from semirest.core.data.images import ImageReadError
+
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2, no traceback."""
 
 
 class TqdmProgress:
-    """Draws one tqdm bar per pipeline stage from ProgressEvents (on stderr)."""
+    """Draws one tqdm bar per stage (features, coreset, train, ...) from ProgressEvents (on stderr)."""
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
@@ -60,8 +64,6 @@ def add_config_arguments(p: argparse.ArgumentParser, setting: bool = True) -> No
 
 
 def config_from_args(args: argparse.Namespace):
-    from semirest.core.config import ConfigError, make_config
-
     overrides = list(args.overrides)
     if getattr(args, "steps", None) is not None:
         overrides.append(f"train.steps={args.steps}")
@@ -75,9 +77,6 @@ def config_from_args(args: argparse.Namespace):
 
 def user_errors():
     """Exception types whose message is meant for the user (no traceback)."""
-    from semirest.core.config import ConfigError
-    from semirest.core.data.datasets import DatasetLayoutError
-    from semirest.core.data.images import ImageReadError
     errors = [ConfigError, DatasetLayoutError, ImageReadError, FileNotFoundError]
     try:  # absent from the desktop package, which leaves PyTorch out
         from semirest.core.features.backbones import BackboneError

@@ -15,7 +15,7 @@ import numpy as np
 class FeatureStore:
     """``(n_images, h, w, d)`` features in one binary file, row-major, written and read in pieces.
 
-    Behaves enough like the in-memory array for the pipeline: ``shape``, ``len``,
+    Behaves enough like the in-memory array for the extractor and the bank: ``shape``, ``len``,
     ``store[image_indices]`` (float32 copy), item assignment of consecutive images
     (``store[i:j] = batch``). Rows (patches) are read with :meth:`read_rows` / :meth:`take_rows`.
     """

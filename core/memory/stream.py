@@ -1,9 +1,9 @@
-"""Patch features that do not fit in memory: a chunked on-disk store and a two-stage coreset.
+"""Patch features that do not fit in memory: a two-stage coreset over the on-disk feature store.
 
 When a training set has millions of patches (N x d float32 is 8 GB for 2 M patches of 1024-d),
-the features are written to a :class:`FeatureStore` (a flat binary file, float32 or float16) as
-they are extracted, and :func:`stream_coreset` selects the bank without ever holding all N x d
-values:
+the features are written to a :class:`~semirest.core.features.store.FeatureStore` (a flat binary
+file, float32 or float16) as they are extracted, and :func:`stream_coreset` selects the bank
+without ever holding all N x d values:
 
 * stage 1 reads the store in chunks of C rows, projects each chunk to the p selection
   coordinates (top principal directions from a 20,000-row sample, as :func:`select_coreset`), and

@@ -36,9 +36,9 @@ import numpy as np
 from semirest.core import files
 from semirest.core.data.datasets import load_image_folder, load_mvtec_category
 from semirest.core.data.images import ImageReadError, check_size, read_image, read_mask, write_png
+from semirest.core.labels.boxes import RotatedBox
 from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
 from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
-from semirest.core.labels.boxes import RotatedBox
 
 FORMATS = ("masks", "coco", "dota", "yolo-obb", "timing-csv")
 IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb")
@@ -573,7 +573,7 @@ def export_timing(store: ProjectStore, out, benchmark: dict | None = None) -> li
     fields = ["image_key", "image_path", "defect_type", "label_type", "annotator", "seconds", "spans", "first_started_at", "last_ended_at"]
     files.write_csv(p, fields, [[r[k] for k in fields] for r in rows])
     written = [p]
-    from semirest.core.project import plots  # matplotlib only when a plot is made
+    from semirest.core.project import plots  # matplotlib.pyplot takes ~1.5 s to import: only a plot loads it
 
     written.append(plots.plot_seconds_per_image(rows, out / "timing.png"))
     if benchmark:

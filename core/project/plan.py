@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from semirest.core.config import Config
-from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, PIXEL, ImageLabels
-from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
 from semirest.core.labels.blocks import block_labels, semi_labels, semi_labels_from_boxes
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, PIXEL, ImageLabels
 
 MASK_TYPES = (PIXEL, BLOCK8, BLOCK16)
 

@@ -62,8 +62,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from semirest.core.data.images import read_image, read_mask
-from semirest.core.labels.image_labels import LABEL_TYPES, ImageLabels
 from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.image_labels import LABEL_TYPES, ImageLabels
 
 TILE = 256
 

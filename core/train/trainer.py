@@ -32,23 +32,22 @@ from torch import nn
 
 from semirest.core import distributed
 from semirest.core.config import Config, ConfigError
-from semirest.core.memory.bank import MemoryBank
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
+from semirest.core.labels.boxes import boxes_from_mask
+from semirest.core.maps import to_image_maps
+from semirest.core.memory.bank import MemoryBank, residual
+from semirest.core.memory.fit import fit_memory_bank
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.model.bagging import predict_bagged, predict_whole, window_origins
 from semirest.core.model.swin import ResidualSwin, SwinConfig
 from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
-from semirest.core.features.extractor import FeatureExtractor
-from semirest.core.maps import to_image_maps
-from semirest.core.memory.fit import fit_memory_bank
 from semirest.core.progress import ProgressEvent, ProgressFn
 from semirest.core.progress import no_progress as _no_progress
-from semirest.core.train.synthetic import SyntheticAnomalies
-from semirest.core.memory.bank import residual
 from semirest.core.train.augment import KnnAugmenter, pcr_dropout, scale_residual
-from semirest.core.labels.boxes import boxes_from_mask
-from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
 from semirest.core.train.losses import focal_loss
 from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
+from semirest.core.train.synthetic import SyntheticAnomalies
 
 
 GUESS_WITH = ("model", "ema", "start")

@@ -5,7 +5,7 @@ defect types) and removed from the test set; every row below is scored on the sa
 images. The PCFs, memory bank, k-NN rows and synthetic pool are prepared once (with the labelled
 images' PCFs and neighbours) and shared:
 
-* ``patchcore``: nearest-bank-entry distance on the same bank (the pipeline's PatchCore class);
+* ``patchcore``: nearest-bank-entry distance on the same bank (PatchCore of core/methods/patchcore.py);
 * ``un``: trained on normal + synthetic images only (paper 4.2, un hyper-parameters);
 * ``sup``: trained from scratch with the 10 real images' Eq. 14 block labels (b3 real images);
 * ``semi``: starts from the un model, Eq. 15 labels from one rotated box per defect region
