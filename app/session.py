@@ -20,7 +20,7 @@ from semirest.app.image_cache import ImageCache, LoadedImage
 from semirest.app.timing import TimeTracker
 from semirest.app.undo import BoxAddCommand, Command, HistoryBook
 from semirest.core.data.images import ImageReadError
-from semirest.core.project.labels import LABEL_TYPES
+from semirest.core.labels.image_labels import LABEL_TYPES
 from semirest.core.project.previews import PreviewStore, needs_preview, preview_folder
 from semirest.core.project.store import ImageRecord, LabelSummary, ProjectError, ProjectStore, ProjectWriteError, TimeSpan
 

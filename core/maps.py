@@ -1,4 +1,4 @@
-"""Anomaly-map post-processing shared by the pipeline and the evaluation.
+"""The anomaly map: token-level scores -> maps at each image's own resolution, for every method.
 
 PatchCore/SemiREST convention: the token-level score map is bilinearly upsampled to the
 ground-truth mask's resolution, then blurred with a Gaussian (sigma 4 pixels, kernel truncated at
@@ -6,6 +6,8 @@ ground-truth mask's resolution, then blurred with a Gaussian (sigma 4 pixels, ke
 own resolution (see :mod:`semirest.core.metrics`).
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -53,15 +55,6 @@ def upsample_and_smooth(token_map: np.ndarray, out_hw: tuple[int, int], sigma: f
                             borderType=cv2.BORDER_REFLECT)
 
 
-def colorize(score_map: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """Score map -> RGB uint8 with OpenCV's JET colour map, scores clipped to [vmin, vmax]."""
-    span = max(float(vmax) - float(vmin), 1e-12)
-    norm = np.clip((np.asarray(score_map, dtype=np.float32) - vmin) / span, 0.0, 1.0)
-    bgr = cv2.applyColorMap((norm * 255.0 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def overlay(image: np.ndarray, score_map: np.ndarray, vmin: float, vmax: float, opacity: float = 0.5) -> np.ndarray:
-    """Blend the coloured score map over an RGB image of the same size."""
-    heat = colorize(score_map, vmin, vmax)
-    return cv2.addWeighted(image, 1.0 - opacity, heat, opacity, 0.0)
+def to_image_maps(token_maps: np.ndarray, sizes: Sequence[tuple[int, int]], sigma: float) -> list[np.ndarray]:
+    """Token-level maps -> maps at each image's own resolution (bilinear + Gaussian)."""
+    return [upsample_and_smooth(m, hw, sigma) for m, hw in zip(token_maps, sizes)]

@@ -99,7 +99,7 @@ def boxed_demo_project(tmp_path):
     from semirest.core.data.images import read_mask
     from semirest.core.project.formats import images_from_mvtec
     from semirest.core.project.store import ProjectStore
-    from semirest.core.train.boxes import boxes_from_mask
+    from semirest.core.labels.boxes import boxes_from_mask
 
     root = tmp_path / "data"
     make_demo_dataset(root, seed=0, n_train=6, n_test_good=2, n_per_defect=1, size=64)

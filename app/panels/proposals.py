@@ -1,7 +1,7 @@
 """Box proposals: rotated-box suggestions from the thresholded map of the image on screen, drawn in
 the canvas's proposal layer, ticked or unticked by the inspector, and accepted as ordinary box
 labels (undoable, saved like a drawn box). The boxes come from
-:func:`semirest.core.train.proposals.propose_boxes`."""
+:func:`semirest.core.project.proposals.propose_boxes`."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +10,8 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QListWidget, QListWidgetIt
 
 from semirest.app.canvas.layers import ProposalLayer
 from semirest.app.session import LabelingSession
-from semirest.core.train.boxes import RotatedBox
-from semirest.core.train.proposals import propose_boxes
+from semirest.core.labels.boxes import RotatedBox
+from semirest.core.project.proposals import propose_boxes
 
 
 class ProposalsPanel(QWidget):

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QL
 
 from semirest.app.session import LabelingSession
 from semirest.app.workers.training import TrainingController, TrainingJob
-from semirest.core.train.project_data import choose_setting
+from semirest.core.project.plan import choose_setting
 
 
 def device_choices() -> list[str]:

@@ -14,8 +14,8 @@ from PySide6.QtCore import QObject, Signal
 
 from semirest.app.workers import Lane, Worker
 from semirest.core.data.images import read_image
-from semirest.core.pipeline import pick_device
-from semirest.core.train.method import SemiREST
+from semirest.core.device import pick_device
+from semirest.core.methods.semirest import SemiREST
 
 
 class InferenceMaps(QObject):

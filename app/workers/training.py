@@ -1,5 +1,5 @@
 """Training off the GUI thread: a :class:`TrainingJob` runs
-:func:`~semirest.core.train.project_run.train_project` (as ``semirest project train`` does) in the
+:func:`~semirest.core.project.run.train_project` (as ``semirest project train`` does) in the
 training lane (:mod:`semirest.app.workers`).
 
 The GUI thread never trains, never predicts and never waits for the job. The run opens its own
@@ -24,8 +24,8 @@ from PySide6.QtCore import QObject, Signal
 
 from semirest.app.workers import Lane, Worker, WorkerSignals
 from semirest.core.data.images import read_image
-from semirest.core.pipeline import ProgressEvent
-from semirest.core.train.project_run import train_project
+from semirest.core.progress import ProgressEvent
+from semirest.core.project.run import train_project
 
 
 class TrainingSignals(WorkerSignals):

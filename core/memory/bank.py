@@ -18,6 +18,8 @@ import faiss
 import numpy as np
 import torch
 
+from semirest.core.features.store import rows_of
+
 
 @dataclass
 class Neighbours:
@@ -133,10 +135,8 @@ def build_ivf(features, nlist: int, seed: int = 0, train_per_list: int = 40, nit
               chunk: int = 262144) -> "faiss.IndexIVFFlat":
     """IndexIVFFlat (L2): k-means (``niter`` iterations, seeded) on at most ``train_per_list * nlist``
     entries (faiss warns below 39), then every entry added in chunks. ``features`` is an (N, d)
-    array or a row source (:class:`~semirest.core.memory.stream.FeatureStore`), so a bank larger
+    array or a row source (:class:`~semirest.core.features.store.FeatureStore`), so a bank larger
     than memory allows twice (features + index) can be indexed straight from disk."""
-    from .stream import rows_of
-
     src = rows_of(features)
     n, d = src.n_rows, src.dim
     quantizer = faiss.IndexFlatL2(d)
@@ -151,11 +151,14 @@ def build_ivf(features, nlist: int, seed: int = 0, train_per_list: int = 40, nit
     return index
 
 
-def residuals(queries: np.ndarray | torch.Tensor, matched: np.ndarray | torch.Tensor, mode: str = "square"):
-    """Eq. 5 and 6: element-wise squared (or absolute, the ablation) matching residual."""
-    diff = queries - matched
+RESIDUAL_MODES = ("square", "abs")
+
+
+def residual(query: torch.Tensor, neighbour: torch.Tensor, mode: str = "square") -> torch.Tensor:
+    """Element-wise residual S(f - m) of Eq. 5/6 (``"square"``) or |f - m| (``"abs"`` ablation)."""
+    diff = query - neighbour
     if mode == "square":
         return diff * diff
     if mode == "abs":
-        return abs(diff)
-    raise ValueError(f"residual mode must be 'square' or 'abs', got {mode!r}")
+        return diff.abs()
+    raise ValueError(f"residual mode must be one of {RESIDUAL_MODES}, got {mode!r}")

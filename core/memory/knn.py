@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .bank import MemoryBank
+from semirest.core.memory.bank import MemoryBank
 
 
 class BankSearcher:

@@ -16,7 +16,7 @@ Schema (version :data:`SCHEMA_VERSION`; see :data:`MIGRATIONS`):
   not stored), so a stroke rewrites only the tiles it touched even on a 4096x4096 image;
 * ``blocks``: toggled cells of the 8x8 and 16x16 grids, one row per cell (never as pixels);
 * ``boxes``: rotated boxes as centre, width, height, angle (degrees, clockwise on screen, the
-  :mod:`semirest.core.train.boxes` convention);
+  :mod:`semirest.core.labels.boxes` convention);
 * ``time_spans``: active labeling time: image, label type, annotator, seconds, start, end;
 * ``runs`` (version 2): training runs started from the studio: setting, preset, state, config
   JSON, label snapshot JSON, checkpoint path, metrics JSON, start, end, duration;
@@ -61,9 +61,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
-from semirest.core.data.images import read_mask
-from semirest.core.project.labels import LABEL_TYPES, ImageLabels
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.data.images import read_image, read_mask
+from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.image_labels import LABEL_TYPES, ImageLabels
 
 TILE = 256
 
@@ -707,6 +707,15 @@ class ProjectStore:
             return  # a cache only; never worth an error
         with self._tx() as conn:
             conn.execute(update(images).where(images.c.id == image_id).values(width=width, height=height))
+
+    def image_hw(self, rec: ImageRecord) -> tuple[int, int]:
+        """The image's (height, width), reading the file once (and recording its size) if the
+        project does not know it yet."""
+        if rec.hw is not None:
+            return rec.hw
+        img = read_image(self.image_path(rec))
+        self.set_image_size(rec.id, img.shape[1], img.shape[0])
+        return img.shape[:2]
 
     # -- reference masks ------------------------------------------------------------------------
     def has_reference(self, image_id: int) -> bool:

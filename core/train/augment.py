@@ -17,21 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model.tokens import pcr_to_tokens
-from . import rng
-
-RESIDUAL_MODES = ("square", "abs")
-
-
-def residual(query: torch.Tensor, neighbour: torch.Tensor, mode: str = "square") -> torch.Tensor:
-    """Element-wise residual S(f - m) of Eq. 5/6 (``"square"``) or |f - m| (``"abs"`` ablation)."""
-    diff = query - neighbour
-    if mode == "square":
-        return diff * diff
-    if mode == "abs":
-        return diff.abs()
-    raise ValueError(f"residual mode must be one of {RESIDUAL_MODES}, got {mode!r}")
-
+from semirest.core.memory.bank import residual
+from semirest.core.model.tokens import pcr_to_tokens
+from semirest.core.train import rng
 
 def choose_neighbour(shape, a1: float = 0.5, a2: float = 0.8, generator: torch.Generator | None = None,
                      device=None) -> torch.Tensor:

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .boxes import RotatedBox, boxes_to_mask
-from .labels import IGNORE, NEGATIVE, POSITIVE, block_fractions
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, block_fractions
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
 
 
 def token_centres(image_hw: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:

@@ -18,7 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from semirest.core.config import Config, ConfigError
+from semirest.core.files import write_atomic
 from semirest.core.memory.bank import MemoryBank
+from semirest.core.memory.fit import bank_index_options
 from semirest.core.model.swin import ResidualSwin
 from semirest.core.train.trainer import build_model
 
@@ -49,7 +51,6 @@ def save_checkpoint(path: str | os.PathLike, cfg: Config, model: torch.nn.Module
     tensors["residual_scale"] = torch.tensor([residual_scale], dtype=torch.float64)
     meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(cfg.to_dict())}
     meta.update(extra or {})
-    from semirest.core.files import write_atomic
 
     return write_atomic(path, save(tensors, metadata=meta))
 
@@ -98,7 +99,6 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
     for key in ("bank.features", "bank.source_ids", "residual_scale"):
         if key not in tensors:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
-    from semirest.core.pipeline import bank_index_options
 
     bank = MemoryBank.from_state(tensors, **bank_index_options(cfg.bank))
     if bank.dim != cfg.features.d_f:

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..model.swin import anomaly_probability
-from . import rng
-from .augment import pcr_dropout
-from .labels import NORMAL, UNKNOWN
-from .losses import soft_focal_loss
+from semirest.core.labels.blocks import NORMAL, UNKNOWN
+from semirest.core.model.swin import anomaly_probability
+from semirest.core.train import rng
+from semirest.core.train.augment import pcr_dropout
+from semirest.core.train.losses import soft_focal_loss
 
 
 @dataclass(frozen=True)

@@ -32,23 +32,23 @@ from torch import nn
 
 from semirest.core import distributed
 from semirest.core.config import SEMI_METHODS, Config, ConfigError
-from semirest.core.memory.bank import MemoryBank
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
+from semirest.core.maps import to_image_maps
+from semirest.core.memory.bank import MemoryBank, residual
+from semirest.core.memory.fit import fit_memory_bank
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.model.bagging import predict_bagged, predict_whole, window_origins
 from semirest.core.model.swin import ResidualSwin, SwinConfig
 from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
-from semirest.core.pipeline import FeatureExtractor, ProgressEvent, ProgressFn, fit_memory_bank, to_image_maps
-from semirest.core.train.anomalies import SyntheticAnomalies
-from semirest.core.train.augment import KnnAugmenter, pcr_dropout, residual, scale_residual
+from semirest.core.progress import ProgressEvent, ProgressFn
+from semirest.core.progress import no_progress as _no_progress
+from semirest.core.train.augment import KnnAugmenter, pcr_dropout, scale_residual
 from semirest.core.train.box_targets import box_token_targets
-from semirest.core.train.boxes import RotatedBox, boxes_from_mask
-from semirest.core.train.labels import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
 from semirest.core.train.losses import focal_loss
 from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
-
-
-def _no_progress(_: ProgressEvent) -> None:
-    pass
+from semirest.core.train.synthetic import SyntheticAnomalies
 
 
 GUESS_WITH = ("model", "ema", "start")

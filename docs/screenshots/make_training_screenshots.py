@@ -72,7 +72,7 @@ def main() -> int:
     from semirest.app.main_window import MainWindow
     from semirest.core.cli import main as cli
     from semirest.core.project.store import ProjectStore
-    from semirest.core.train.boxes import boxes_from_mask
+    from semirest.core.labels.boxes import boxes_from_mask
 
     app = QApplication.instance() or QApplication([])
     work = Path(args.workdir or tempfile.mkdtemp(prefix="semirest-train-"))

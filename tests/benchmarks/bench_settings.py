@@ -5,7 +5,7 @@ defect types) and removed from the test set; every row below is scored on the sa
 images. The PCFs, memory bank, k-NN rows and synthetic pool are prepared once (with the labelled
 images' PCFs and neighbours) and shared:
 
-* ``patchcore``: nearest-bank-entry distance on the same bank (the pipeline's PatchCore class);
+* ``patchcore``: nearest-bank-entry distance on the same bank (PatchCore of core/methods/patchcore.py);
 * ``un``: trained on normal + synthetic images only (paper 4.2, un hyper-parameters);
 * ``sup``: trained from scratch with the 10 real images' Eq. 14 block labels (b3 real images);
 * ``semi``: starts from the un model, one rotated box per defect region (``boxes_from_mask``), the
@@ -40,17 +40,18 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from semirest.core.benchmark import machine_description
 from semirest.core.config import make_config, use_schedule_of
-from semirest.core.data.datasets import load_mvtec_category, split_budget, split_validation
+from semirest.core.data.datasets import load_images, load_mvtec_category, split_budget, split_validation
+from semirest.core.device import pick_device
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.labels.blocks import POSITIVE, block_fractions, block_labels
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask, boxes_to_mask
 from semirest.core.memory.knn import BankSearcher
+from semirest.core.methods.patchcore import PatchCore
 from semirest.core.metrics import evaluate
-from semirest.core.pipeline import FeatureExtractor, PatchCore, load_images, pick_device
-from sklearn.metrics import roc_auc_score
-
-from semirest.core.train.boxes import RotatedBox, boxes_from_mask, boxes_to_mask
-from semirest.core.train.labels import POSITIVE, block_fractions, block_labels
 from semirest.core.train.trainer import Trainer, predict_maps, prepare_training_data, relabel, token_scores
 
 

@@ -325,7 +325,9 @@ def speed_of(run: Run, preset: str, cat) -> dict:
     from semirest.core.memory.knn import BankSearcher
     from semirest.core.model.bagging import predict_bagged, predict_whole, window_origins
     from semirest.core.model.swin import count_parameters
-    from semirest.core.pipeline import FeatureExtractor, bank_index_options, load_images
+    from semirest.core.data.datasets import load_images
+    from semirest.core.features.extractor import FeatureExtractor
+    from semirest.core.memory.fit import bank_index_options
     from semirest.core.train.trainer import autocast, build_model, predict_maps, residual_tokens
 
     cfg, note = speed_config(run, preset)
@@ -582,7 +584,8 @@ def accuracy_of(run: Run, cat) -> dict:
     from semirest.core.data.datasets import split_budget
     from semirest.core.memory.knn import BankSearcher
     from semirest.core.metrics import evaluate
-    from semirest.core.pipeline import FeatureExtractor, load_images
+    from semirest.core.data.datasets import load_images
+    from semirest.core.features.extractor import FeatureExtractor
     from semirest.core.train.trainer import Trainer, TrainingCancelled, predict_maps, prepare_training_data, relabel
 
     dev = run.device

@@ -44,9 +44,12 @@ from semirest.core.memory.knn import BankSearcher
 from semirest.core.metrics import evaluate
 from semirest.core.model.bagging import predict_bagged
 from semirest.core.model.tokens import pcr_to_tokens
-from semirest.core.pipeline import FeatureExtractor, load_images, pick_device
-from semirest.core.train.augment import residual, scale_residual
-from semirest.core.train.labels import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
+from semirest.core.data.datasets import load_images
+from semirest.core.device import pick_device
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.memory.bank import residual
+from semirest.core.train.augment import scale_residual
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
 from semirest.core.train.trainer import Trainer, _pad, frozen_copy, predict_maps, prepare_training_data, relabel
 
 

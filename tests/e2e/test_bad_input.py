@@ -21,7 +21,7 @@ import pytest
 
 from semirest.core.data.datasets import DatasetLayoutError, load_mvtec_category
 from semirest.core.data.images import ImageReadError, read_image, read_mask, write_png
-from semirest.core.project.labels import ImageLabels
+from semirest.core.labels.image_labels import ImageLabels
 from semirest.core.project.store import (
     NewerSchemaError,
     NewImage,

@@ -184,7 +184,7 @@ TINY = [
 def test_training_killed_midway_leaves_a_loadable_checkpoint(tmp_path):
     from semirest.core.data.demo import make_demo_dataset
     from semirest.core.train.checkpoint import load_checkpoint
-    from semirest.core.train.periodic import PARTIAL_NAME
+    from semirest.core.cli.periodic import PARTIAL_NAME
 
     make_demo_dataset(tmp_path / "data", seed=0, n_train=8, n_test_good=2, n_per_defect=1, size=64)
     # a project next to the run, with a committed edit, must open after the kill as well

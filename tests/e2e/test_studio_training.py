@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from semirest.core.train.boxes import boxes_from_mask
+from semirest.core.labels.boxes import boxes_from_mask
 from tests.gui.conftest import FakeClock, drag, key, open_window
 from tests.gui.test_train_panel import TINY
 

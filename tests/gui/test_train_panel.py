@@ -112,7 +112,7 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     assert run.state == "cancelled" and run.setting == "un" and run.duration_s > 0
     ckpt = store.run_checkpoint_path(run)
     assert ckpt.is_file()
-    from semirest.core.train.method import SemiREST
+    from semirest.core.methods.semirest import SemiREST
 
     assert SemiREST.load(ckpt, "cpu").model is not None  # a usable last checkpoint
     assert "cancelled" in panel.status.text()
@@ -148,7 +148,7 @@ def test_training_error_is_a_message_not_a_crash(window, qtbot):
 
 def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_demo_project, clock, tmp_path):
     from semirest.core.cli import main as cli
-    from semirest.core.project.labels import BOX
+    from semirest.core.labels.image_labels import BOX
 
     window = open_window(qtbot, boxed_demo_project, clock)
     panel, view, proposals = window.train_panels.training, window.train_panels.inference, window.train_panels.proposals

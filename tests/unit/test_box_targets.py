@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE
+from semirest.core.labels.boxes import RotatedBox
 from semirest.core.train.box_targets import box_strips, box_token_targets, token_centres
-from semirest.core.train.boxes import RotatedBox
-from semirest.core.train.labels import IGNORE, NEGATIVE, POSITIVE
 
 GRID = (8, 8)
 HW = (64, 64)  # 8-px tokens

@@ -75,7 +75,7 @@ def test_retired_switches_load_when_off_and_refuse_when_on():
 def test_semi_runs_its_un_stage_with_the_un_setting(preset):
     from dataclasses import asdict
 
-    from semirest.core.train.method import unsupervised_stage
+    from semirest.core.methods.semirest import unsupervised_stage
 
     stage = unsupervised_stage(make_config(preset, "semi"))
     un = make_config(preset, "un")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from semirest.core.config import make_config
-from semirest.core.project.labels import ImageLabels
+from semirest.core.labels.image_labels import ImageLabels
 from semirest.core.project.store import NewImage, ProjectStore
-from semirest.core.train.boxes import RotatedBox
-from semirest.core.train.labels import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
-from semirest.core.train.project_data import (
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
+from semirest.core.labels.boxes import RotatedBox
+from semirest.core.project.plan import (
     box_targets_wanted,
     LabelledImage,
     category_from_source,
@@ -22,7 +22,7 @@ from semirest.core.train.project_data import (
     plan_from_store,
     token_labels,
 )
-from semirest.core.train.proposals import propose_boxes
+from semirest.core.project.proposals import propose_boxes
 
 TINY = [
     "features.image_size=64", "features.d_f=64", "features.pretrain_dim=64", "features.batch_size=8",
@@ -157,8 +157,8 @@ def _reference(store):
 
 
 def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_demo_project, tmp_path):
-    from semirest.core.train.method import SemiREST
-    from semirest.core.train.project_run import ProjectTrainingRun
+    from semirest.core.methods.semirest import SemiREST
+    from semirest.core.project.run import ProjectTrainingRun
 
     with ProjectStore.open(boxed_demo_project) as store:
         plan = plan_from_store(store)
@@ -191,8 +191,8 @@ def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_dem
 
 
 def test_cancelled_run_leaves_a_loadable_checkpoint(boxed_demo_project, tmp_path):
-    from semirest.core.train.method import SemiREST
-    from semirest.core.train.project_run import ProjectTrainingRun
+    from semirest.core.methods.semirest import SemiREST
+    from semirest.core.project.run import ProjectTrainingRun
 
     steps = []
 

@@ -5,7 +5,7 @@ import torch
 
 from semirest.core.model.swin import ResidualSwin
 from semirest.core.train.augment import KnnAugmenter
-from semirest.core.train.labels import NORMAL, UNKNOWN
+from semirest.core.labels.blocks import NORMAL, UNKNOWN
 from semirest.core.train.resmixmatch import (ResMixMatchParams, guess_labels, linear_rampup, make_copies,
                                              mix_tokens, mixup, resmixmatch_loss, retensorize, sharpen,
                                              split_and_shuffle)

@@ -10,9 +10,9 @@ from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.data.demo import make_demo_dataset
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.knn import BankSearcher
-from semirest.core.pipeline import load_images
+from semirest.core.data.datasets import load_images
 from semirest.core.train.checkpoint import CheckpointError, load_checkpoint
-from semirest.core.train.method import SemiREST
+from semirest.core.methods.semirest import SemiREST
 from semirest.core.train.trainer import Trainer, lr_factor
 
 TINY = [
@@ -177,7 +177,7 @@ def test_positive_windows_always_sample_a_window_holding_the_defect(fitted):
     # in a fraction of the steps; train.positive_windows finds it every time, unknown tokens too.
     from dataclasses import replace
 
-    from semirest.core.train.labels import NEGATIVE, POSITIVE, UNKNOWN
+    from semirest.core.labels.blocks import NEGATIVE, POSITIVE, UNKNOWN
     from semirest.core.train.trainer import ImageSet
 
     base = fitted.data.synthetic
@@ -240,9 +240,8 @@ def test_box_method_trains_real_images_on_box_targets_refreshed_from_the_ema_mod
     """The fast preset's semi stage: no ResMixMatch; every box-labelled image gets rank targets
     (positives inside its boxes, negatives outside, never an unknown), made at step 0 from the un
     model and again every train.box_refresh steps."""
-    from semirest.core.train.labels import NEGATIVE, POSITIVE, UNKNOWN
-    from semirest.core.train.boxes import boxes_to_mask
-    from semirest.core.train.labels import block_fractions
+    from semirest.core.labels.blocks import NEGATIVE, POSITIVE, UNKNOWN, block_fractions
+    from semirest.core.labels.boxes import boxes_to_mask
 
     cat, train, _ = demo
     cfg = make_config("fast", "semi", TINY + ["train.steps=4", "train.box_refresh=2"])

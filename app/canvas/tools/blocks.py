@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import BlockToggleCommand
-from semirest.core.project.labels import BLOCK8, BLOCK16
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16
 
 
 class BlockTool(Tool):

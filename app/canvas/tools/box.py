@@ -12,8 +12,8 @@ from PySide6.QtCore import QPointF, Qt
 from semirest.app.canvas.layers import RotatedBoxItem
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import BoxAddCommand, BoxDeleteCommand, BoxEditCommand
-from semirest.core.project.labels import BOX
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.image_labels import BOX
+from semirest.core.labels.boxes import RotatedBox
 
 MIN_SIZE = 2.0
 

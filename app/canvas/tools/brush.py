@@ -5,7 +5,7 @@ from PySide6.QtCore import Qt
 
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import PixelStrokeCommand
-from semirest.core.project.labels import PIXEL
+from semirest.core.labels.image_labels import PIXEL
 
 
 class BrushTool(Tool):

@@ -1,17 +1,17 @@
 """From a labeling project's stored labels to what the SemiREST trainer needs (no Qt, no SQL).
 
 The studio stores four label types per image (pixels, 8x8 blocks, 16x16 blocks, rotated boxes; see
-:mod:`semirest.core.project.labels`). This module decides, from the labels present, which setting a
+:mod:`semirest.core.labels.image_labels`). This module decides, from the labels present, which setting a
 training run uses, which images are the normal training images, which are the labelled real
 images and which are left for evaluation, and turns each labelled image into token labels:
 
-* pixel masks and block toggles -> Eq. 14 (:func:`~semirest.core.train.labels.block_labels`): the
+* pixel masks and block toggles -> Eq. 14 (:func:`~semirest.core.labels.blocks.block_labels`): the
   union of the painted pixels and the toggled cells (cells are exact pixel rectangles, so a token
   that covers whole cells gets POSITIVE or NEGATIVE without any threshold);
 * rotated boxes (centre, size, angle as the studio stores them), semi setting: with the box method
   (``train.semi_method = "box"``, the fast preset) the boxes go with the image and the trainer makes
   their targets (:mod:`semirest.core.train.box_targets`); with ResMixMatch, Eq. 15
-  (:func:`~semirest.core.train.labels.semi_labels_from_boxes`): UNKNOWN inside, NORMAL outside.
+  (:func:`~semirest.core.labels.blocks.semi_labels_from_boxes`): UNKNOWN inside, NORMAL outside.
 
 Setting rule: no defect labels -> ``un``; pixel or block labels only -> ``sup``; boxes only ->
 ``semi``; both kinds -> ``semi``. Mixed labels with the box method use each label for what it is:
@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from semirest.core.config import Config
-from semirest.core.project.labels import BLOCK8, BLOCK16, BOX, PIXEL, ImageLabels
-from semirest.core.train.boxes import RotatedBox, boxes_to_mask
-from semirest.core.train.labels import (IGNORE, NEGATIVE, block_fractions, block_labels, semi_labels,
+from semirest.core.labels.blocks import (IGNORE, NEGATIVE, block_fractions, block_labels, semi_labels,
                                         semi_labels_from_boxes)
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, PIXEL, ImageLabels
 
 MASK_TYPES = (PIXEL, BLOCK8, BLOCK16)
 
@@ -148,8 +148,6 @@ def plan_from_store(store) -> TrainingPlan:
     ``store``: a :class:`~semirest.core.project.store.ProjectStore`; image sizes unknown to the
     project are read from the image files.
     """
-    from semirest.core.project.formats import image_hw
-
     records = store.images()
     summaries = store.summaries()
     labelled: list[LabelledImage] = []
@@ -157,7 +155,7 @@ def plan_from_store(store) -> TrainingPlan:
     for rec in records:
         s = summaries.get(rec.id)
         if s is not None and s.is_labelled:
-            hw = image_hw(store, rec)
+            hw = store.image_hw(rec)
             labelled.append(labelled_image(rec.id, rec.key, store.image_path(rec), store.load_labels(rec.id, hw)))
         else:
             unlabelled.append(rec)

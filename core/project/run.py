@@ -1,6 +1,6 @@
 """One training run on a labeling project: the API the studio's worker thread calls (no Qt).
 
-Config and a :class:`~semirest.core.train.project_data.TrainingPlan` in; progress events, live
+Config and a :class:`~semirest.core.project.plan.TrainingPlan` in; progress events, live
 heatmaps of the current EMA model and a :class:`RunResult` out. It runs the same pieces as
 ``semirest train`` (:func:`prepare_training_data`, :class:`Trainer`, the un stage before semi of
 :meth:`SemiREST.fit`, :func:`save_checkpoint`), with the real images' token labels taken from the
@@ -23,12 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semirest.core.config import Config
+from semirest.core.config import Config, make_config
 from semirest.core.data.images import read_image
+from semirest.core.device import pick_device
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.files import write_json
 from semirest.core.memory.knn import BankSearcher
-from semirest.core.pipeline import ProgressEvent, ProgressFn
+from semirest.core.methods.semirest import SemiREST, unsupervised_stage
+from semirest.core.metrics import evaluate
+from semirest.core.progress import ProgressEvent, ProgressFn
+from semirest.core.progress import no_progress as _no_progress
+from semirest.core.project.plan import TrainingPlan, box_targets_wanted, plan_from_store, token_labels
+from semirest.core.project.store import ProjectStore
 from semirest.core.train.checkpoint import save_checkpoint
-from semirest.core.train.project_data import TrainingPlan, box_targets_wanted, token_labels
 from semirest.core.train.trainer import (
     Trainer,
     TrainingCancelled,
@@ -40,10 +47,6 @@ from semirest.core.train.trainer import (
 )
 
 CHECKPOINT_NAME = "model.safetensors"
-
-
-def _no_progress(_: ProgressEvent) -> None:
-    pass
 
 
 @dataclass
@@ -156,9 +159,6 @@ class ProjectTrainingRun:
         return path
 
     def run(self) -> RunResult:
-        from semirest.core.pipeline import FeatureExtractor
-        from semirest.core.train.method import unsupervised_stage
-
         t0 = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         plan, cfg = self.plan, self.cfg
@@ -209,8 +209,6 @@ class ProjectTrainingRun:
         m["final_loss"] = float(np.mean(self.losses[-20:])) if self.losses else None
         m["loss_every_10"] = [round(float(x), 5) for x in self.losses[::10]]
         dur = time.perf_counter() - t0
-        from semirest.core.files import write_json
-
         write_json(self.out_dir / "train.json", {
             "state": state, "message": message, "duration_s": round(dur, 2), "metrics": m,
             "plan": self.plan.snapshot(), "config": self.cfg.to_dict()})
@@ -219,9 +217,6 @@ class ProjectTrainingRun:
     def _score(self, ckpt: Path) -> tuple[dict, dict[int, float]]:
         """Maps of the held-out images with the saved checkpoint (as ``semirest predict``): image
         scores, and pixel AUROC / PRO / AP where masks exist."""
-        from semirest.core.metrics import evaluate
-        from semirest.core.train.method import SemiREST
-
         model = SemiREST.load(ckpt, self.device)
         items = self.score_images if self.score_images is not None else self.plan.evaluation + list(self.plan.labelled)
         eval_ids = {p.image_id for p in self.plan.evaluation}
@@ -265,11 +260,6 @@ def train_project(project_path: str | Path, preset: str = "fast", device: str = 
     should_stop, live_image, on_heatmap, live_every, ...). A failure is recorded as a failed run
     and re-raised.
     """
-    from semirest.core.config import make_config
-    from semirest.core.pipeline import pick_device
-    from semirest.core.project.store import ProjectStore
-    from semirest.core.train.project_data import plan_from_store
-
     store = ProjectStore.open(project_path, require_write=True)
     run_id = None
     try:

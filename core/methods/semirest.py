@@ -1,8 +1,8 @@
-"""The SemiREST method object (fit / predict), as registered in ``benchmark.METHODS["semirest"]``.
+"""The SemiREST method object (fit / predict / save / load), registered as ``"semirest"``.
 
 ``fit`` runs the whole of paper 4.2: PCFs, memory bank, precomputed k-NN and synthetic pool, the
 training loop, and keeps the EMA model; ``predict`` gives maps at each image's own resolution, like
-:class:`semirest.core.pipeline.PatchCore`, so the benchmark treats both alike. For sup / semi the
+:class:`semirest.core.methods.patchcore.PatchCore`, so the benchmark treats both alike. For sup / semi the
 10 drawn test images (``split_budget``) are trained on and removed from ``test_samples``.
 """
 from __future__ import annotations
@@ -20,16 +20,14 @@ import torch
 from semirest.core import distributed
 from semirest.core.config import Config, apply_setting
 from semirest.core.data.datasets import Category, Sample, split_budget
+from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.memory.knn import BankSearcher
-from semirest.core.pipeline import FeatureExtractor, ProgressFn
+from semirest.core.methods.registry import register_method
+from semirest.core.progress import ProgressFn, no_progress
 from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
 from semirest.core.train.trainer import Trainer, TrainingData, predict_maps, prepare_training_data, relabel
 
 log = logging.getLogger(__name__)
-
-
-def _no_progress(_) -> None:
-    pass
 
 
 def cpu_warning(cfg: Config, device: torch.device) -> str | None:
@@ -81,7 +79,7 @@ class SemiREST:
             out.append((im, s.load_mask(im.shape[:2])))
         return out
 
-    def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> None:
+    def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = no_progress) -> None:
         """un / sup: one training run. semi: the unsupervised model first (paper 4.2: semi starts from
         it), then the semi stage on the same precomputed data, relabelled with the semi epsilons
         (synthetic, Eq. 14) and boxes (real images, Eq. 15)."""
@@ -104,7 +102,7 @@ class SemiREST:
         self.residual_scale = self.data.residual_scale
         self.searcher = BankSearcher(self.bank, self.device)
 
-    def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
+    def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = no_progress) -> list[np.ndarray]:
         if self.model is None or self.searcher is None:
             raise RuntimeError("fit() or load() must run before prediction")
         return predict_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images, progress)
@@ -136,5 +134,6 @@ def unsupervised_stage(cfg: Config) -> Config:
     return un
 
 
+@register_method("semirest")
 def semirest_factory(cfg: Config, device: torch.device, category: Category) -> SemiREST:
     return SemiREST(cfg, device, category)
