@@ -14,10 +14,9 @@ started, the current EMA model is saved, so a cancelled run still leaves a usabl
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +28,20 @@ from semirest.core.device import pick_device
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.files import write_json
 from semirest.core.memory.knn import BankSearcher
-from semirest.core.methods.semirest import SemiREST, unsupervised_stage
+from semirest.core.methods.semirest import SemiREST
 from semirest.core.metrics import evaluate
 from semirest.core.progress import ProgressEvent, ProgressFn
 from semirest.core.progress import no_progress as _no_progress
 from semirest.core.project.plan import TrainingPlan, box_targets_wanted, plan_from_store, token_labels
 from semirest.core.project.store import ProjectStore
 from semirest.core.train.checkpoint import save_checkpoint
+from semirest.core.train.stages import train_stages, unsupervised_stage
 from semirest.core.train.trainer import (
     Trainer,
     TrainingCancelled,
     make_image_set,
     predict_maps,
     prepare_training_data,
-    relabel,
     token_grid,
 )
 
@@ -143,14 +142,11 @@ class ProjectTrainingRun:
             self._progress(ProgressEvent(stage, i + 1, len(items)))
         return out
 
-    def _train_stage(self, cfg: Config, data, name: str, model=None):
-        self.stage_cfg = cfg
-        self.data = data
-        self._stage = name
-        self.trainer = Trainer(cfg, data, self.device, model=model)
-        result = self.trainer.run(self._progress, self.should_stop)
-        self.losses += self.trainer.losses
-        return result
+    def _on_stage(self, name: str, cfg: Config, data, trainer: Trainer) -> None:
+        """A stage begins: keep what a save on cancel and the live heatmaps need."""
+        if self.trainer is not None:
+            self.losses += self.trainer.losses
+        self.stage_cfg, self.data, self._stage, self.trainer = cfg, data, name, trainer
 
     def _save(self) -> Path:
         path = self.out_dir / CHECKPOINT_NAME
@@ -186,12 +182,8 @@ class ProjectTrainingRun:
                 real_set.boxes = [list(item.boxes) if box_targets_wanted(item, plan.setting, cfg) else None
                                   for item in plan.labelled]
                 real_set.image_hw = [tuple(item.hw) for item in plan.labelled]
-            if plan.setting == "semi":
-                model = self._train_stage(first, data, "train un")
-                data = replace(data, synthetic=relabel(cfg, data.synthetic), real=real_set)
-                self._train_stage(cfg, data, "train semi", model=copy.deepcopy(model).train())
-            else:
-                self._train_stage(cfg, replace(data, real=real_set), "train " + plan.setting)
+            train_stages(cfg, data, real_set, self.device, self._progress, self.should_stop, on_stage=self._on_stage)
+            self.losses += self.trainer.losses
         except TrainingCancelled as exc:
             ckpt = self._save() if self.trainer is not None and self.trainer.step_count > 0 else None
             msg = f"{exc}" + ("; the last EMA model was saved" if ckpt else "; no checkpoint (training had not started)")

@@ -89,19 +89,14 @@ class KnnAugmenter:
     noise_clip: float = 0.223
     rho: int = 1
     scale: float = 1.0
-    log: bool = False
 
     def __call__(self, inputs, generator: torch.Generator | None = None) -> torch.Tensor:
         query, neighbours = inputs
         r = knn_residuals(query, neighbours, self.a1, self.a2, self.mode, self.noise, self.noise_std,
                           self.noise_clip, generator)
-        return pcr_to_tokens(scale_residual(r, self.scale, self.log), self.rho)
+        return pcr_to_tokens(scale_residual(r, self.scale), self.rho)
 
 
-def scale_residual(r: torch.Tensor, scale: float = 1.0, log: bool = False) -> torch.Tensor:
-    """What the Swin sees of a residual: divided by the global scale (defaults row 6), and
-    optionally log(1 + r), which compresses the heavy upper tail (a defect's residual elements
-    are hundreds of times the normal mean) so the first linear layer sees all of them."""
-    if scale != 1.0:
-        r = r / scale
-    return torch.log1p(r) if log else r
+def scale_residual(r: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """What the Swin sees of a residual: divided by the global scale (defaults row 6)."""
+    return r / scale if scale != 1.0 else r

@@ -51,9 +51,6 @@ from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
 from semirest.core.train.synthetic import SyntheticAnomalies
 
 
-GUESS_WITH = ("model", "ema", "start")
-
-
 class TrainingCancelled(Exception):
     """Raised inside :meth:`Trainer.run` when the cancel callable returns True."""
 
@@ -286,14 +283,16 @@ def _pad(x: torch.Tensor, h: int, w: int, value=0) -> torch.Tensor:
 
 
 class Trainer:
-    """The training loop; ``model`` may be given to continue from earlier weights (semi)."""
+    """The training loop; ``model`` may be given to continue from earlier weights (semi).
+
+    ``on_step`` is called after every optimiser step with that step's statistics: ``step``, ``loss``,
+    ``lr``, ``windows`` (the sampled windows' origins per image and set) and, with ResMixMatch,
+    Algorithm 1's ``loss_x, loss_u, lambda_u, n_x, n_u, guess_mean`` (the mean guess inside the
+    boxes: a fall towards 0 is the guesses collapsing to "normal").
+    """
 
     def __init__(self, cfg: Config, data: TrainingData, device: torch.device | str = "cpu",
-                 model: ResidualSwin | None = None):
-        if cfg.train.guess_with not in GUESS_WITH:
-            raise ConfigError(f"train.guess_with must be one of {', '.join(GUESS_WITH)}, got {cfg.train.guess_with!r}")
-        if cfg.train.unlabelled_norm not in ("unknown", "all"):
-            raise ConfigError(f"train.unlabelled_norm must be 'unknown' or 'all', got {cfg.train.unlabelled_norm!r}")
+                 model: ResidualSwin | None = None, on_step: Callable[[dict], None] | None = None):
         if cfg.train.semi_method not in SEMI_METHODS:
             raise ConfigError(f"train.semi_method must be one of {', '.join(SEMI_METHODS)}, got {cfg.train.semi_method!r}")
         if cfg.train.box_refresh < 1:
@@ -312,8 +311,10 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, tc.steps, tc.warmup_fraction))
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.bank_features = torch.from_numpy(data.bank.features)
+        # one k-NN augmenter (Eq. 12) for the fully supervised part and ResMixMatch's copies
+        # (Algorithm 1 step 2)
         self.augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
-                                      cfg.model.rho, data.residual_scale, tc.log_residual)
+                                      cfg.model.rho, data.residual_scale)
         self.step_count = 0
         self.losses: list[float] = []
         semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
@@ -321,38 +322,17 @@ class Trainer:
         # from their boxes and a frozen scorer (refresh_box_targets); else ResMixMatch (self.semi)
         self.box_semi = semi and tc.semi_method == "box"
         self.semi = semi and not self.box_semi
-        # ResMixMatch's label guesser: None = the model being trained (MixMatch); "ema": its EMA copy;
-        # "start": a frozen copy of the weights this run starts from (the un model in the semi stage),
-        # so the guesses cannot drift with the model they teach (BENCHMARKS.md, session 6)
-        self.guess_model = None
-        if self.semi and cfg.train.guess_with == "ema":
-            self.guess_model = self.ema.model
-        elif self.semi and cfg.train.guess_with == "start":
-            self.guess_model = frozen_copy(self.model)
         self.mix_params = ResMixMatchParams(
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
-            gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch,
-            u_norm=tc.unlabelled_norm)
-        # ResMixMatch's copies use the k-NN augmentation of Eq. 12 (Algorithm 1 step 2)
-        self.mix_augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
-                                          cfg.model.rho, data.residual_scale, tc.log_residual)
+            gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch)
+        self.on_step = on_step
         self.last_stats: dict = {}
-        # ResMixMatch's mean guess inside the boxes at every step: a fall towards 0 is the guesses
-        # collapsing to "normal" (BENCHMARKS.md, session 4)
-        self.guess_means: list[float] = []
-        self.unknown_shares: list[float] = []  # |U'| / N per step (L_u's weight per token, session 7)
+        self._step_windows: list = []
         h_f, w_f = data.normal.features.shape[1:3]
         self.grid = token_grid(cfg, (h_f, w_f))
         self.mu, self.stride = window_size_tokens(cfg, self.grid)
         self.origins = window_origins(self.grid, self.mu, self.stride)
-
-    def _pick_windows(self, images: ImageSet, i: int, n_windows: int, labels: torch.Tensor) -> torch.Tensor:
-        """Indices into ``self.origins`` of the windows drawn from image ``i`` this step."""
-        sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
-        if self.cfg.train.positive_windows:
-            sel = self._with_positive_window(sel, labels)
-        return sel
 
     # one image -> its sampled windows
     def _windows(self, images: ImageSet, i: int, n_windows: int):
@@ -360,7 +340,11 @@ class Trainer:
         feats = _pad(images.features[i].float(), mu * rho, mu * rho)
         rows = _pad(images.neighbours[i], mu * rho, mu * rho)
         labels = _pad(images.labels[i], mu, mu, IGNORE)
-        sel = self._pick_windows(images, i, n_windows, labels)
+        sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
+        if self.cfg.train.positive_windows:
+            sel = self._with_positive_window(sel, labels)
+        part = next((k for k in ("normal", "synthetic", "real") if getattr(self.data, k) is images), "other")
+        self._step_windows.append((part, i, self.origins[sel].tolist()))
         fw, nw, lw = [], [], []
         for r, c in self.origins[sel].tolist():
             fw.append(feats[r * rho:(r + mu) * rho, c * rho:(c + mu) * rho])
@@ -420,7 +404,7 @@ class Trainer:
             tokens = self.augmenter((f, neigh), self.generator)
         else:
             r = residual(f, neigh[..., 0, :], self.cfg.bank.residual)
-            tokens = pcr_to_tokens(scale_residual(r, self.data.residual_scale, tc.log_residual), self.cfg.model.rho)
+            tokens = pcr_to_tokens(scale_residual(r, self.data.residual_scale), self.cfg.model.rho)
         if tc.pcr_dropout:
             tokens = pcr_dropout(tokens, tc.dropout_alpha, self.generator)
         return tokens, labels
@@ -437,11 +421,7 @@ class Trainer:
             loss = self.loss(tokens, labels)
             if semi is not None:
                 l_mix, self.last_stats = resmixmatch_loss(self.model, semi[0], semi[1], self.step_count,
-                                                          self.mix_params, self.generator, self.mix_augmenter,
-                                                          guess_model=self.guess_model)
-                self.guess_means.append(self.last_stats["guess_mean"])
-                st = self.last_stats
-                self.unknown_shares.append(st["n_u"] / max(1, st["n_u"] + st["n_x"]))
+                                                          self.mix_params, self.generator, self.augmenter)
                 loss = loss + l_mix
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -453,6 +433,10 @@ class Trainer:
         self.step_count += 1
         value = float(loss.detach())
         self.losses.append(value)
+        if self.on_step is not None:
+            self.on_step({"step": self.step_count, "loss": value, "lr": self.scheduler.get_last_lr()[0],
+                          "windows": self._step_windows, **(self.last_stats if semi is not None else {})})
+        self._step_windows = []
         return value
 
     def refresh_box_targets(self) -> None:
@@ -504,7 +488,7 @@ def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, sc
     h, w, d = feats.shape
     rows = searcher.search(feats.reshape(-1, d), 1)[:, 0]
     matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
-    r = scale_residual(residual(feats, matched, cfg.bank.residual), scale, cfg.train.log_residual)
+    r = scale_residual(residual(feats, matched, cfg.bank.residual), scale)
     return pcr_to_tokens(r, cfg.model.rho)
 
 
@@ -518,7 +502,7 @@ def token_scores(cfg: Config, model: nn.Module, images: ImageSet, bank_features:
     for i in range(len(images)):
         f = images.features[i].float()
         matched = bank_features[images.neighbours[i, ..., 0]].float()
-        r = scale_residual(residual(f, matched, cfg.bank.residual), scale, cfg.train.log_residual)
+        r = scale_residual(residual(f, matched, cfg.bank.residual), scale)
         tokens = pcr_to_tokens(r, cfg.model.rho).to(device)
         with autocast(cfg, device):
             if cfg.model.bagging:

@@ -187,14 +187,15 @@ def main() -> None:
                 t1 = time.perf_counter()
                 c = copy.deepcopy(c)
                 c.seed = seed
-                tr = Trainer(c, d, device, model=model)
+                stats = []
+                tr = Trainer(c, d, device, model=model, on_step=stats.append)
                 built_s = time.perf_counter() - t1
                 # the start probe is not part of the fit time
                 start = inbox_auroc(c, tr.ema.model, d.real, tr.bank_features, d.residual_scale) if tr.box_semi else None
                 t2 = time.perf_counter()
                 m = tr.run()
                 fit_s = built_s + time.perf_counter() - t2
-                g = np.array(tr.guess_means, dtype=float)
+                g = np.array([st["guess_mean"] for st in stats if "guess_mean" in st], dtype=float)
                 guesses = {}
                 if len(g) and not np.isnan(g).all():
                     guesses = dict(guess_mean_first=round(float(np.nanmean(g[:20])), 3),

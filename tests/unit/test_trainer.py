@@ -159,15 +159,20 @@ def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting, device):
     cfg = make_config("fast", setting, TINY + ["train.steps=3", 'train.semi_method="resmixmatch"'])
     m = SemiREST(cfg, device, cat)
     assert m.labelled and all(s not in m.test_samples for s in m.labelled)
-    m.fit(train)
+    steps = []
+    m.fit(train, on_step=steps.append)
     assert len(m.trainer.losses) == 3 and all(np.isfinite(m.trainer.losses))
+    assert [s["loss"] for s in steps[-3:]] == m.trainer.losses
+    # the step statistics name the sampled windows: the labelled images are in every step of the stage
+    assert all({w[0] for w in s["windows"]} == {"normal", "synthetic", "real"} for s in steps[-3:])
+    assert all(len(w[2]) >= 1 for s in steps for w in s["windows"])
     if setting == "semi":
-        assert len(m.un_losses) == 8  # un stage first: 3 * 8 / 3 steps
-        assert m.trainer.last_stats["n_u"] > 0 or m.trainer.last_stats["n_x"] > 0
-        assert len(m.trainer.guess_means) == 3  # one mean guess inside the boxes per step
-        st = m.trainer.last_stats  # positive_windows: every step's real window holds box tokens
-        assert len(m.trainer.unknown_shares) == 3 and all(0 < u < 1 for u in m.trainer.unknown_shares)
-        assert m.trainer.unknown_shares[-1] == st["n_u"] / (st["n_u"] + st["n_x"])
+        assert len(m.un_losses) == 8 and len(steps) == 11  # un stage first: 3 * 8 / 3 steps
+        semi = steps[8:]
+        # one mean guess inside the boxes per step; positive_windows: every step's real window holds box tokens
+        assert all(np.isfinite(s["guess_mean"]) and s["n_u"] > 0 and s["n_x"] > 0 for s in semi)
+        assert "guess_mean" not in steps[0] and {w[0] for w in steps[0]["windows"]} == {"normal", "synthetic"}
+        assert semi[-1]["n_u"] == m.trainer.last_stats["n_u"]
     maps = m.predict(load_images(m.test_samples[:2]))
     assert all(np.isfinite(x).all() for x in maps)
 
@@ -202,40 +207,6 @@ def test_positive_windows_always_sample_a_window_holding_the_defect(fitted):
     assert hits(["train.positive_windows=false"], POSITIVE) < 30
 
 
-def test_guess_with_names_the_guessing_model(fitted):
-    from semirest.core.config import ConfigError
-
-    with pytest.raises(ConfigError, match="guess_with"):
-        Trainer(make_config("fast", "semi", TINY + ["train.guess_with=\"teacher\""]), fitted.data, "cpu")
-    with pytest.raises(ConfigError, match="unlabelled_norm"):
-        Trainer(make_config("fast", "semi", TINY + ["train.unlabelled_norm=\"tokens\""]), fitted.data, "cpu")
-
-
-def test_guess_with_start_keeps_the_starting_weights_as_a_frozen_guesser(demo):
-    """train.guess_with=start: the semi stage's guesses come from the weights it started from (the
-    un model), unchanged while the model being trained moves (BENCHMARKS.md, session 6)."""
-    import copy
-    from dataclasses import replace
-
-    cat, train, _ = demo
-    m = SemiREST(make_config("fast", "semi", TINY + ["train.steps=3", "train.guess_with=\"start\"",
-                                                     'train.semi_method="resmixmatch"']), "cpu", cat)
-    m.fit(train)
-    assert len(m.trainer.guess_means) == 3 and np.isfinite(m.trainer.guess_means).all()
-    trainer = Trainer(m.cfg, m.trainer.data, "cpu", model=copy.deepcopy(m.model).train())
-    guesser = trainer.guess_model
-    assert guesser is not None and guesser is not trainer.model and not guesser.training
-    assert all(not p.requires_grad for p in guesser.parameters())
-    start = [p.clone() for p in trainer.model.parameters()]
-    assert all(torch.equal(g, s) for g, s in zip(guesser.parameters(), start))
-    trainer.step()
-    trainer.step()
-    assert all(torch.equal(g, s) for g, s in zip(guesser.parameters(), start))
-    assert any(not torch.equal(t, s) for t, s in zip(trainer.model.parameters(), start))
-    # the un stage of the same configuration has no box-labelled images, hence no guesser
-    assert Trainer(m.cfg, replace(m.trainer.data, real=None), "cpu").guess_model is None
-
-
 def test_box_method_trains_real_images_on_box_targets_refreshed_from_the_ema_model(demo):
     """The fast preset's semi stage: no ResMixMatch; every box-labelled image gets rank targets
     (positives inside its boxes, negatives outside, never an unknown), made at step 0 from the un
@@ -260,7 +231,7 @@ def test_box_method_trains_real_images_on_box_targets_refreshed_from_the_ema_mod
     finally:
         Trainer.refresh_box_targets = original
     tr = m.trainer
-    assert tr.box_semi and not tr.semi and not tr.guess_means
+    assert tr.box_semi and not tr.semi and not tr.last_stats
     assert refreshed == [0, 2]
     assert len(tr.losses) == 4 and np.isfinite(tr.losses).all()
     real = tr.data.real
