@@ -1,4 +1,4 @@
-"""Bad input of every kind (issue 7, point 4): each gives one clear line and loses nothing.
+"""Bad input of every kind: each gives one clear line and loses nothing.
 
 Every case checks the message the user sees. The files are made in tmp_path; the 20000x20000
 image is a real PNG header with almost no data, so it must be refused by its header's pixel count
