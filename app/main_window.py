@@ -326,7 +326,7 @@ class MainWindow(QMainWindow):
 
     def _export(self) -> None:
         from semirest.core.data.images import ImageReadError
-        from semirest.core.project.formats import FORMATS, export
+        from semirest.core.project.formats import FORMATS, ExportTargetNotEmpty, export
         from semirest.core.project.store import ProjectError
 
         fmt, ok = QInputDialog.getItem(self, "Export", "Format:", list(FORMATS), 0, False)
@@ -336,7 +336,13 @@ class MainWindow(QMainWindow):
         if not out:
             return
         try:
-            paths = export(self.session.store, fmt, out)
+            try:
+                paths = export(self.session.store, fmt, out)
+            except ExportTargetNotEmpty as exc:
+                answer = QMessageBox.question(self, "Export", f"{exc}.\n\nReplace the files of an earlier export there?")
+                if answer != QMessageBox.StandardButton.Yes:
+                    return
+                paths = export(self.session.store, fmt, out, overwrite=True)
         except (ProjectError, ImageReadError, OSError) as exc:
             QMessageBox.warning(self, "Export failed", str(exc))
             return

@@ -64,7 +64,8 @@ def _export(args) -> int:
             unknown = [t for t in types if t not in formats.LABEL_TYPES]
             if unknown:
                 raise ProjectError(f"unknown label types {unknown}; expected some of {', '.join(formats.LABEL_TYPES)}")
-            paths = formats.export(store, args.format, args.out, benchmark=bench, label_types=types)
+            paths = formats.export(store, args.format, args.out, benchmark=bench, label_types=types,
+                                   overwrite=args.overwrite)
     except (ProjectError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
     print(f"exported {args.format} to {args.out}: {len(paths)} files")
@@ -187,6 +188,8 @@ def register(sub) -> None:
     e.add_argument("--benchmark", metavar="JSON", help="timing-csv: results per label type for the accuracy-vs-time chart")
     e.add_argument("--types", metavar="LIST", help="masks: label types to include, comma-separated "
                                                     "(pixel,block8,block16,box; default all)")
+    e.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty, replacing the "
+                                                           "files of an earlier export")
     e.set_defaults(func=_export)
 
     i = ps.add_parser("import", help="import labels exported earlier (or by another tool)")

@@ -16,8 +16,11 @@ Label exports (and imports back, for round trips):
 * ``timing-csv``: ``timing.csv`` (seconds per image, label type and annotator), ``timing.png``,
   and ``annotation_time_vs_accuracy.png`` (the paper's Fig. 6) when benchmark results are given.
 
-Every export writes ``manifest.csv`` (name, image key, image path) so file names map back to the
-project's images. Corners are written clockwise on screen starting at the box's own top-left
+Every export writes ``manifest.csv`` (name, image key, image path) last, so file names map back to
+the project's images and a folder with a manifest holds a complete export. File names come from
+image keys, flattened and made unique (:func:`export_names`); an export never writes into the
+project's image or reference folders nor outside its folder, and refuses a folder that is not
+empty unless asked to overwrite (:class:`ExportTarget`). Corners are written clockwise on screen starting at the box's own top-left
 corner (:meth:`RotatedBox.corners`), so p0->p1 is the width edge.
 """
 from __future__ import annotations
@@ -47,6 +50,15 @@ CATEGORY = "defect"
 
 class FormatError(ProjectError):
     """An import file is malformed; the message names the file and line."""
+
+
+class ExportTargetError(ProjectError):
+    """The export folder cannot be used (inside the project's images, not empty, a path that
+    would leave it)."""
+
+
+class ExportTargetNotEmpty(ExportTargetError):
+    """The export folder holds files; ``overwrite`` replaces the ones the export writes."""
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -141,8 +153,68 @@ def check_new_images(new: Iterable[NewImage], max_pixels: int = MAX_PROJECT_PIXE
 
 # ------------------------------------------------------------------------------------ helpers
 def file_name(rec: ImageRecord) -> str:
-    """A flat, unique file stem for an image: its key with '/' replaced by '__'."""
-    return rec.key.replace("/", "__")
+    """A flat file stem for an image: its key with '/' replaced by '__' (see :func:`export_names`
+    for the unique one)."""
+    return files.flat_name(rec.key)
+
+
+def export_names(store: ProjectStore) -> dict[int, str]:
+    """{image id: flat, unique file stem}: the key flattened; keys that flatten alike (``a/b/y``
+    and ``a__b/y``) keep their flat name plus a hash of the full key. Taken over every image of the
+    project, so an image's name does not change as others get labelled."""
+    recs = store.images()
+    names = files.unique_names([(r.key, file_name(r)) for r in recs])
+    return {r.id: names[r.key] for r in recs}
+
+
+def _source_folders(store: ProjectStore) -> set[Path]:
+    """The folders of the project's images and reference masks (resolved), and its own folder's
+    project file."""
+    out = set()
+    for rec in store.images():
+        out.add(Path(os.path.realpath(store.image_path(rec))).parent)
+    out |= {Path(os.path.realpath(p)).parent for p in store.reference_mask_paths()}
+    return out
+
+
+class ExportTarget:
+    """The folder an export writes into, and the only way an export builds a path.
+
+    Refused: a folder inside (or holding) the project's image or reference-mask folders, so an
+    export cannot overwrite a dataset's ground truth; a folder that is not empty, unless
+    ``overwrite``. Every path is made of sanitised components and checked after resolving links to
+    lie inside the folder. :meth:`finish` writes ``manifest.csv`` last, so a manifest means the
+    export is complete."""
+
+    def __init__(self, store: ProjectStore, out, overwrite: bool = False):
+        self.store = store
+        self.out = Path(out)
+        self.root = Path(os.path.realpath(self.out))
+        if self.root.exists() and not self.root.is_dir():
+            raise ExportTargetError(f"{self.out}: is a file; --out must be a folder")
+        project = Path(os.path.realpath(store.path))
+        self.protected = {project, *(project.with_name(project.name + s) for s in ("-wal", "-shm", "-journal", ".lock"))}
+        for folder in _source_folders(store):
+            if self.root == folder or self.root.is_relative_to(folder) or folder.is_relative_to(self.root):
+                raise ExportTargetError(
+                    f"{self.out}: holds (or is inside) the project's images or reference masks at {folder}; "
+                    "export to a folder of its own")
+        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite:
+            raise ExportTargetNotEmpty(f"{self.out}: folder is not empty; choose an empty folder, or overwrite "
+                                       "(--overwrite) to replace the files this export writes")
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, *parts: str) -> Path:
+        """``out/part/part...`` with each part a safe file name; its folder is created."""
+        p = self.out.joinpath(*(files.safe_file_name(x) for x in parts))
+        real = Path(os.path.realpath(p))
+        if real == self.root or not real.is_relative_to(self.root) or real in self.protected:
+            raise ExportTargetError(f"{p}: resolves to {real}, outside the export folder {self.out}; nothing written there")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def finish(self, rows: Iterable[tuple[str, ImageRecord]]) -> Path:
+        return _write_manifest(self.store, self, rows)
 
 
 def image_hw(store: ProjectStore, rec: ImageRecord) -> tuple[int, int]:
@@ -164,9 +236,9 @@ def _labelled(store: ProjectStore) -> list[tuple[ImageRecord, ImageLabels]]:
     return out
 
 
-def _write_manifest(store: ProjectStore, out: Path, rows: Iterable[tuple[str, ImageRecord]]) -> None:
-    files.write_csv(out / "manifest.csv", ["name", "image_key", "image_path"],
-                    [[name, rec.key, store.image_path(rec).as_posix()] for name, rec in rows])
+def _write_manifest(store: ProjectStore, target: "ExportTarget", rows: Iterable[tuple[str, ImageRecord]]) -> Path:
+    return files.write_csv(target.path("manifest.csv"), ["name", "image_key", "image_path"],
+                           [[name, rec.key, store.image_path(rec).as_posix()] for name, rec in rows])
 
 
 def _read_manifest(src: Path) -> dict[str, str] | None:
@@ -215,33 +287,43 @@ def _merge(store: ProjectStore, rec: ImageRecord, add: ImageLabels) -> None:
 
 
 # ------------------------------------------------------------------------------------ masks
-def _mask_path(out: Path, rec: ImageRecord, taken: set) -> Path:
-    folder = rec.defect_type or "labelled"
-    stem = rec.key.rsplit("/", 1)[-1]
-    rel = f"{folder}/{stem}"
-    if rel in taken:
-        stem = file_name(rec)
-        rel = f"{folder}/{stem}"
-    taken.add(rel)
-    return out / "ground_truth" / folder / f"{stem}_mask.png"
+def mask_names(store: ProjectStore) -> dict[int, tuple[str, str]]:
+    """{image id: (folder, stem)} of ``ground_truth/<folder>/<stem>_mask.png``: MVTec's own names
+    (defect type, file stem) where they are unique, else the image's unique flat name."""
+    flat = export_names(store)
+    recs = store.images()
+    want = [(r.id, files.safe_file_name(r.defect_type or "labelled"), files.safe_file_name(r.key.rsplit("/", 1)[-1])) for r in recs]
+    count: dict[str, int] = {}
+    for _, folder, stem in want:
+        count[f"{folder}/{stem}".casefold()] = count.get(f"{folder}/{stem}".casefold(), 0) + 1
+    out = {}
+    for image_id, folder, stem in want:
+        out[image_id] = (folder, stem if count[f"{folder}/{stem}".casefold()] == 1 else flat[image_id])
+    taken: dict[str, int] = {}
+    for image_id, (folder, stem) in out.items():  # a flat name equal to another image's MVTec stem
+        k = f"{folder}/{stem}".casefold()
+        if k in taken:
+            out[image_id] = (folder, f"{stem}~{files.name_hash(store.image(image_id).key)}")
+        taken[f"{folder}/{out[image_id][1]}".casefold()] = image_id
+    return out
 
 
-def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TYPES) -> list[Path]:
+def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False) -> list[Path]:
     """One 0/255 mask per labelled image, the union of the chosen label types."""
-    out = Path(out)
+    target = ExportTarget(store, out, overwrite)
     label_types = tuple(label_types)
-    written, rows, taken = [], [], set()
+    names = mask_names(store)
+    written, rows = [], []
     for rec, labels in _labelled(store):
         mask = labels.union_mask(label_types)
         if not mask.any():
             continue
-        p = _mask_path(out, rec, taken)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        folder, stem = names[rec.id]
+        p = target.path("ground_truth", folder, f"{stem}_mask.png")
         write_png(p, mask)
         written.append(p)
-        rows.append((p.relative_to(out).as_posix(), rec))
-    out.mkdir(parents=True, exist_ok=True)
-    _write_manifest(store, out, rows)
+        rows.append((p.relative_to(target.out).as_posix(), rec))
+    target.finish(rows)
     return written
 
 
@@ -256,10 +338,7 @@ def import_masks(store: ProjectStore, src, as_type: str = PIXEL) -> int:
         raise FormatError(f"{src}: no ground_truth/ folder (expected ground_truth/<type>/<stem>_mask.png)")
     manifest = _read_manifest(src)
     by_key = _by_key(store)
-    by_name = {}
-    for r in by_key.values():
-        stem = r.key.rsplit("/", 1)[-1]
-        by_name.setdefault(f"ground_truth/{r.defect_type or 'labelled'}/{stem}_mask.png", r)
+    by_name = {f"ground_truth/{folder}/{stem}_mask.png": store.image(i) for i, (folder, stem) in mask_names(store).items()}
     n = 0
     for p in sorted(gt.rglob("*.png")):
         name = p.relative_to(src).as_posix()
@@ -314,9 +393,10 @@ def _regions(mask: np.ndarray) -> list[np.ndarray]:
     return [lab == k for k in range(1, n)]
 
 
-def export_coco(store: ProjectStore, out) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
+    target = ExportTarget(store, out, overwrite)
+    out = target.out
+    names = export_names(store)
     doc = {
         "info": {"description": f"SemiREST Studio project {store.get_meta('name', '')}", "version": "1.0"},
         "licenses": [],
@@ -328,7 +408,7 @@ def export_coco(store: ProjectStore, out) -> Path:
     rows = []
     for rec, labels in _labelled(store):
         h, w = labels.hw
-        rows.append((file_name(rec), rec))
+        rows.append((names[rec.id], rec))
         doc["images"].append(
             {
                 "id": rec.id,
@@ -371,9 +451,9 @@ def export_coco(store: ProjectStore, out) -> Path:
                     "attributes": {"label_type": BOX, "rotated_box": [b.cx, b.cy, b.width, b.height, b.angle], "rotation": b.angle},
                 }
             )
-    p = out / "annotations.json"
+    p = target.path("annotations.json")
     files.write_atomic(p, files.to_json(doc, indent=1))
-    _write_manifest(store, out, rows)
+    target.finish(rows)
     return p
 
 
@@ -440,30 +520,30 @@ def _box_exports(store: ProjectStore):
         yield rec, labels.hw, list(labels.boxes.values())
 
 
-def export_dota(store: ProjectStore, out) -> list[Path]:
-    out = Path(out)
-    (out / "labelTxt").mkdir(parents=True, exist_ok=True)
+def export_dota(store: ProjectStore, out, overwrite: bool = False) -> list[Path]:
+    target = ExportTarget(store, out, overwrite)
+    names = export_names(store)
     written, rows = [], []
     for rec, _hw, bxs in _box_exports(store):
         if not bxs:
             continue
-        p = out / "labelTxt" / f"{file_name(rec)}.txt"
+        p = target.path("labelTxt", f"{names[rec.id]}.txt")
         lines = [" ".join(f"{v:.3f}" for v in b.corners().reshape(-1)) + f" {CATEGORY} 0" for b in bxs]
         files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
         rows.append((f"labelTxt/{p.name}", rec))
-    _write_manifest(store, out, rows)
+    target.finish(rows)
     return written
 
 
-def export_yolo_obb(store: ProjectStore, out) -> list[Path]:
-    out = Path(out)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
+def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False) -> list[Path]:
+    target = ExportTarget(store, out, overwrite)
+    names = export_names(store)
     written, rows = [], []
     for rec, (h, w), bxs in _box_exports(store):
         if not bxs:
             continue
-        p = out / "labels" / f"{file_name(rec)}.txt"
+        p = target.path("labels", f"{names[rec.id]}.txt")
         lines = []
         for b in bxs:
             c = b.corners() / np.array([w, h], dtype=np.float64)
@@ -472,11 +552,11 @@ def export_yolo_obb(store: ProjectStore, out) -> list[Path]:
         written.append(p)
         rows.append((f"labels/{p.name}", rec))
     files.write_atomic(
-        out / "data.yaml",
+        target.path("data.yaml"),
         "# YOLO-OBB labels exported by SemiREST Studio; images are not copied (see manifest.csv)\n"
         f"path: .\nnames:\n  0: {CATEGORY}\n",
     )
-    _write_manifest(store, out, rows)
+    target.finish(rows)
     return written
 
 
@@ -509,7 +589,7 @@ def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool) -> int:
         raise FormatError(f"{src}: no {folder}/ folder")
     manifest = _read_manifest(src)
     by_key = _by_key(store)
-    by_name = {f"{folder}/{file_name(r)}.txt": r for r in by_key.values()}
+    by_name = {f"{folder}/{name}.txt": store.image(i) for i, name in export_names(store).items()}
     n = 0
     for p in sorted(d.glob("*.txt")):
         rec = _resolve_name(f"{folder}/{p.name}", manifest, by_key, by_name)
@@ -572,25 +652,28 @@ def mean_seconds_per_image(rows: list[dict]) -> dict[str, float]:
     return {t: float(np.mean(list(v.values()))) for t, v in per.items() if v}
 
 
-def export_timing(store: ProjectStore, out, benchmark: dict | None = None) -> list[Path]:
+def export_timing(store: ProjectStore, out, benchmark: dict | None = None, overwrite: bool = False) -> list[Path]:
     """timing.csv, timing.png and, with ``benchmark`` ({label type: {metric: value}}), the Fig. 6
     chart of accuracy against annotation time."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if benchmark:
+        means = mean_seconds_per_image(timing_rows(store))
+        missing = [t for t in benchmark if t not in means]
+        if missing:
+            raise ProjectError(f"benchmark results for {', '.join(missing)} but no recorded time for that label type")
+    target = ExportTarget(store, out, overwrite)
     rows = timing_rows(store)
-    p = out / "timing.csv"
+    p = target.path("timing.csv")
     fields = ["image_key", "image_path", "defect_type", "label_type", "annotator", "seconds", "spans", "first_started_at", "last_ended_at"]
     files.write_csv(p, fields, [[r[k] for k in fields] for r in rows])
     written = [p]
     from semirest.core.project import plots  # matplotlib only when a plot is made
 
-    written.append(plots.plot_seconds_per_image(rows, out / "timing.png"))
+    written.append(plots.plot_seconds_per_image(rows, target.path("timing.png")))
     if benchmark:
-        means = mean_seconds_per_image(rows)
-        missing = [t for t in benchmark if t not in means]
-        if missing:
-            raise ProjectError(f"benchmark results for {', '.join(missing)} but no recorded time for that label type")
-        written.append(plots.plot_accuracy_vs_time(means, benchmark, out / "annotation_time_vs_accuracy.png"))
+        written.append(plots.plot_accuracy_vs_time(mean_seconds_per_image(rows), benchmark,
+                                                   target.path("annotation_time_vs_accuracy.png")))
+    recs = {r.key: r for r in store.images()}
+    target.finish([("timing.csv", recs[k]) for k in dict.fromkeys(r["image_key"] for r in rows)])
     return written
 
 
@@ -611,17 +694,18 @@ def load_benchmark(path) -> dict[str, dict[str, float]]:
 
 # ------------------------------------------------------------------------------------ dispatch
 def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None,
-           label_types: Iterable[str] = LABEL_TYPES) -> list[Path]:
+           label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False) -> list[Path]:
+    """Write one export format into ``out`` (see :class:`ExportTarget` for what is refused)."""
     if fmt == "masks":
-        return export_masks(store, out, label_types)
+        return export_masks(store, out, label_types, overwrite)
     if fmt == "coco":
-        return [export_coco(store, out)]
+        return [export_coco(store, out, overwrite)]
     if fmt == "dota":
-        return export_dota(store, out)
+        return export_dota(store, out, overwrite)
     if fmt == "yolo-obb":
-        return export_yolo_obb(store, out)
+        return export_yolo_obb(store, out, overwrite)
     if fmt == "timing-csv":
-        return export_timing(store, out, benchmark)
+        return export_timing(store, out, benchmark, overwrite)
     raise ProjectError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 

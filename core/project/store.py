@@ -709,6 +709,13 @@ class ProjectStore:
             conn.execute(update(images).where(images.c.id == image_id).values(width=width, height=height))
 
     # -- reference masks ------------------------------------------------------------------------
+    def reference_mask_paths(self) -> list[Path]:
+        """The files of the reference masks stored as paths (not blobs)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(reference_masks.c.path, reference_masks.c.abs_path)
+                                .where(reference_masks.c.path.is_not(None))).all()
+        return [self.resolve(r, a) for r, a in rows]
+
     def has_reference(self, image_id: int) -> bool:
         with self._engine.connect() as conn:
             return conn.execute(select(reference_masks.c.image_id).where(reference_masks.c.image_id == image_id)).first() is not None

@@ -168,13 +168,14 @@ def test_project_create_imports_readable_images_and_lists_each_refused_file(bad_
 
 def test_missing_image_file_referenced_by_the_project(tmp_path):
     tried("missing image file")
-    write_png(tmp_path / "a.png", _texture())
-    write_png(tmp_path / "b.png", _texture(seed=1))
+    (tmp_path / "images").mkdir()
+    write_png(tmp_path / "images" / "a.png", _texture())
+    write_png(tmp_path / "images" / "b.png", _texture(seed=1))
     project = tmp_path / "p.sqlite"
     with ProjectStore.create(project) as store:
-        ids = store.add_images([NewImage(tmp_path / "a.png", "a"), NewImage(tmp_path / "b.png", "b")])
+        ids = store.add_images([NewImage(tmp_path / "images" / "a.png", "a"), NewImage(tmp_path / "images" / "b.png", "b")])
         store.set_blocks(ids[0], 8, on=[(1, 1)])
-    (tmp_path / "a.png").unlink()
+    (tmp_path / "images" / "a.png").unlink()
     with ProjectStore.open(project) as store:
         rec = store.image(ids[0])
         with pytest.raises(ImageReadError, match="a.png: file not found"):
