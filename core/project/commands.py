@@ -78,10 +78,10 @@ def _import(args) -> int:
 
     try:
         with ProjectStore.open(args.project, require_write=True) as store:
-            n = formats.import_labels(store, args.format, args.source, as_type=args.as_type)
+            report = formats.import_labels(store, args.format, args.source, as_type=args.as_type, replace=args.replace)
     except (ProjectError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
-    print(f"imported {args.format} labels for {n} images")
+    print(f"imported {args.format} labels ({'replace' if args.replace else 'merge'}) from {args.source}: {report}")
     return 0
 
 
@@ -197,6 +197,9 @@ def register(sub) -> None:
     i.add_argument("--format", required=True, choices=IMPORT_FORMATS)
     i.add_argument("--from", dest="source", required=True, metavar="DIR")
     i.add_argument("--as", dest="as_type", choices=(PIXEL, BLOCK8, BLOCK16), default=PIXEL, help="masks: label type to create")
+    i.add_argument("--replace", action="store_true", help="an updated file: the images it names get exactly its labels "
+                                                         "of the types it carries (default: add to what is there; "
+                                                         "importing the same file twice changes nothing)")
     i.set_defaults(func=_import)
 
     n = ps.add_parser("info", help="print a project's size and progress")

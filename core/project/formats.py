@@ -30,7 +30,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -273,17 +273,90 @@ def box_from_corners(pts) -> RotatedBox:
     return box
 
 
-def _merge(store: ProjectStore, rec: ImageRecord, add: ImageLabels) -> None:
-    """Add imported labels to what the image already has, in one transaction."""
-    cur = store.load_labels(rec.id, add.hw)
-    cur.pixels |= add.pixels
-    for g in (8, 16):
-        cur.blocks[g] |= add.blocks[g]
-    new_boxes = dict(cur.boxes)
-    for i, b in enumerate(add.boxes.values()):
-        new_boxes[-1 - i] = b  # negative: let the store assign ids
-    cur.boxes = new_boxes
-    store.replace_labels(rec.id, cur)
+BOX_TOLERANCE = 0.02  # px: corners this close are the same box (DOTA keeps 3 decimals, YOLO 6 of the width)
+
+
+def same_box(a: RotatedBox, b: RotatedBox, tol: float = BOX_TOLERANCE) -> bool:
+    """The same rectangle, whichever corner its description starts at."""
+    ca, cb = a.corners(), b.corners()
+    d = np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=2)
+    return bool(d.min(axis=1).max() <= tol and d.min(axis=0).max() <= tol)
+
+
+@dataclass
+class ImportReport:
+    """What an import did, for one line to the user."""
+
+    images: int = 0  # images the source has labels for
+    changed: int = 0  # of them, images whose labels changed
+    boxes_added: int = 0
+    boxes_present: int = 0  # boxes of the source the image had already (not added twice)
+    boxes_removed: int = 0  # replace mode: boxes of these images the source no longer has
+    pixels_added: int = 0
+    cells_added: int = 0
+    replace: bool = False
+    unmatched: list[str] = field(default_factory=list)  # source entries that name no image of the project
+
+    def __str__(self) -> str:
+        what = (f"{self.images} images ({self.changed} changed, {self.images - self.changed} already as in the source): "
+                f"{self.boxes_added} boxes added, {self.boxes_present} already there"
+                + (f", {self.boxes_removed} removed" if self.replace else "")
+                + f", {self.pixels_added} pixels and {self.cells_added} cells added")
+        if self.unmatched:
+            what += f"; {len(self.unmatched)} entries match no image of the project (first: {self.unmatched[0]})"
+        return what
+
+
+def apply_import(store: ProjectStore, incoming: dict[int, ImageLabels], types: Iterable[str], replace: bool = False,
+                 unmatched: Iterable[str] = ()) -> ImportReport:
+    """Bring imported labels into the project in ONE transaction (all or nothing, also when killed).
+
+    Merge (default): pixels and cells are added, and a box is added unless the image has the same
+    box already, so importing a file twice gives the same project as importing it once.
+    ``replace``: for the images in ``incoming``, the label ``types`` the source carries become
+    exactly the source's (an updated file); other types are kept."""
+    types = set(types)
+    rep = ImportReport(images=len(incoming), replace=replace, unmatched=list(unmatched))
+    changes: dict[int, ImageLabels] = {}
+    for image_id, add in incoming.items():
+        cur = store.load_labels(image_id, add.hw)
+        new = ImageLabels(add.hw, pixels=cur.pixels.copy(), blocks={g: set(v) for g, v in cur.blocks.items()}, boxes=dict(cur.boxes))
+        if replace and PIXEL in types:
+            new.pixels = add.pixels.astype(np.uint8).copy()
+        else:
+            new.pixels = (cur.pixels.astype(bool) | add.pixels.astype(bool)).astype(np.uint8)
+        rep.pixels_added += int(np.count_nonzero(new.pixels.astype(bool) & ~cur.pixels.astype(bool)))
+        for t, g in GRIDS.items():
+            new.blocks[g] = set(add.blocks[g]) if (replace and t in types) else cur.blocks[g] | add.blocks[g]
+            rep.cells_added += len(new.blocks[g] - cur.blocks[g])
+        kept = dict(cur.boxes)
+        if replace and BOX in types:
+            kept = {i: b for i, b in cur.boxes.items() if any(same_box(b, x) for x in add.boxes.values())}
+            rep.boxes_removed += len(cur.boxes) - len(kept)
+        new.boxes = dict(kept)
+        k = 0
+        for b in add.boxes.values():
+            if any(same_box(b, x) for x in new.boxes.values()):
+                rep.boxes_present += 1
+                continue
+            k += 1
+            new.boxes[-k] = b  # negative: the store assigns an id
+            rep.boxes_added += 1
+        same = (np.array_equal(new.pixels.astype(bool), cur.pixels.astype(bool)) and new.blocks[8] == cur.blocks[8]
+                and new.blocks[16] == cur.blocks[16] and set(new.boxes) == set(cur.boxes))
+        if not same:
+            changes[image_id] = new
+    rep.changed = len(changes)
+    if changes:
+        store.replace_labels_many(changes)
+    return rep
+
+
+def _known_hw(store: ProjectStore, rec: ImageRecord) -> tuple[int, int]:
+    """The image's (height, width) without writing to the project (an import writes once, at the end)."""
+    if rec.hw is not None:
+        return rec.hw
+    return read_image(store.image_path(rec)).shape[:2]
 
 
 # ------------------------------------------------------------------------------------ masks
@@ -327,7 +400,7 @@ def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TY
     return written
 
 
-def import_masks(store: ProjectStore, src, as_type: str = PIXEL) -> int:
+def import_masks(store: ProjectStore, src, as_type: str = PIXEL, replace: bool = False) -> ImportReport:
     """Read masks written by :func:`export_masks` (or any MVTec ``ground_truth`` folder) as labels
     of one type: ``pixel``, or ``block8``/``block16`` (cells that the mask covers entirely)."""
     if as_type not in (PIXEL, BLOCK8, BLOCK16):
@@ -339,23 +412,23 @@ def import_masks(store: ProjectStore, src, as_type: str = PIXEL) -> int:
     manifest = _read_manifest(src)
     by_key = _by_key(store)
     by_name = {f"ground_truth/{folder}/{stem}_mask.png": store.image(i) for i, (folder, stem) in mask_names(store).items()}
-    n = 0
+    incoming: dict[int, ImageLabels] = {}
+    unmatched = []
     for p in sorted(gt.rglob("*.png")):
         name = p.relative_to(src).as_posix()
         rec = _resolve_name(name, manifest, by_key, by_name)
         if rec is None:
+            unmatched.append(name)
             continue
-        hw = image_hw(store, rec)
+        hw = _known_hw(store, rec)
         mask = read_mask(p, expected_hw=hw)
-        labels = ImageLabels(hw)
+        labels = incoming.setdefault(rec.id, ImageLabels(hw))
         if as_type == PIXEL:
-            labels.pixels[:] = mask
+            labels.pixels |= mask.astype(np.uint8)
         else:
             g = GRIDS[as_type]
-            labels.blocks[g] = blocks_from_mask(mask, g)
-        _merge(store, rec, labels)
-        n += 1
-    return n
+            labels.blocks[g] |= blocks_from_mask(mask, g)
+    return apply_import(store, incoming, [as_type], replace, unmatched)
 
 
 # ------------------------------------------------------------------------------------ COCO
@@ -372,10 +445,16 @@ def rle_encode(mask: np.ndarray) -> dict:
 
 
 def rle_decode(rle: dict) -> np.ndarray:
-    h, w = rle["size"]
-    counts = rle["counts"]
+    size, counts = rle.get("size"), rle.get("counts")
     if isinstance(counts, str):
         raise FormatError("compressed COCO RLE strings are not supported; use uncompressed counts")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise FormatError(f"RLE size must be [height, width], got {size!r:.40}")
+    if not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise FormatError("RLE counts must be a list of non-negative integers")
+    h, w = size
+    if sum(counts) != h * w:
+        raise FormatError(f"RLE counts sum to {sum(counts)}, expected {h * w}")
     flat = np.zeros(h * w, dtype=bool)
     pos, val = 0, False
     for c in counts:
@@ -383,8 +462,6 @@ def rle_decode(rle: dict) -> np.ndarray:
             flat[pos : pos + c] = True
         pos += c
         val = not val
-    if pos != h * w:
-        raise FormatError(f"RLE counts sum to {pos}, expected {h * w}")
     return flat.reshape((h, w), order="F")
 
 
@@ -457,61 +534,115 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
     return p
 
 
-def import_coco(store: ProjectStore, src) -> int:
+MAX_COCO_BYTES = 512 * 1024 * 1024
+
+
+def _coco_box(a: dict, attrs: dict, seg) -> RotatedBox:
+    rb = attrs.get("rotated_box")
+    if rb is not None:
+        if not isinstance(rb, list) or len(rb) != 5:
+            raise ValueError("attributes.rotated_box must be [cx, cy, width, height, angle]")
+        return RotatedBox(*(_number(v) for v in rb))
+    if not (isinstance(seg, list) and len(seg) == 1 and isinstance(seg[0], list) and len(seg[0]) == 8):
+        raise ValueError("a box needs attributes.rotated_box or one 8-value polygon")
+    return box_from_corners([_number(v) for v in seg[0]])
+
+
+def _number(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"expected a number, found {v!r:.40}")
+    x = float(v)
+    if not math.isfinite(x):
+        raise ValueError(f"coordinate {x} is not finite")
+    return x
+
+
+def _coco_mask(seg, hw: tuple[int, int]) -> np.ndarray:
+    if isinstance(seg, dict):
+        size = seg.get("size")
+        if not (isinstance(size, list) and len(size) == 2 and [int(v) if isinstance(v, int) and not isinstance(v, bool) else None for v in size] == list(hw)):
+            raise ValueError(f"RLE size {size!r:.40} is not the image's {list(hw)}")
+        return rle_decode(seg)
+    if not isinstance(seg, list) or not seg:
+        raise ValueError("segmentation must be polygons [[x, y, ...], ...] or an RLE {counts, size}")
+    m = np.zeros(hw, dtype=np.uint8)
+    h, w = hw
+    for poly in seg:
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+            raise ValueError("a polygon is a list of at least 3 x, y pairs")
+        pts = np.asarray([_number(v) for v in poly], dtype=np.float64).reshape(-1, 2)
+        if pts[:, 0].min() < -1 or pts[:, 1].min() < -1 or pts[:, 0].max() > w + 1 or pts[:, 1].max() > h + 1:
+            raise ValueError(f"polygon leaves the {w}x{h} image")
+        cv2.fillPoly(m, [np.round(pts - 0.5).astype(np.int32)], 1)
+    return m.astype(bool)
+
+
+def import_coco(store: ProjectStore, src, replace: bool = False) -> ImportReport:
+    """COCO ``annotations.json`` (ours, or another tool's: polygons, uncompressed RLE, 8-value
+    polygons as rotated boxes). Images are matched by ``semirest_key`` or by file path."""
     src = Path(src)
     p = src / "annotations.json" if src.is_dir() else src
     try:
+        if p.stat().st_size > MAX_COCO_BYTES:
+            raise FormatError(f"{p}: {p.stat().st_size / 1e6:.0f} MB is more than a COCO file of this tool can hold")
         doc = json.loads(p.read_text(encoding="utf-8"))
-        images_ = doc["images"]
-        anns = doc["annotations"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{p}: not a COCO annotation file ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise FormatError(f"{p}: not a COCO annotation file ({str(exc)[:200]})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not isinstance(doc.get("annotations"), list):
+        raise FormatError(f'{p}: not a COCO annotation file (expected an object with "images" and "annotations" lists)')
     by_key = _by_key(store)
-    by_path = {store.image_path(r).resolve(): r for r in by_key.values()}
-    target: dict[int, ImageRecord] = {}
-    for im in images_:
-        rec = by_key.get(im.get("semirest_key", ""))
+    by_path = {Path(os.path.realpath(store.image_path(r))): r for r in by_key.values()}
+    target: dict = {}
+    unmatched = []
+    for n, im in enumerate(doc["images"]):
+        if not isinstance(im, dict) or isinstance(im.get("id"), (dict, list)) or im.get("id") is None:
+            raise FormatError(f"{p}: images[{n}] is not an image entry with an id")
+        key, fname = im.get("semirest_key"), im.get("file_name")
+        rec = by_key.get(key) if isinstance(key, str) else None
+        if rec is None and isinstance(fname, str) and fname and "\0" not in fname:
+            fp = Path(fname)
+            rec = by_path.get(Path(os.path.realpath(fp if fp.is_absolute() else p.parent / fp)))
         if rec is None:
-            fp = Path(im.get("file_name", ""))
-            rec = by_path.get((p.parent / fp).resolve()) if not fp.is_absolute() else by_path.get(fp.resolve())
-        if rec is not None:
-            target[im["id"]] = rec
-    per_image: dict[int, ImageLabels] = {}
-    for a in anns:
-        rec = target.get(a.get("image_id"))
+            unmatched.append(str(fname if isinstance(fname, str) else im.get("id")))
+            continue
+        if im["id"] in target and target[im["id"]].id != rec.id:
+            raise FormatError(f"{p}: image id {im['id']!r} is used for two images")
+        target[im["id"]] = rec
+    incoming: dict[int, ImageLabels] = {}
+    if replace:
+        for rec in target.values():
+            incoming.setdefault(rec.id, ImageLabels(_known_hw(store, rec)))
+    for n, a in enumerate(doc["annotations"]):
+        if not isinstance(a, dict):
+            raise FormatError(f"{p}: annotations[{n}] is not an object")
+        image_id = a.get("image_id")
+        rec = target.get(image_id) if isinstance(image_id, (int, str)) and not isinstance(image_id, bool) else None
         if rec is None:
             continue
-        hw = image_hw(store, rec)
-        labels = per_image.setdefault(rec.id, ImageLabels(hw))
-        attrs = a.get("attributes") or {}
+        hw = _known_hw(store, rec)
+        labels = incoming.setdefault(rec.id, ImageLabels(hw))
+        attrs = a.get("attributes") if isinstance(a.get("attributes"), dict) else {}
         t = attrs.get("label_type")
         seg = a.get("segmentation")
+        where = f"{p}: annotation {a.get('id')!r:.40}"
+        if t is not None and t not in LABEL_TYPES:
+            raise FormatError(f"{where}: unknown label_type {t!r:.40}; expected one of {', '.join(LABEL_TYPES)}")
         try:
-            if t == BOX or (t is None and isinstance(seg, list) and len(seg) == 1 and len(seg[0]) == 8):
-                rb = attrs.get("rotated_box")
-                box = RotatedBox(*map(float, rb)) if rb else box_from_corners(seg[0])
+            if t == BOX or (t is None and isinstance(seg, list) and len(seg) == 1 and isinstance(seg[0], list) and len(seg[0]) == 8):
+                box = _coco_box(a, attrs, seg)
+                check_box_in_image(box, hw)
                 labels.boxes[-1 - len(labels.boxes)] = box
                 continue
-            if isinstance(seg, dict):
-                m = rle_decode(seg)
-            else:
-                m = np.zeros(hw, dtype=np.uint8)
-                for poly in seg:
-                    pts = np.round(np.asarray(poly, dtype=np.float64).reshape(-1, 2) - 0.5).astype(np.int32)
-                    cv2.fillPoly(m, [pts], 1)
-                m = m.astype(bool)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise FormatError(f"{p}: annotation {a.get('id')} is malformed ({exc})") from None
-        if m.shape != tuple(hw):
-            raise FormatError(f"{p}: annotation {a.get('id')} is {m.shape[1]}x{m.shape[0]}, image is {hw[1]}x{hw[0]}")
+            m = _coco_mask(seg, hw)
+        except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:
+            raise FormatError(f"{where} is malformed ({str(exc)[:200]})") from None
         if t in GRIDS:
             g = GRIDS[t]
             labels.blocks[g] |= blocks_from_mask(m, g)
         else:
             labels.pixels |= m.astype(np.uint8)
-    for image_id, labels in per_image.items():
-        _merge(store, store.image(image_id), labels)
-    return len(per_image)
+    types = LABEL_TYPES
+    return apply_import(store, incoming, types, replace, unmatched)
 
 
 # ------------------------------------------------------------------------------------ DOTA / YOLO-OBB
@@ -560,9 +691,33 @@ def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False) -> list[P
     return written
 
 
+def check_box_in_image(box: RotatedBox, hw: tuple[int, int]) -> None:
+    """A label box must be finite, of positive size, with its centre inside the image and no side
+    longer than the image's diagonal (ValueError otherwise)."""
+    vals = (box.cx, box.cy, box.width, box.height, box.angle)
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError("coordinates must be finite numbers")
+    h, w = hw
+    if box.width <= 0 or box.height <= 0:
+        raise ValueError(f"box of size {box.width:g}x{box.height:g}; expected a positive size")
+    if not (0 <= box.cx <= w and 0 <= box.cy <= h):
+        raise ValueError(f"box centre ({box.cx:g}, {box.cy:g}) is outside the {w}x{h} image")
+    if max(box.width, box.height) > math.hypot(w, h) + 1:
+        raise ValueError(f"box of {box.width:g}x{box.height:g} is larger than the {w}x{h} image")
+
+
+MAX_LABEL_FILE_BYTES = 64 * 1024 * 1024
+
+
 def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBox]:
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        if p.stat().st_size > MAX_LABEL_FILE_BYTES:
+            raise FormatError(f"{p}: {p.stat().st_size / 1e6:.0f} MB is too large for a label file")
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{p}: cannot be read as UTF-8 text ({exc})") from None
+    for i, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if not s or s.startswith(("imagesource:", "gsd:", "#")):
             continue
@@ -576,13 +731,17 @@ def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBo
                 if len(parts) < 9:
                     raise ValueError(f"expected at least 9 fields, found {len(parts)}")
                 pts = np.array(parts[:8], dtype=np.float64).reshape(4, 2)
-            out.append(box_from_corners(pts))
-        except ValueError as exc:
+            if not np.isfinite(pts).all():
+                raise ValueError("coordinates must be finite numbers")
+            box = box_from_corners(pts)
+            check_box_in_image(box, hw)
+            out.append(box)
+        except (ValueError, OverflowError) as exc:
             raise FormatError(f"{p}:{i}: {exc}") from None
     return out
 
 
-def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool) -> int:
+def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool, replace: bool = False) -> ImportReport:
     src = Path(src)
     d = src / folder
     if not d.is_dir():
@@ -590,26 +749,26 @@ def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool) -> int:
     manifest = _read_manifest(src)
     by_key = _by_key(store)
     by_name = {f"{folder}/{name}.txt": store.image(i) for i, name in export_names(store).items()}
-    n = 0
+    incoming: dict[int, ImageLabels] = {}
+    unmatched = []
     for p in sorted(d.glob("*.txt")):
         rec = _resolve_name(f"{folder}/{p.name}", manifest, by_key, by_name)
         if rec is None:
+            unmatched.append(f"{folder}/{p.name}")
             continue
-        hw = image_hw(store, rec)
-        labels = ImageLabels(hw)
-        for i, b in enumerate(_parse_box_lines(p, yolo, hw)):
-            labels.boxes[-1 - i] = b
-        _merge(store, rec, labels)
-        n += 1
-    return n
+        hw = _known_hw(store, rec)
+        labels = incoming.setdefault(rec.id, ImageLabels(hw))
+        for b in _parse_box_lines(p, yolo, hw):
+            labels.boxes[-1 - len(labels.boxes)] = b
+    return apply_import(store, incoming, [BOX], replace, unmatched)
 
 
-def import_dota(store: ProjectStore, src) -> int:
-    return _import_boxes(store, src, "labelTxt", yolo=False)
+def import_dota(store: ProjectStore, src, replace: bool = False) -> ImportReport:
+    return _import_boxes(store, src, "labelTxt", yolo=False, replace=replace)
 
 
-def import_yolo_obb(store: ProjectStore, src) -> int:
-    return _import_boxes(store, src, "labels", yolo=True)
+def import_yolo_obb(store: ProjectStore, src, replace: bool = False) -> ImportReport:
+    return _import_boxes(store, src, "labels", yolo=True, replace=replace)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -709,15 +868,16 @@ def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None,
     raise ProjectError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def import_labels(store: ProjectStore, fmt: str, src, as_type: str = PIXEL) -> int:
+def import_labels(store: ProjectStore, fmt: str, src, as_type: str = PIXEL, replace: bool = False) -> ImportReport:
+    """Import one format (one transaction; see :func:`apply_import` for merge and replace)."""
     if fmt == "masks":
-        return import_masks(store, src, as_type)
+        return import_masks(store, src, as_type, replace)
     if fmt == "coco":
-        return import_coco(store, src)
+        return import_coco(store, src, replace)
     if fmt == "dota":
-        return import_dota(store, src)
+        return import_dota(store, src, replace)
     if fmt == "yolo-obb":
-        return import_yolo_obb(store, src)
+        return import_yolo_obb(store, src, replace)
     raise ProjectError(f"unknown import format {fmt!r}; expected one of {', '.join(IMPORT_FORMATS)}")
 
 

@@ -26,6 +26,7 @@ A new version appends to :data:`MIGRATIONS`; earlier migrations are never edited
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sqlite3
@@ -308,6 +309,23 @@ class TimeSpan:
     seconds: float
     started_at: str
     ended_at: str
+
+
+class BadLabelError(ProjectError, ValueError):
+    """A label value the project does not store (a box with a NaN or infinite coordinate)."""
+
+
+def check_box(box: RotatedBox) -> None:
+    """Refuse a box that is not finite with a positive size: stored, it would break every export
+    and the trainer's masks."""
+    vals = (box.cx, box.cy, box.width, box.height, box.angle)
+    try:
+        finite = all(math.isfinite(float(v)) for v in vals)
+    except (TypeError, ValueError):
+        finite = False
+    if not finite or box.width <= 0 or box.height <= 0:
+        raise BadLabelError(f"box (cx {box.cx}, cy {box.cy}, w {box.width}, h {box.height}, angle {box.angle}) "
+                            "is not stored: coordinates must be finite and the size positive")
 
 
 def _encode_png(a: np.ndarray) -> bytes:
@@ -809,6 +827,7 @@ class ProjectStore:
 
     def add_box(self, image_id: int, box: RotatedBox, box_id: int | None = None) -> int:
         """Insert a box; ``box_id`` restores a deleted box under its old id (undo)."""
+        check_box(box)
         values = dict(image_id=image_id, cx=box.cx, cy=box.cy, width=box.width, height=box.height, angle=box.angle, updated_at=_now())
         if box_id is not None:
             values["id"] = box_id
@@ -816,6 +835,7 @@ class ProjectStore:
             return conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
 
     def update_box(self, box_id: int, box: RotatedBox) -> None:
+        check_box(box)
         with self._tx() as conn:
             conn.execute(
                 update(boxes)
@@ -828,25 +848,40 @@ class ProjectStore:
             conn.execute(delete(boxes).where(boxes.c.id == box_id))
 
     def replace_labels(self, image_id: int, labels: ImageLabels) -> dict[int, int]:
-        """Write the whole label state of one image in one transaction (imports, retries after a
-        failed save). Box ids are kept where given; returns {old id: stored id}."""
-        mask = labels.pixels
-        rows = self._tile_rows(image_id, mask, (0, 0, mask.shape[1], mask.shape[0]))
-        ids = {}
+        """Write the whole label state of one image in one transaction (retries after a failed
+        save). Box ids are kept where given; returns {old id: stored id}."""
+        return self.replace_labels_many({image_id: labels})[image_id]
+
+    def replace_labels_many(self, labels_of: dict[int, ImageLabels]) -> dict[int, dict[int, int]]:
+        """The whole label state of several images in ONE transaction (an import is all or
+        nothing, also when killed); returns {image id: {old box id: stored id}}."""
+        prepared = []
+        for image_id, labels in labels_of.items():
+            for b in labels.boxes.values():
+                check_box(b)
+            mask = labels.pixels
+            rows = self._tile_rows(image_id, mask, (0, 0, mask.shape[1], mask.shape[0]))
+            prepared.append((image_id, labels, [r for r in rows if r[2] is not None]))
+        out: dict[int, dict[int, int]] = {}
         with self._tx() as conn:
-            conn.execute(delete(pixel_tiles).where(pixel_tiles.c.image_id == image_id))
-            self._write_tiles(conn, image_id, [r for r in rows if r[2] is not None])
-            conn.execute(delete(blocks).where(blocks.c.image_id == image_id))
-            cells = [(image_id, g, int(r), int(c)) for g in (8, 16) for r, c in labels.blocks[g]]
-            if cells:
-                conn.exec_driver_sql("INSERT INTO blocks (image_id, grid, row, col) VALUES (?, ?, ?, ?)", cells)
-            conn.execute(delete(boxes).where(boxes.c.image_id == image_id))
-            for old_id, b in labels.boxes.items():
-                values = dict(image_id=image_id, cx=b.cx, cy=b.cy, width=b.width, height=b.height, angle=b.angle, updated_at=_now())
-                if old_id is not None and old_id >= 0:
-                    values["id"] = old_id
-                ids[old_id] = conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
-        return ids
+            for image_id, labels, rows in prepared:
+                ids = out[image_id] = {}
+                h, w = labels.hw  # the labels' size is the image's: kept with them
+                conn.execute(update(images).where((images.c.id == image_id) & ((images.c.width.is_(None)) | (images.c.height.is_(None))))
+                             .values(width=int(w), height=int(h)))
+                conn.execute(delete(pixel_tiles).where(pixel_tiles.c.image_id == image_id))
+                self._write_tiles(conn, image_id, rows)
+                conn.execute(delete(blocks).where(blocks.c.image_id == image_id))
+                cells = [(image_id, g, int(r), int(c)) for g in (8, 16) for r, c in labels.blocks[g]]
+                if cells:
+                    conn.exec_driver_sql("INSERT INTO blocks (image_id, grid, row, col) VALUES (?, ?, ?, ?)", cells)
+                conn.execute(delete(boxes).where(boxes.c.image_id == image_id))
+                for old_id, b in labels.boxes.items():
+                    values = dict(image_id=image_id, cx=b.cx, cy=b.cy, width=b.width, height=b.height, angle=b.angle, updated_at=_now())
+                    if old_id is not None and old_id >= 0:
+                        values["id"] = old_id
+                    ids[old_id] = conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
+        return out
 
     # -- timing ---------------------------------------------------------------------------------
     def add_time_span(self, span: TimeSpan) -> None:

@@ -2,6 +2,7 @@
 imports are one transaction, idempotent, and say what they did."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from semirest.core.data.demo import make_demo_dataset
 from semirest.core.project import formats
 from semirest.core.project.store import NewImage, ProjectStore
 from semirest.core.train.boxes import RotatedBox
-from tests.conftest import make_images
+from tests.conftest import label_rows, make_images
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -131,10 +132,82 @@ def test_keys_that_flatten_alike_get_distinct_stable_names(tmp_path):
         with ProjectStore.create(tmp_path / f"q-{fmt}.sqlite") as q:
             q.add_images([NewImage(p, k) for p, k in zip(paths, keys)])
             assert list(formats.export_names(q).values()) == list(names_before.values())
-            assert formats.import_labels(q, fmt, tmp_path / fmt) == 4
+            assert formats.import_labels(q, fmt, tmp_path / fmt).images == 4
             for n, rec in enumerate(q.images()):
                 labels = q.load_labels(rec.id, (40, 50))
                 if fmt == "masks":
                     assert labels.pixels[n * 8 : n * 8 + 8, :8].all() and labels.pixels.sum() >= 64, rec.key
                 else:
                     assert [round(b.cx) for b in labels.boxes.values()] == [10 + n], rec.key
+
+
+# -- imports ---------------------------------------------------------------------------------------
+def _labelled_pair(tmp_path):
+    """Project a with labels of every type on its three images, and an empty project b over the same images."""
+    from tests.unit.test_formats import _label, _project
+
+    a = _project(tmp_path, "a")
+    _label(a)
+    b = _project(tmp_path, "b")
+    return a, b
+
+
+@pytest.mark.parametrize("fmt", formats.IMPORT_FORMATS)
+def test_importing_the_same_file_twice_gives_the_same_project(tmp_path, fmt, capsys):
+    a, b = _labelled_pair(tmp_path)
+    formats.export(a, fmt, tmp_path / fmt)
+    first = formats.import_labels(b, fmt, tmp_path / fmt)
+    assert first.images == 3 and first.changed == 3
+    once = label_rows(b.path)
+    second = formats.import_labels(b, fmt, tmp_path / fmt)
+    assert second.changed == 0 and second.boxes_added == 0 and second.boxes_present == first.boxes_added
+    assert label_rows(b.path) == once
+    if fmt != "masks":  # (a mask holds every type drawn as pixels: it adds pixels to its source)
+        before = label_rows(a.path)  # into the project the file came from: nothing doubles
+        rep = formats.import_labels(a, fmt, tmp_path / fmt)
+        assert rep.boxes_added == 0 and rep.changed == 0 and label_rows(a.path) == before
+    b.close()
+    rc = cli_main(["project", "import", str(b.path), "--format", fmt, "--from", str(tmp_path / fmt)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "3 images (0 changed, 3 already as in the source)" in out and "0 boxes added" in out
+
+
+def test_a_failed_import_changes_nothing(tmp_path):
+    a, b = _labelled_pair(tmp_path)
+    formats.export(a, "coco", tmp_path / "coco")
+    doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    last_image = doc["images"][-1]["id"]
+    doc["annotations"].append({"id": 999, "image_id": last_image, "segmentation": [[1, 2, 3, float("nan"), 5, 6]]})
+    (tmp_path / "coco" / "annotations.json").write_text(json.dumps(doc))  # NaN, as Python writes it
+    before = label_rows(b.path)
+    with pytest.raises(formats.FormatError, match="annotation 999 is malformed"):
+        formats.import_coco(b, tmp_path / "coco")
+    assert label_rows(b.path) == before
+    doc["annotations"][-1] = {"id": 999, "image_id": last_image, "attributes": {"label_type": "box", "rotated_box": [1e9, 5, 4, 4, 0]}}
+    (tmp_path / "coco" / "annotations.json").write_text(json.dumps(doc))
+    with pytest.raises(formats.FormatError, match="outside the"):
+        formats.import_coco(b, tmp_path / "coco")
+    assert label_rows(b.path) == before
+
+
+@pytest.mark.parametrize("fmt", ["dota", "yolo-obb", "coco"])
+def test_replace_takes_an_updated_file(tmp_path, fmt):
+    from tests.unit.test_formats import _project
+
+    a = _project(tmp_path, "a")
+    rec = a.images()[0]
+    moved = a.add_box(rec.id, RotatedBox(40, 30, 20, 10, 0))
+    a.add_box(rec.id, RotatedBox(90, 60, 8, 8, 45))
+    b = _project(tmp_path, "b")
+    formats.export(a, fmt, tmp_path / "v1")
+    formats.import_labels(b, fmt, tmp_path / "v1")
+    a.update_box(moved, RotatedBox(50, 35, 20, 10, 10))  # the updated file: one box moved
+    formats.export(a, fmt, tmp_path / "v2")
+    merged_b = _project(tmp_path, "c")
+    formats.import_labels(merged_b, fmt, tmp_path / "v1")
+    assert formats.import_labels(merged_b, fmt, tmp_path / "v2").boxes_added == 1  # merge keeps both versions
+    assert len(merged_b.load_labels(merged_b.images()[0].id, (120, 160)).boxes) == 3
+    rep = formats.import_labels(b, fmt, tmp_path / "v2", replace=True)
+    assert (rep.boxes_added, rep.boxes_present, rep.boxes_removed) == (1, 1, 1)
+    got = sorted((round(x.cx, 2), round(x.cy, 2)) for x in b.load_labels(b.images()[0].id, (120, 160)).boxes.values())
+    assert got == [(50, 35), (90, 60)]
