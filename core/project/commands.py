@@ -85,6 +85,19 @@ def _import(args) -> int:
     return 0
 
 
+def _copy(args) -> int:
+    from semirest.core.project.store import ProjectError, ProjectStore
+
+    try:
+        with ProjectStore.open(args.project, read_only=True) as store:  # also while the studio writes it
+            dst = store.save_copy(args.dst)
+            n = len(store.images())
+    except ProjectError as exc:
+        raise _cli_error(exc) from None
+    print(f"copied {args.project} to {dst}: one self-contained file ({n} images, every saved edit)")
+    return 0
+
+
 def _info(args) -> int:
     from semirest.core.project.store import ProjectError, ProjectStore
 
@@ -95,6 +108,8 @@ def _info(args) -> int:
             labelled = sum(1 for s in sums.values() if s.is_labelled)
             seconds = sum(s.seconds for s in sums.values())
             print(f"{store.path}: schema {store.schema_version()}, {len(imgs)} images, {labelled} labelled, {seconds:.1f} s of labeling")
+            if store.read_only:
+                print(f"note: {store.read_only_reason}")
     except ProjectError as exc:
         raise _cli_error(exc) from None
     return 0
@@ -201,6 +216,11 @@ def register(sub) -> None:
                                                          "of the types it carries (default: add to what is there; "
                                                          "importing the same file twice changes nothing)")
     i.set_defaults(func=_import)
+
+    k = ps.add_parser("copy", help="save a self-contained copy of a project (also while the studio has it open)")
+    k.add_argument("project")
+    k.add_argument("dst", help="the new project file")
+    k.set_defaults(func=_copy)
 
     n = ps.add_parser("info", help="print a project's size and progress")
     n.add_argument("project")

@@ -509,11 +509,15 @@ class ProjectStore:
         # the file here: closing any descriptor of the database file releases every POSIX lock this
         # process holds on it (SQLite's "How To Corrupt", section 2.2), so another program would
         # think no connection lives and delete the live WAL with the edits in it.
-        engine = cls._make_engine(path, read_only)
+        snapshot: list[str] = []
+        engine = cls._make_engine(path, read_only, snapshot)
         store = cls(path, engine, read_only, reason, locked)
         try:
             with engine.connect() as conn:
                 tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+            if snapshot:
+                store.read_only_reason = (f"{path.name}: on a read-only file system (or folder), so the project is open "
+                                          "read-only as it was last saved to the file")
             if tables and "schema_migrations" not in tables:
                 raise NotAProjectError(f"{path}: an SQLite database, but not a SemiREST project")
             if read_only:
@@ -545,11 +549,23 @@ class ProjectStore:
         return store
 
     @staticmethod
-    def _make_engine(path: Path, read_only: bool):
+    def _make_engine(path: Path, read_only: bool, snapshot: list | None = None):
+        """``snapshot``: a list the read-only opener appends to when the file could only be read as
+        an unchanging snapshot (SQLite's ``immutable`` URI): on a read-only file system a WAL-mode
+        project cannot get its ``-shm`` file, so ``mode=ro`` fails."""
         def connect():
             if read_only:
                 uri = f"file:{quote(path.as_posix())}?mode=ro"
                 con = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=0.3)
+                try:
+                    con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if "unable to open" not in str(exc) and "readonly" not in str(exc).replace("-", "").replace(" ", ""):
+                        raise
+                    con.close()
+                    con = sqlite3.connect(f"file:{quote(path.as_posix())}?immutable=1", uri=True, check_same_thread=False)
+                    if snapshot is not None:
+                        snapshot.append(str(exc))
             else:
                 con = sqlite3.connect(str(path), check_same_thread=False, timeout=0.3)
             return con
@@ -578,10 +594,74 @@ class ProjectStore:
         return engine
 
     def close(self) -> None:
+        """Close the project; a writer first moves the WAL's edits into the file, so the project
+        file alone (copied, backed up) holds every saved edit even while another connection of this
+        process (the training worker) is still open."""
+        if not self.read_only:
+            try:
+                with self._engine.connect() as conn:
+                    conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except (DBAPIError, sqlite3.Error):
+                pass  # a reader holds the WAL: SQLite checkpoints when the last connection closes
         self._engine.dispose()
         if self._writer_lock:
             self._writer_lock = False
             _WriterLock.release(self.path)
+
+    def save_copy(self, dst: str | os.PathLike) -> Path:
+        """One self-contained project file at ``dst`` with every committed edit (SQLite's ``VACUUM
+        INTO``: a consistent snapshot, also while the studio writes, WAL included). Image, mask and
+        checkpoint paths are made relative to the copy's folder; an existing ``dst`` is refused."""
+        dst = Path(os.path.abspath(dst))
+        if dst.exists():
+            raise ProjectError(f"{dst}: already exists; choose another file name")
+        if not dst.parent.is_dir():
+            raise ProjectError(f"{dst.parent}: folder does not exist")
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.copy")
+        for leftover in (tmp, Path(f"{tmp}-journal")):
+            leftover.unlink(missing_ok=True)
+        paths = [(r.id, self.image_path(r)) for r in self.images()]
+        with self._engine.connect() as conn:
+            refs = conn.execute(select(reference_masks.c.image_id, reference_masks.c.path, reference_masks.c.abs_path)
+                                .where(reference_masks.c.path.is_not(None))).all()
+            ckpts = conn.execute(select(runs.c.id, runs.c.checkpoint).where(runs.c.checkpoint.is_not(None))).all()
+        try:
+            try:
+                with self._engine.connect() as conn:  # outside a transaction, which VACUUM refuses
+                    conn.connection.dbapi_connection.execute("VACUUM INTO ?", (str(tmp),))
+            except (DBAPIError, sqlite3.Error) as exc:
+                raise ProjectError(f"{dst}: could not write the copy ({getattr(exc, 'orig', exc)})") from None
+
+            def rel(p: Path) -> str:
+                try:
+                    return Path(os.path.relpath(os.path.abspath(p), dst.parent)).as_posix()
+                except ValueError:
+                    return Path(os.path.abspath(p)).as_posix()
+
+            con = sqlite3.connect(str(tmp))
+            try:
+                con.executemany("UPDATE images SET path = ? WHERE id = ?", [(rel(p), i) for i, p in paths])
+                con.executemany("UPDATE reference_masks SET path = ? WHERE image_id = ?",
+                                [(rel(self.resolve(r, a)), i) for i, r, a in refs])
+                con.executemany("UPDATE runs SET checkpoint = ? WHERE id = ?", [(rel(self.resolve(c)), i) for i, c in ckpts])
+                con.commit()
+                con.execute("PRAGMA journal_mode=DELETE").fetchall()
+            finally:
+                con.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, dst)  # never replaces a file made meanwhile
+            except FileExistsError:
+                raise ProjectError(f"{dst}: already exists; choose another file name") from None
+            except OSError:
+                os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dst
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file, else the problems."""

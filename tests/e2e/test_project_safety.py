@@ -140,3 +140,77 @@ def test_killed_writer_blocks_nothing_and_in_process_opens_share_the_lock(small_
                        text=True, env=_env(), timeout=60)
     assert r.stdout.splitlines()[0] == "read-only"  # a still holds the lock after b closed
     a.close()
+
+
+def test_project_copy_while_the_studio_writes_is_one_self_contained_file(small_project, tmp_path):
+    import shutil
+
+    studio = ProjectStore.open(small_project)
+    try:
+        rec = studio.images()[0]
+        for k in range(EDITS):
+            studio.set_blocks(rec.id, 8, on=[(k // 8, k % 8)])
+        assert Path(f"{small_project}-wal").stat().st_size > 0  # the edits sit in the WAL
+        (tmp_path / "elsewhere").mkdir()
+        dst = tmp_path / "elsewhere" / "copy.sqlite"
+        r = _cli("project", "copy", str(small_project), str(dst))
+        assert r.returncode == 0, r.stderr
+        assert "one self-contained file" in r.stdout
+        assert sorted(p.name for p in dst.parent.iterdir()) == ["copy.sqlite"]
+    finally:
+        studio.close()
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(dst, moved / "copy.sqlite")  # the file alone, as a user would mail it
+    with ProjectStore.open(moved / "copy.sqlite") as copy:
+        assert copy.integrity_check() == "ok"
+        crec = copy.images()[0]
+        assert copy.load_labels(crec.id, (120, 160)).blocks[8] == {(k // 8, k % 8) for k in range(EDITS)}
+        assert copy.image_path(crec).resolve() == (tmp_path / "images" / "img00.png").resolve()
+        assert copy.reference_mask(crec.id) is not None
+    assert _cli("project", "copy", str(small_project), str(dst)).returncode == 2  # never over an existing file
+
+
+def test_closing_the_studio_leaves_every_edit_in_the_project_file_itself(small_project, tmp_path):
+    studio = ProjectStore.open(small_project)
+    worker = ProjectStore.open(small_project)  # the training worker's open, still running
+    try:
+        rec = studio.images()[0]
+        studio.set_blocks(rec.id, 16, on=[(1, 2)])
+        studio.close()
+        alone = tmp_path / "alone"
+        alone.mkdir()
+        (alone / "p.sqlite").write_bytes(small_project.read_bytes())  # the file without its -wal
+        with ProjectStore.open(alone / "p.sqlite", read_only=True) as copy:
+            assert (1, 2) in copy.load_labels(rec.id, (120, 160)).blocks[16]
+    finally:
+        worker.close()
+
+
+RO_OPEN = textwrap.dedent("""
+    import sys
+    from semirest.core.project.store import ProjectStore
+    with ProjectStore.open(sys.argv[1]) as store:
+        rec = store.images()[0]
+        print(store.read_only, sorted(store.load_labels(rec.id, (120, 160)).blocks[8]), store.read_only_reason)
+""")
+
+
+def test_a_project_on_a_read_only_file_system_opens_read_only_and_says_so(small_project, tmp_path):
+    import shutil
+
+    with ProjectStore.open(small_project) as store:
+        store.set_blocks(store.images()[0].id, 8, on=[(2, 2)])
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare to mount a read-only file system")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = (f"mount -t tmpfs tmpfs {ro} && cp {small_project} {ro}/p.sqlite && mount -o remount,ro {ro} && "
+              f"{sys.executable} -c '{RO_OPEN}' {ro}/p.sqlite && {sys.executable} -m semirest.core.cli project info {ro}/p.sqlite")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=_env(), timeout=120)
+    if "mount" in r.stderr and ("permission denied" in r.stderr.lower() or "not permitted" in r.stderr.lower()):
+        pytest.skip(f"cannot mount here: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    first, *rest = r.stdout.splitlines()
+    assert first.startswith("True [(2, 2)]") and "read-only file system" in first
+    assert any("note:" in ln and "read-only" in ln for ln in rest), r.stdout
