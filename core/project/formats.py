@@ -634,7 +634,7 @@ def import_coco(store: ProjectStore, src, replace: bool = False) -> ImportReport
                 labels.boxes[-1 - len(labels.boxes)] = box
                 continue
             m = _coco_mask(seg, hw)
-        except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:
+        except (FormatError, ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:
             raise FormatError(f"{where} is malformed ({str(exc)[:200]})") from None
         if t in GRIDS:
             g = GRIDS[t]

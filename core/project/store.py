@@ -335,6 +335,23 @@ def _encode_png(a: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+class CorruptLabelsError(ProjectError):
+    """A stored label tile cannot be decoded (the file was damaged or edited by hand)."""
+
+
+def _decode_tile(data) -> np.ndarray | None:
+    """A brush tile: a 2-D PNG of at most TILE x TILE pixels, or None when it is not one."""
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
+        return None
+    try:
+        img = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        return None
+    if img is None or img.ndim != 2 or img.shape[0] > TILE or img.shape[1] > TILE:
+        return None
+    return img
+
+
 def _decode_png(data: bytes) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -837,13 +854,25 @@ class ProjectStore:
             conn.execute(insert(reference_masks).values(image_id=image_id, png=_encode_png(mask.astype(np.uint8) * 255)))
 
     # -- labels ---------------------------------------------------------------------------------
-    def load_labels(self, image_id: int, hw: tuple[int, int]) -> ImageLabels:
+    def load_labels(self, image_id: int, hw: tuple[int, int], skip_corrupt: bool = False) -> ImageLabels:
+        """The image's labels. A damaged brush tile raises :class:`CorruptLabelsError` naming the
+        image and tile; ``skip_corrupt`` (the studio) leaves such tiles out and lists them in
+        ``labels.problems`` instead."""
         labels = ImageLabels(hw)
         h, w = hw
         with self._engine.connect() as conn:
             for r in conn.execute(select(pixel_tiles).where(pixel_tiles.c.image_id == image_id)).mappings():
-                tile = _decode_png(r["png"])
-                y0, x0 = r["tile_row"] * TILE, r["tile_col"] * TILE
+                tr, tc = r["tile_row"], r["tile_col"]
+                tile = _decode_tile(r["png"])
+                if tile is None or not (isinstance(tr, int) and isinstance(tc, int) and tr >= 0 and tc >= 0):
+                    key = conn.execute(select(images.c.key).where(images.c.id == image_id)).scalar()
+                    problem = (f"{self.path.name}: the brush labels of image {key!r} (tile row {tr}, column {tc}) are "
+                               "damaged and cannot be read; the image's other labels are intact")
+                    if not skip_corrupt:
+                        raise CorruptLabelsError(problem)
+                    labels.problems.append(problem)
+                    continue
+                y0, x0 = tr * TILE, tc * TILE
                 th, tw = min(tile.shape[0], h - y0), min(tile.shape[1], w - x0)
                 if th > 0 and tw > 0:
                     labels.pixels[y0 : y0 + th, x0 : x0 + tw] = tile[:th, :tw] > 0
