@@ -40,12 +40,14 @@ def _create(args) -> int:
                 print(f"  {r}", file=sys.stderr)
         if not checked.usable:
             raise ProjectError(f"none of the {len(new)} image files could be used; no project was created")
-        with ProjectStore.create(args.project) as store:
+        def fill(store):
             store.set_meta("source", source)
             ids = store.add_images(checked.usable)
             for n, image_id in zip(checked.usable, ids):
                 store.set_image_size(image_id, *checked.sizes[n.key])
-            n_ref = sum(1 for n in checked.usable if n.reference_mask_path is not None)
+
+        ProjectStore.create_complete(args.project, fill)  # a killed create leaves nothing in the way
+        n_ref = sum(1 for n in checked.usable if n.reference_mask_path is not None)
     except (ProjectError, DatasetLayoutError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
     print(f"created {args.project}: {len(checked.usable)} images, {n_ref} reference masks"

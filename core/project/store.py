@@ -435,6 +435,13 @@ class _WriterLock:
             return "another program"
 
     @classmethod
+    def users(cls, project: Path) -> int:
+        """How many opens of this process share the lock (0: not held)."""
+        with cls._guard:
+            entry = cls._held.get(str(cls.path_for(project)))
+            return 0 if entry is None else entry[1]
+
+    @classmethod
     def release(cls, project: Path) -> None:
         key = str(cls.path_for(project))
         with cls._guard:
@@ -555,6 +562,8 @@ class ProjectStore:
                 with store._write():
                     with engine.begin() as conn:
                         apply_migrations(conn, migrations)
+                if locked and _WriterLock.users(path) == 1:
+                    store._mark_interrupted_runs()
         except DBAPIError as exc:
             engine.dispose()
             if "not a database" in str(getattr(exc, "orig", exc)).lower():
@@ -564,6 +573,53 @@ class ProjectStore:
             engine.dispose()
             raise
         return store
+
+    INTERRUPTED = "interrupted: the program that ran it ended before the run did (killed, crashed or switched off)"
+
+    def _mark_interrupted_runs(self) -> None:
+        """Runs still 'running' when a writer opens the project first in its process: nothing
+        else can be running them (one writer at a time), so they were interrupted; recorded as
+        failed with that message, so the studio and ``project runs`` do not show them as running."""
+        with self._tx() as conn:
+            conn.execute(update(runs).where(runs.c.state == "running")
+                         .values(state="failed", message=self.INTERRUPTED, finished_at=_now()))
+
+    @classmethod
+    def create_complete(cls, path: str | os.PathLike, fill: Callable[["ProjectStore"], None], name: str | None = None) -> Path:
+        """Create a project that appears under ``path`` only once ``fill`` has run: it is built
+        under a temporary name beside it, closed, then linked into place. A killed create leaves
+        only the temporary file, which the next create removes, so nothing blocks the re-run."""
+        path = Path(os.path.abspath(path))
+        if path.exists():
+            raise ProjectError(f"{path}: already exists; open it, or choose another file name")
+        if not path.parent.is_dir():
+            raise ProjectError(f"{path.parent}: folder does not exist")
+        tmp = path.with_name(f".{path.name}.creating")
+        holder = _WriterLock.acquire(tmp)
+        if holder is not None:
+            raise ProjectLockedError(f"{path.name}: being created by another program ({holder})")
+        leftovers = [tmp] + [Path(f"{tmp}{s}") for s in ("-wal", "-shm", "-journal")]
+        try:
+            for f in leftovers:
+                f.unlink(missing_ok=True)
+            store = cls.create(tmp, name=name or path.stem)
+            try:
+                fill(store)
+            finally:
+                store.close()
+            try:
+                os.link(tmp, path)  # never over a file made meanwhile
+            except FileExistsError:
+                raise ProjectError(f"{path}: already exists; open it, or choose another file name") from None
+            except OSError:
+                if path.exists():
+                    raise ProjectError(f"{path}: already exists; open it, or choose another file name") from None
+                os.replace(tmp, path)
+        finally:
+            for f in leftovers:
+                f.unlink(missing_ok=True)
+            _WriterLock.release(tmp)
+        return path
 
     @staticmethod
     def _make_engine(path: Path, read_only: bool, snapshot: list | None = None):
