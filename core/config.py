@@ -155,7 +155,7 @@ class Config:
         fields_ = {f.name for f in dataclasses.fields(cfg)}
         for key, value in data.items():
             if key not in fields_:
-                raise ConfigError(f"unknown config field {str(key)[:60]}")
+                raise ConfigError(f"unknown config field {_shown(key)}")
             if dataclasses.is_dataclass(getattr(cfg, key)):
                 if not isinstance(value, dict):
                     raise ConfigError(f"config section {key} must be an object, not {type(value).__name__}")
@@ -168,7 +168,7 @@ class Config:
                                               f"session 4); a model trained with it cannot be loaded by this version")
                         continue  # a checkpoint written while the switch existed, with it off
                     if k not in names:
-                        raise ConfigError(f"unknown config field {key}.{str(k)[:60]}")
+                        raise ConfigError(f"unknown config field {key}.{_shown(k)}")
                     setattr(section, k, v)
             else:
                 setattr(cfg, key, value)
@@ -177,6 +177,12 @@ class Config:
 
 class ConfigError(ValueError):
     pass
+
+
+def _shown(name: Any) -> str:
+    """A name from a file in a one-line message: as it is, or quoted when it holds line breaks."""
+    text = str(name)[:60]
+    return text if text.isprintable() else repr(text)
 
 
 # Switches that existed in saved configurations and were removed, with the value that meant "off":
@@ -398,25 +404,25 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply ``section.field=value`` strings in place; unknown names are an error, not ignored."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like section.field=value")
+            raise ConfigError(f"override {item!r:.60} must look like section.field=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         target: Any = cfg
         for p in parts[:-1]:
             if not dataclasses.is_dataclass(target) or not hasattr(target, p):
-                raise ConfigError(f"unknown config section '{p}' in '{key}'")
+                raise ConfigError(f"unknown config section {p!r:.40} in {key!r:.60}")
             target = getattr(target, p)
         name = parts[-1]
         if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
-            raise ConfigError(f"unknown config field '{key}'")
+            raise ConfigError(f"unknown config field {key!r:.60}")
         old = getattr(target, name)
         value = _parse_value(text)
         if isinstance(old, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{key} expects true or false, got {text!r}")
+            raise ConfigError(f"{key} expects true or false, got {text!r:.60}")
         if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if value is None and old is not None:
-            raise ConfigError(f"{key} expects a {type(old).__name__}, got {text!r}")
+            raise ConfigError(f"{key} expects a {type(old).__name__}, got {text!r:.60}")
         if old is not None and not isinstance(value, type(old)):
             raise ConfigError(f"{key} expects a {type(old).__name__}, got {text!r:.60}")
         setattr(target, name, value)

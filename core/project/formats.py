@@ -263,6 +263,8 @@ def box_from_corners(pts) -> RotatedBox:
     """A rotated box from 4 corners in our order (p0->p1 is the width edge); a quadrilateral that
     is not a rectangle gets its minimum-area rectangle."""
     p = np.asarray(pts, dtype=np.float64).reshape(4, 2)
+    if not np.isfinite(p).all() or np.abs(p).max() > 1e7:
+        raise ValueError("corner coordinates must be finite numbers within 1e7")
     w = float(np.linalg.norm(p[1] - p[0]))
     h = float(np.linalg.norm(p[2] - p[1]))
     c = p.mean(axis=0)
