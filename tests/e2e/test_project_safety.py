@@ -288,3 +288,5 @@ def test_a_killed_create_import_or_train_blocks_no_rerun(small_project, tmp_path
         assert store.run(rid).state == "running"
     r = _cli("project", "runs", str(project))
     assert r.returncode == 0 and "failed" in r.stdout
+    report("crash safety (create, import, train): a SIGKILL in each left nothing that blocks the re-run; the killed "
+           "import left the project as before, the killed run is marked interrupted by the next writer")
