@@ -21,7 +21,7 @@ from semirest.app.panels.study import StudyPanel
 from semirest.app.session import LabelingSession
 from semirest.core.data.datasets import DatasetLayoutError
 from semirest.core.data.images import ImageReadError
-from semirest.core.project.formats import FORMATS, check_new_images, export, images_from_folder
+from semirest.core.project.formats import FORMATS, ExportTargetNotEmpty, check_new_images, export, images_from_folder
 from semirest.core.project.store import ProjectError, ProjectStore
 
 INPUT_EVENTS = {QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel, QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride}
@@ -335,7 +335,13 @@ class MainWindow(QMainWindow):
         if not out:
             return
         try:
-            paths = export(self.session.store, fmt, out)
+            try:
+                paths = export(self.session.store, fmt, out)
+            except ExportTargetNotEmpty as exc:
+                answer = QMessageBox.question(self, "Export", f"{exc}.\n\nReplace the files of an earlier export there?")
+                if answer != QMessageBox.StandardButton.Yes:
+                    return
+                paths = export(self.session.store, fmt, out, overwrite=True)
         except (ProjectError, ImageReadError, OSError) as exc:
             QMessageBox.warning(self, "Export failed", str(exc))
             return

@@ -174,7 +174,10 @@ class LabelingSession(QObject):
     def _document(self, rec: ImageRecord, hw) -> ImageDocument:
         doc = self.docs.get(rec.id)
         if doc is None or doc.hw != tuple(hw):
-            doc = ImageDocument(self.store, rec.id, self.store.load_labels(rec.id, hw))
+            labels = self.store.load_labels(rec.id, hw, skip_corrupt=True)
+            if labels.problems:
+                self.message.emit(f"{labels.problems[0]} (left out)")
+            doc = ImageDocument(self.store, rec.id, labels)
             doc.on_save_error = self._on_save_error
             self.docs[rec.id] = doc
         self.docs.move_to_end(rec.id)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,9 +151,18 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """A config from :meth:`to_dict` output (a checkpoint's metadata); checked with
+        :func:`validate_config`, so a file cannot bring in a value the code would choke on."""
         cfg = cls()
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config is a JSON object, not {type(data).__name__}")
+        fields_ = {f.name for f in dataclasses.fields(cfg)}
         for key, value in data.items():
-            if isinstance(value, dict):
+            if key not in fields_:
+                raise ConfigError(f"unknown config field {_shown(key)}")
+            if dataclasses.is_dataclass(getattr(cfg, key)):
+                if not isinstance(value, dict):
+                    raise ConfigError(f"config section {key} must be an object, not {type(value).__name__}")
                 section = getattr(cfg, key)
                 names = {f.name for f in dataclasses.fields(section)}
                 for k, v in value.items():
@@ -161,17 +172,21 @@ class Config:
                                               f"(docs/experiments/); a model trained with it cannot be loaded by this version")
                         continue  # a checkpoint written while the switch existed, with it off
                     if k not in names:
-                        raise ConfigError(f"unknown config field {key}.{k}")
+                        raise ConfigError(f"unknown config field {key}.{_shown(k)}")
                     setattr(section, k, v)
             else:
-                if not hasattr(cfg, key):
-                    raise ConfigError(f"unknown config field {key}")
                 setattr(cfg, key, value)
-        return cfg
+        return validate_config(cfg)
 
 
 class ConfigError(ValueError):
     pass
+
+
+def _shown(name: Any) -> str:
+    """A name from a file in a one-line message: as it is, or quoted when it holds line breaks."""
+    text = str(name)[:60]
+    return text if text.isprintable() else repr(text)
 
 
 # Switches that existed in saved configurations and were removed, with the value that meant "off":
@@ -256,6 +271,96 @@ PRESET_LR_SCALE = {"fast": 4.0, "paper": 1.0, "patchcore": 4.0}
 PRESET_SETTING_TRAIN = {"fast": {"semi": dict(b2=0)}}
 
 
+# -- validation -----------------------------------------------------------------------------------
+# Allowed values per field: a tuple of choices, or (low, high) with None for no bound; ranges are
+# inclusive, except the names in OPEN_LOW (low excluded) and OPEN_HIGH (high excluded). Fields not
+# named here only need the type of their default, and a float field a finite value.
+CHOICES = {
+    "setting": ("un", "sup", "semi"), "bank.projection": ("pca", "random"), "bank.residual": ("square", "abs"),
+    "bank.index": ("flat", "ivf", "auto"), "bank.stream_stage1": ("greedy", "random"),
+    "bank.stream_dtype": ("float32", "float16"), "train.semi_method": SEMI_METHODS,
+}
+AT_LEAST_ONE = (
+    "features.image_size", "features.d_f", "features.pretrain_dim", "features.neighbourhood", "features.batch_size",
+    "bank.projection_dim", "bank.knn", "bank.max_in_memory", "bank.stream_chunk", "bank.ivf_nprobe",
+    "model.embed_dim", "model.depth", "model.num_heads", "model.window_size", "model.rho", "model.mu", "model.step",
+    "train.steps", "train.b1", "train.m_copies", "train.rampup_steps", "train.box_refresh",
+)
+RANGES: dict[str, tuple] = {name: (1, None) for name in AT_LEAST_ONE}
+RANGES.update({
+    "seed": (0, None), "features.image_size": (32, 8192), "features.input_scale": (0, 16), "features.lambda_pe": (0, None),
+    "bank.coreset_ratio": (0, 1), "bank.max_size": (0, None), "bank.stream_threshold": (0, None),
+    "bank.index_threshold": (0, None), "bank.ivf_nlist": (0, None),
+    "model.mlp_ratio": (0, 64), "model.drop_path": (0, 1),
+    "train.lr": (0, 10), "train.weight_decay": (0, None), "train.warmup_fraction": (0, 1), "train.grad_clip": (0, None),
+    "train.ema_decay": (0, 1), "train.window_fraction": (0, 1), "train.eps_plus": (0, 1), "train.eps_minus": (0, 1),
+    "train.b2": (0, None), "train.b3": (0, None), "train.focal_alpha": (0, 1), "train.focal_gamma": (0, None),
+    "train.a1": (0, None), "train.a2": (0, None), "train.noise_std": (0, None), "train.noise_clip": (0, None),
+    "train.dropout_alpha": (0, 1), "train.synthetic_pool": (0, None), "train.normal_pool": (0, None),
+    "train.m_copies": (1, 64), "train.sharpen_t": (0, None), "train.mixup_alpha": (0, None), "train.alpha_u": (0, 1),
+    "train.gamma_u": (0, None), "train.lambda_u": (0, None), "train.box_unknown_fraction": (0, 1),
+    "train.box_positive_ratio": (0, None), "eval.sigma": (0, None),
+})
+OPEN_LOW = {"bank.coreset_ratio", "model.mlp_ratio", "train.lr", "train.box_positive_ratio", "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
+OPEN_HIGH = {"model.drop_path", "train.warmup_fraction", "train.ema_decay"}
+
+
+def _check_type(name: str, annotation: str, value: Any) -> None:
+    optional = annotation.replace(" ", "").endswith("|None")
+    base = annotation.replace(" ", "").removesuffix("|None")
+    if value is None:
+        if not optional:
+            raise ConfigError(f"{name} = null: expected {'an integer' if base == 'int' else 'a ' + base}")
+        return
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(base, True)
+    if not ok:
+        raise ConfigError(f"{name} = {value!r:.60}: expected {'an integer' if base == 'int' else 'a ' + base}")
+    if base == "float" and not math.isfinite(float(value)):
+        raise ConfigError(f"{name} = {value!r}: expected a finite number")
+
+
+def validate_config(cfg: Config) -> Config:
+    """Refuse, with one line naming the field, a value the code cannot train or predict with
+    (``train.steps = 0`` had saved an untrained model, ``train.lr = inf`` a NaN one). Float fields
+    given as integers become floats. Returns ``cfg``."""
+    sections = [("", cfg)] + [(f.name + ".", getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+                              if dataclasses.is_dataclass(getattr(cfg, f.name))]
+    for prefix, obj in sections:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                continue
+            name = prefix + f.name
+            _check_type(name, str(f.type), value)
+            if str(f.type) == "float" and isinstance(value, int):
+                value = float(value)
+                setattr(obj, f.name, value)
+            if name in CHOICES and value not in CHOICES[name]:
+                raise ConfigError(f"{name} = {value!r:.60}: expected one of {', '.join(map(str, CHOICES[name]))}")
+            if name in RANGES:
+                lo, hi = RANGES[name]
+                bad = ((lo is not None and (value < lo or (name in OPEN_LOW and value == lo)))
+                       or (hi is not None and (value > hi or (name in OPEN_HIGH and value == hi))))
+                if bad:
+                    lo_s = "" if lo is None else f"{'>' if name in OPEN_LOW else '>='} {lo:g}"
+                    hi_s = "" if hi is None else f"{'<' if name in OPEN_HIGH else '<='} {hi:g}"
+                    raise ConfigError(f"{name} = {value!r}: expected a value {' and '.join(x for x in (lo_s, hi_s) if x)}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", cfg.device):
+        raise ConfigError(f"device = {cfg.device!r:.60}: expected auto, cpu, cuda or cuda:N")
+    if cfg.model.embed_dim % cfg.model.num_heads:
+        raise ConfigError(f"model.embed_dim = {cfg.model.embed_dim} is not a multiple of model.num_heads = {cfg.model.num_heads}")
+    if cfg.model.step > cfg.model.mu:
+        raise ConfigError(f"model.step = {cfg.model.step} is larger than the window model.mu = {cfg.model.mu}")
+    if not cfg.features.backbone:
+        raise ConfigError("features.backbone is empty")
+    return cfg
+
+
 def make_config(preset: str = "fast", setting: str = "un", overrides: list[str] | None = None) -> Config:
     """A preset with the paper's per-setting hyper-parameters applied, then user overrides."""
     if preset not in PRESETS:
@@ -271,7 +376,7 @@ def make_config(preset: str = "fast", setting: str = "un", overrides: list[str] 
         # while the learning rate is still high.
         cfg.train.rampup_steps = semi_rampup_steps(cfg.train.rampup_steps, cfg.train.steps)
     apply_overrides(cfg, overrides or [])
-    return cfg
+    return validate_config(cfg)
 
 
 def semi_rampup_steps(paper_rampup_steps: int, steps: int) -> int:
@@ -309,24 +414,26 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply ``section.field=value`` strings in place; unknown names are an error, not ignored."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like section.field=value")
+            raise ConfigError(f"override {item!r:.60} must look like section.field=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         target: Any = cfg
         for p in parts[:-1]:
             if not dataclasses.is_dataclass(target) or not hasattr(target, p):
-                raise ConfigError(f"unknown config section '{p}' in '{key}'")
+                raise ConfigError(f"unknown config section {p!r:.40} in {key!r:.60}")
             target = getattr(target, p)
         name = parts[-1]
         if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
-            raise ConfigError(f"unknown config field '{key}'")
+            raise ConfigError(f"unknown config field {key!r:.60}")
         old = getattr(target, name)
         value = _parse_value(text)
         if isinstance(old, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{key} expects true or false, got {text!r}")
+            raise ConfigError(f"{key} expects true or false, got {text!r:.60}")
         if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if old is not None and not isinstance(value, type(old)) and not (value is None):
-            raise ConfigError(f"{key} expects a {type(old).__name__}, got {text!r}")
+        if value is None and old is not None:
+            raise ConfigError(f"{key} expects a {type(old).__name__}, got {text!r:.60}")
+        if old is not None and not isinstance(value, type(old)):
+            raise ConfigError(f"{key} expects a {type(old).__name__}, got {text!r:.60}")
         setattr(target, name, value)
     return cfg

@@ -127,3 +127,53 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
     return write_atomic(path, buf.getvalue())
+
+
+# -- file names built from user data ---------------------------------------------------------------
+_UNSAFE_CHARS = set('/\\<>:"|?*') | {chr(c) for c in range(32)} | {"\x7f"}
+MAX_NAME_BYTES = 150  # well under the 255 bytes of common file systems, room for suffixes
+
+
+def name_hash(text: str, n: int = 8) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+def safe_file_name(text: str) -> str:
+    """One path component from a label value or key part: separators, control and reserved
+    characters become ``_``, ``.``/``..``/empty names get a leading ``_``, trailing dots and spaces
+    (which Windows drops) are kept by a ``_``, and long names are cut with a hash of the whole."""
+    s = "".join("_" if ch in _UNSAFE_CHARS else ch for ch in str(text))
+    if s.strip(".") == "" or s.rstrip(". ") != s:
+        s = "_" + s + ("_" if s.rstrip(". ") != s else "")
+    if len(s.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        cut = s.encode("utf-8", "surrogatepass")[: MAX_NAME_BYTES - 10].decode("utf-8", "ignore")
+        s = f"{cut}~{name_hash(str(text))}"
+    return s
+
+
+def flat_name(key: str) -> str:
+    """A key such as ``test/scratch/000`` as one file stem, ``test__scratch__000``."""
+    return "__".join(safe_file_name(part) for part in str(key).split("/"))
+
+
+def unique_names(items: list[tuple[str, str]]) -> dict[str, str]:
+    """{full key: name} from (full key, wanted name) pairs: a wanted name shared by several keys
+    (compared case-insensitively, as on Windows and macOS) gets ``~<hash of the full key>``, so no
+    output silently overwrites another and a key keeps its name from run to run."""
+    groups: dict[str, list[str]] = {}
+    for key, name in items:
+        groups.setdefault(name.casefold(), []).append(key)
+    out: dict[str, str] = {}
+    for key, name in items:
+        out[key] = name if len(groups[name.casefold()]) == 1 else f"{name}~{name_hash(key)}"
+    taken: dict[str, str] = {}
+    for key, name in out.items():
+        n = 8
+        while name.casefold() in taken and taken[name.casefold()] != key:
+            n += 4
+            name = f"{dict(items)[key]}~{name_hash(key, n)}"
+        taken[name.casefold()] = key
+        out[key] = name
+    return out

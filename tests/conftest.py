@@ -55,6 +55,22 @@ def make_images(folder: Path, sizes=((120, 160), (100, 130), (64, 96))) -> list[
     return paths
 
 
+def label_rows(project: Path, times: bool = True) -> tuple:
+    """Every stored label row of a project (tiles, cells, boxes with ids and, with ``times``, when
+    each box was written), for "nothing changed"."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{project}?mode=ro", uri=True)
+    try:
+        return tuple(tuple(con.execute(q).fetchall()) for q in (
+            "SELECT image_id, tile_row, tile_col, hex(png), pixel_count FROM pixel_tiles ORDER BY 1, 2, 3",
+            "SELECT image_id, grid, row, col FROM blocks ORDER BY 1, 2, 3, 4",
+            "SELECT id, image_id, cx, cy, width, height, angle" + (", updated_at" if times else "") + " FROM boxes ORDER BY id",
+        ))
+    finally:
+        con.close()
+
+
 @pytest.fixture
 def small_project(tmp_path):
     """A project over 3 small images (sizes not multiples of 16); the first has a reference mask."""

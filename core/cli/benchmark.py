@@ -13,7 +13,7 @@ from semirest.core.config import make_config
 from semirest.core.data.datasets import list_categories, load_mvtec_category
 from semirest.core.data.demo import make_demo_dataset
 from semirest.core.data.images import write_png
-from semirest.core.files import write_atomic
+from semirest.core.files import safe_file_name, unique_names, write_atomic
 from semirest.core.visual import overlay
 
 
@@ -68,9 +68,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # one colour scale for all images, so maps are comparable: 1st to 99.9th percentile
     allv = np.concatenate([m.ravel() for m in ev.maps])
     vmin, vmax = float(np.percentile(allv, 1)), float(np.percentile(allv, 99.9))
+    names = unique_names([(str(s.path), safe_file_name(f"{s.defect_type}_{s.path.stem}")) for s in ev.samples])
     for s, im, m, mask in zip(ev.samples, ev.images, ev.maps, ev.masks):
         panel = np.concatenate([im, overlay(im, m, vmin, vmax, 0.5), np.repeat(mask[:, :, None], 3, 2).astype(np.uint8) * 255], axis=1)
-        write_png(heat_dir / f"{s.defect_type}_{s.path.stem}.png", panel)
+        write_png(heat_dir / f"{names[str(s.path)]}.png", panel)
     table = format_table([ev.result])
 
     write_atomic(out / "metrics.txt", table + "\n")

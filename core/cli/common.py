@@ -81,8 +81,9 @@ def user_errors():
     try:  # absent from the desktop package, which leaves PyTorch out
         from semirest.core.features.backbones import BackboneError
         from semirest.core.train.checkpoint import CheckpointError
+        from semirest.core.train.trainer import TrainingDataError
 
-        errors += [BackboneError, CheckpointError]
+        errors += [BackboneError, CheckpointError, TrainingDataError]
     except ImportError:
         pass
     return tuple(errors)

@@ -40,12 +40,14 @@ def _create(args) -> int:
                 print(f"  {r}", file=sys.stderr)
         if not checked.usable:
             raise ProjectError(f"none of the {len(new)} image files could be used; no project was created")
-        with ProjectStore.create(args.project) as store:
+        def fill(store):
             store.set_meta("source", source)
             ids = store.add_images(checked.usable)
             for n, image_id in zip(checked.usable, ids):
                 store.set_image_size(image_id, *checked.sizes[n.key])
-            n_ref = sum(1 for n in checked.usable if n.reference_mask_path is not None)
+
+        ProjectStore.create_complete(args.project, fill)  # a killed create leaves nothing in the way
+        n_ref = sum(1 for n in checked.usable if n.reference_mask_path is not None)
     except (ProjectError, DatasetLayoutError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
     print(f"created {args.project}: {len(checked.usable)} images, {n_ref} reference masks"
@@ -61,7 +63,8 @@ def _export(args) -> int:
             unknown = [t for t in types if t not in formats.LABEL_TYPES]
             if unknown:
                 raise ProjectError(f"unknown label types {unknown}; expected some of {', '.join(formats.LABEL_TYPES)}")
-            paths = formats.export(store, args.format, args.out, benchmark=bench, label_types=types)
+            paths = formats.export(store, args.format, args.out, benchmark=bench, label_types=types,
+                                   overwrite=args.overwrite)
     except (ProjectError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
     print(f"exported {args.format} to {args.out}: {len(paths)} files")
@@ -71,10 +74,23 @@ def _export(args) -> int:
 def _import(args) -> int:
     try:
         with ProjectStore.open(args.project, require_write=True) as store:
-            n = formats.import_labels(store, args.format, args.source, as_type=args.as_type)
+            report = formats.import_labels(store, args.format, args.source, as_type=args.as_type, replace=args.replace)
     except (ProjectError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
-    print(f"imported {args.format} labels for {n} images")
+    print(f"imported {args.format} labels ({'replace' if args.replace else 'merge'}) from {args.source}: {report}")
+    return 0
+
+
+def _copy(args) -> int:
+    from semirest.core.project.store import ProjectError, ProjectStore
+
+    try:
+        with ProjectStore.open(args.project, read_only=True) as store:  # also while the studio writes it
+            dst = store.save_copy(args.dst)
+            n = len(store.images())
+    except ProjectError as exc:
+        raise _cli_error(exc) from None
+    print(f"copied {args.project} to {dst}: one self-contained file ({n} images, every saved edit)")
     return 0
 
 
@@ -86,6 +102,8 @@ def _info(args) -> int:
             labelled = sum(1 for s in sums.values() if s.is_labelled)
             seconds = sum(s.seconds for s in sums.values())
             print(f"{store.path}: schema {store.schema_version()}, {len(imgs)} images, {labelled} labelled, {seconds:.1f} s of labeling")
+            if store.read_only:
+                print(f"note: {store.read_only_reason}")
     except ProjectError as exc:
         raise _cli_error(exc) from None
     return 0
@@ -168,6 +186,8 @@ def register(sub) -> None:
     e.add_argument("--benchmark", metavar="JSON", help="timing-csv: results per label type for the accuracy-vs-time chart")
     e.add_argument("--types", metavar="LIST", help="masks: label types to include, comma-separated "
                                                     "(pixel,block8,block16,box; default all)")
+    e.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty, replacing the "
+                                                           "files of an earlier export")
     e.set_defaults(func=_export)
 
     i = ps.add_parser("import", help="import labels exported earlier (or by another tool)")
@@ -175,7 +195,15 @@ def register(sub) -> None:
     i.add_argument("--format", required=True, choices=IMPORT_FORMATS)
     i.add_argument("--from", dest="source", required=True, metavar="DIR")
     i.add_argument("--as", dest="as_type", choices=(PIXEL, BLOCK8, BLOCK16), default=PIXEL, help="masks: label type to create")
+    i.add_argument("--replace", action="store_true", help="an updated file: the images it names get exactly its labels "
+                                                         "of the types it carries (default: add to what is there; "
+                                                         "importing the same file twice changes nothing)")
     i.set_defaults(func=_import)
+
+    k = ps.add_parser("copy", help="save a self-contained copy of a project (also while the studio has it open)")
+    k.add_argument("project")
+    k.add_argument("dst", help="the new project file")
+    k.set_defaults(func=_copy)
 
     n = ps.add_parser("info", help="print a project's size and progress")
     n.add_argument("project")

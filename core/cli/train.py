@@ -140,9 +140,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         model = SemiREST.load(ckpt, device)
     except (CheckpointError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
-    paths = _collect_images(args.images)
+    paths = list(dict.fromkeys(_collect_images(args.images)))
     if not paths:
         raise CliError("no images given")
+    # file stems, and for stems shared by several images (a/000.png, b/000.png) the stem plus a
+    # hash of the full path: each image has its own outputs, whatever the batches
+    names = files.unique_names([(str(p), files.safe_file_name(p.stem)) for p in paths])
     out = Path(args.out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     (out / "maps").mkdir(parents=True, exist_ok=True)
@@ -155,7 +158,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             images = [read_image(p) for p in batch]
             maps = model.predict(images)
             for p, im, m in zip(batch, images, maps):
-                stem = p.stem if len(paths) == len({q.stem for q in paths}) else f"{i:04d}_{p.stem}"
+                stem = names[str(p)]
                 # probabilities in [0, 1]: a fixed colour scale makes overlays comparable across images
                 write_png(out / "overlays" / f"{stem}.png", overlay(im, m, 0.0, 1.0, 0.5))
                 if args.format == "npy":

@@ -1,6 +1,7 @@
 """Robust image and mask reading.
 
-Everything the rest of the code sees is an RGB ``uint8`` array (H, W, 3) or a boolean mask (H, W).
+Everything the rest of the code sees is an RGB ``uint8`` array (H, W, 3) or a boolean mask (H, W),
+upright: the EXIF orientation tag of a photo is applied here, once, for every reader.
 Odd inputs that a camera or a colleague may produce (grayscale, RGBA, 16-bit, CMYK JPEG, float
 TIFF, unicode paths) are converted; files that cannot be decoded raise :class:`ImageReadError`
 with the path and the reason, never a bare OpenCV error or ``None``.
@@ -141,7 +142,55 @@ def _jpeg_truncated(data: np.ndarray) -> bool:
     return sos < 0 or raw.rfind(b"\xff\xd9") < sos
 
 
+def exif_orientation(data: np.ndarray | bytes) -> int:
+    """The EXIF orientation tag (1-8; 1 when absent or unreadable) of an encoded image."""
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    if b"exif" not in raw[:65536].lower() and raw[:4] not in (b"II*\0", b"MM\0*"):
+        return 1  # no EXIF block where JPEG, PNG, WebP and TIFF keep it: skip Pillow
+    try:
+        import io
+        import warnings
+
+        from PIL import Image
+    except ImportError:
+        return 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # only the header is read
+            try:
+                with Image.open(io.BytesIO(raw)) as im:
+                    value = im.getexif().get(0x0112, 1)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block means "as stored"
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a decoded image (pixels as stored) into the upright image the EXIF tag describes, as
+    browsers, Pillow's ``ImageOps.exif_transpose`` and ultralytics show it."""
+    if orientation == 2:
+        img = img[:, ::-1]
+    elif orientation == 3:
+        img = img[::-1, ::-1]
+    elif orientation == 4:
+        img = img[::-1]
+    elif orientation == 5:
+        img = img.swapaxes(0, 1)
+    elif orientation == 6:
+        img = np.rot90(img, -1)
+    elif orientation == 7:
+        img = img[::-1, ::-1].swapaxes(0, 1)
+    elif orientation == 8:
+        img = np.rot90(img, 1)
+    return np.ascontiguousarray(img)
+
+
 def _decode(path: Path, flags: int) -> np.ndarray:
+    """Decode with the EXIF orientation applied: the one place every image and mask is turned
+    upright, so labels sit where other tools show the image."""
     data = _read_bytes(path)
     check_size(path)
     if _jpeg_truncated(data):
@@ -154,7 +203,7 @@ def _decode(path: Path, flags: int) -> np.ndarray:
         raise ImageReadError(path, "not a readable image (corrupt, truncated or not an image format)")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise ImageReadError(path, f"image of {img.shape[1]}x{img.shape[0]} pixels is too large")
-    return img
+    return apply_orientation(img, exif_orientation(data))
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -184,7 +233,7 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read any supported image as RGB uint8 (H, W, 3)."""
     path = Path(path)
-    img = _decode(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    img = _decode(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)  # orientation: _decode
     img = to_uint8(img)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
@@ -209,7 +258,7 @@ def read_mask(path: str | os.PathLike, expected_hw: tuple[int, int] | None = Non
     would shift labels and inflate or hide defects.
     """
     path = Path(path)
-    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    img = _decode(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if img.ndim == 3:
         img = img[:, :, :3].max(axis=2) if img.shape[2] >= 3 else img[:, :, 0]
     mask = img > 0

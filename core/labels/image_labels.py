@@ -68,6 +68,7 @@ class ImageLabels:
     pixels: np.ndarray | None = None
     blocks: dict[int, set[tuple[int, int]]] = field(default_factory=lambda: {8: set(), 16: set()})
     boxes: dict[int, RotatedBox] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # labels that could not be read (left out)
 
     def __post_init__(self) -> None:
         if self.pixels is None:

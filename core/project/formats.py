@@ -16,8 +16,11 @@ Label exports (and imports back, for round trips):
 * ``timing-csv``: ``timing.csv`` (seconds per image, label type and annotator), ``timing.png``,
   and ``annotation_time_vs_accuracy.png`` (the paper's Fig. 6) when benchmark results are given.
 
-Every export writes ``manifest.csv`` (name, image key, image path) so file names map back to the
-project's images. Corners are written clockwise on screen starting at the box's own top-left
+Every export writes ``manifest.csv`` (name, image key, image path) last, so file names map back to
+the project's images and a folder with a manifest holds a complete export. File names come from
+image keys, flattened and made unique (:func:`export_names`); an export never writes into the
+project's image or reference folders nor outside its folder, and refuses a folder that is not
+empty unless asked to overwrite (:class:`ExportTarget`). Corners are written clockwise on screen starting at the box's own top-left
 corner (:meth:`RotatedBox.corners`), so p0->p1 is the width edge.
 """
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -47,6 +50,15 @@ CATEGORY = "defect"
 
 class FormatError(ProjectError):
     """An import file is malformed; the message names the file and line."""
+
+
+class ExportTargetError(ProjectError):
+    """The export folder cannot be used (inside the project's images, not empty, a path that
+    would leave it)."""
+
+
+class ExportTargetNotEmpty(ExportTargetError):
+    """The export folder holds files; ``overwrite`` replaces the ones the export writes."""
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -141,8 +153,68 @@ def check_new_images(new: Iterable[NewImage], max_pixels: int = MAX_PROJECT_PIXE
 
 # ------------------------------------------------------------------------------------ helpers
 def file_name(rec: ImageRecord) -> str:
-    """A flat, unique file stem for an image: its key with '/' replaced by '__'."""
-    return rec.key.replace("/", "__")
+    """A flat file stem for an image: its key with '/' replaced by '__' (see :func:`export_names`
+    for the unique one)."""
+    return files.flat_name(rec.key)
+
+
+def export_names(store: ProjectStore) -> dict[int, str]:
+    """{image id: flat, unique file stem}: the key flattened; keys that flatten alike (``a/b/y``
+    and ``a__b/y``) keep their flat name plus a hash of the full key. Taken over every image of the
+    project, so an image's name does not change as others get labelled."""
+    recs = store.images()
+    names = files.unique_names([(r.key, file_name(r)) for r in recs])
+    return {r.id: names[r.key] for r in recs}
+
+
+def _source_folders(store: ProjectStore) -> set[Path]:
+    """The folders of the project's images and reference masks (resolved), and its own folder's
+    project file."""
+    out = set()
+    for rec in store.images():
+        out.add(Path(os.path.realpath(store.image_path(rec))).parent)
+    out |= {Path(os.path.realpath(p)).parent for p in store.reference_mask_paths()}
+    return out
+
+
+class ExportTarget:
+    """The folder an export writes into, and the only way an export builds a path.
+
+    Refused: a folder inside (or holding) the project's image or reference-mask folders, so an
+    export cannot overwrite a dataset's ground truth; a folder that is not empty, unless
+    ``overwrite``. Every path is made of sanitised components and checked after resolving links to
+    lie inside the folder. :meth:`finish` writes ``manifest.csv`` last, so a manifest means the
+    export is complete."""
+
+    def __init__(self, store: ProjectStore, out, overwrite: bool = False):
+        self.store = store
+        self.out = Path(out)
+        self.root = Path(os.path.realpath(self.out))
+        if self.root.exists() and not self.root.is_dir():
+            raise ExportTargetError(f"{self.out}: is a file; --out must be a folder")
+        project = Path(os.path.realpath(store.path))
+        self.protected = {project, *(project.with_name(project.name + s) for s in ("-wal", "-shm", "-journal", ".lock"))}
+        for folder in _source_folders(store):
+            if self.root == folder or self.root.is_relative_to(folder) or folder.is_relative_to(self.root):
+                raise ExportTargetError(
+                    f"{self.out}: holds (or is inside) the project's images or reference masks at {folder}; "
+                    "export to a folder of its own")
+        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite:
+            raise ExportTargetNotEmpty(f"{self.out}: folder is not empty; choose an empty folder, or overwrite "
+                                       "(--overwrite) to replace the files this export writes")
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, *parts: str) -> Path:
+        """``out/part/part...`` with each part a safe file name; its folder is created."""
+        p = self.out.joinpath(*(files.safe_file_name(x) for x in parts))
+        real = Path(os.path.realpath(p))
+        if real == self.root or not real.is_relative_to(self.root) or real in self.protected:
+            raise ExportTargetError(f"{p}: resolves to {real}, outside the export folder {self.out}; nothing written there")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def finish(self, rows: Iterable[tuple[str, ImageRecord]]) -> Path:
+        return _write_manifest(self.store, self, rows)
 
 
 def _labelled(store: ProjectStore) -> list[tuple[ImageRecord, ImageLabels]]:
@@ -155,9 +227,9 @@ def _labelled(store: ProjectStore) -> list[tuple[ImageRecord, ImageLabels]]:
     return out
 
 
-def _write_manifest(store: ProjectStore, out: Path, rows: Iterable[tuple[str, ImageRecord]]) -> None:
-    files.write_csv(out / "manifest.csv", ["name", "image_key", "image_path"],
-                    [[name, rec.key, store.image_path(rec).as_posix()] for name, rec in rows])
+def _write_manifest(store: ProjectStore, target: "ExportTarget", rows: Iterable[tuple[str, ImageRecord]]) -> Path:
+    return files.write_csv(target.path("manifest.csv"), ["name", "image_key", "image_path"],
+                           [[name, rec.key, store.image_path(rec).as_posix()] for name, rec in rows])
 
 
 def _read_manifest(src: Path) -> dict[str, str] | None:
@@ -182,6 +254,8 @@ def box_from_corners(pts) -> RotatedBox:
     """A rotated box from 4 corners in our order (p0->p1 is the width edge); a quadrilateral that
     is not a rectangle gets its minimum-area rectangle."""
     p = np.asarray(pts, dtype=np.float64).reshape(4, 2)
+    if not np.isfinite(p).all() or np.abs(p).max() > 1e7:
+        raise ValueError("corner coordinates must be finite numbers within 1e7")
     w = float(np.linalg.norm(p[1] - p[0]))
     h = float(np.linalg.norm(p[2] - p[1]))
     c = p.mean(axis=0)
@@ -192,51 +266,134 @@ def box_from_corners(pts) -> RotatedBox:
     return box
 
 
-def _merge(store: ProjectStore, rec: ImageRecord, add: ImageLabels) -> None:
-    """Add imported labels to what the image already has, in one transaction."""
-    cur = store.load_labels(rec.id, add.hw)
-    cur.pixels |= add.pixels
-    for g in (8, 16):
-        cur.blocks[g] |= add.blocks[g]
-    new_boxes = dict(cur.boxes)
-    for i, b in enumerate(add.boxes.values()):
-        new_boxes[-1 - i] = b  # negative: let the store assign ids
-    cur.boxes = new_boxes
-    store.replace_labels(rec.id, cur)
+BOX_TOLERANCE = 0.02  # px: corners this close are the same box (DOTA keeps 3 decimals, YOLO 6 of the width)
+
+
+def same_box(a: RotatedBox, b: RotatedBox, tol: float = BOX_TOLERANCE) -> bool:
+    """The same rectangle, whichever corner its description starts at."""
+    ca, cb = a.corners(), b.corners()
+    d = np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=2)
+    return bool(d.min(axis=1).max() <= tol and d.min(axis=0).max() <= tol)
+
+
+@dataclass
+class ImportReport:
+    """What an import did, for one line to the user."""
+
+    images: int = 0  # images the source has labels for
+    changed: int = 0  # of them, images whose labels changed
+    boxes_added: int = 0
+    boxes_present: int = 0  # boxes of the source the image had already (not added twice)
+    boxes_removed: int = 0  # replace mode: boxes of these images the source no longer has
+    pixels_added: int = 0
+    cells_added: int = 0
+    replace: bool = False
+    unmatched: list[str] = field(default_factory=list)  # source entries that name no image of the project
+
+    def __str__(self) -> str:
+        what = (f"{self.images} images ({self.changed} changed, {self.images - self.changed} already as in the source): "
+                f"{self.boxes_added} boxes added, {self.boxes_present} already there"
+                + (f", {self.boxes_removed} removed" if self.replace else "")
+                + f", {self.pixels_added} pixels and {self.cells_added} cells added")
+        if self.unmatched:
+            what += f"; {len(self.unmatched)} entries match no image of the project (first: {self.unmatched[0]})"
+        return what
+
+
+def apply_import(store: ProjectStore, incoming: dict[int, ImageLabels], types: Iterable[str], replace: bool = False,
+                 unmatched: Iterable[str] = ()) -> ImportReport:
+    """Bring imported labels into the project in ONE transaction (all or nothing, also when killed).
+
+    Merge (default): pixels and cells are added, and a box is added unless the image has the same
+    box already, so importing a file twice gives the same project as importing it once.
+    ``replace``: for the images in ``incoming``, the label ``types`` the source carries become
+    exactly the source's (an updated file); other types are kept."""
+    types = set(types)
+    rep = ImportReport(images=len(incoming), replace=replace, unmatched=list(unmatched))
+    changes: dict[int, ImageLabels] = {}
+    for image_id, add in incoming.items():
+        cur = store.load_labels(image_id, add.hw)
+        new = ImageLabels(add.hw, pixels=cur.pixels.copy(), blocks={g: set(v) for g, v in cur.blocks.items()}, boxes=dict(cur.boxes))
+        if replace and PIXEL in types:
+            new.pixels = add.pixels.astype(np.uint8).copy()
+        else:
+            new.pixels = (cur.pixels.astype(bool) | add.pixels.astype(bool)).astype(np.uint8)
+        rep.pixels_added += int(np.count_nonzero(new.pixels.astype(bool) & ~cur.pixels.astype(bool)))
+        for t, g in GRIDS.items():
+            new.blocks[g] = set(add.blocks[g]) if (replace and t in types) else cur.blocks[g] | add.blocks[g]
+            rep.cells_added += len(new.blocks[g] - cur.blocks[g])
+        kept = dict(cur.boxes)
+        if replace and BOX in types:
+            kept = {i: b for i, b in cur.boxes.items() if any(same_box(b, x) for x in add.boxes.values())}
+            rep.boxes_removed += len(cur.boxes) - len(kept)
+        new.boxes = dict(kept)
+        k = 0
+        for b in add.boxes.values():
+            if any(same_box(b, x) for x in new.boxes.values()):
+                rep.boxes_present += 1
+                continue
+            k += 1
+            new.boxes[-k] = b  # negative: the store assigns an id
+            rep.boxes_added += 1
+        same = (np.array_equal(new.pixels.astype(bool), cur.pixels.astype(bool)) and new.blocks[8] == cur.blocks[8]
+                and new.blocks[16] == cur.blocks[16] and set(new.boxes) == set(cur.boxes))
+        if not same:
+            changes[image_id] = new
+    rep.changed = len(changes)
+    if changes:
+        store.replace_labels_many(changes)
+    return rep
+
+
+def _known_hw(store: ProjectStore, rec: ImageRecord) -> tuple[int, int]:
+    """The image's (height, width) without writing to the project (an import writes once, at the end)."""
+    if rec.hw is not None:
+        return rec.hw
+    return read_image(store.image_path(rec)).shape[:2]
 
 
 # ------------------------------------------------------------------------------------ masks
-def _mask_path(out: Path, rec: ImageRecord, taken: set) -> Path:
-    folder = rec.defect_type or "labelled"
-    stem = rec.key.rsplit("/", 1)[-1]
-    rel = f"{folder}/{stem}"
-    if rel in taken:
-        stem = file_name(rec)
-        rel = f"{folder}/{stem}"
-    taken.add(rel)
-    return out / "ground_truth" / folder / f"{stem}_mask.png"
+def mask_names(store: ProjectStore) -> dict[int, tuple[str, str]]:
+    """{image id: (folder, stem)} of ``ground_truth/<folder>/<stem>_mask.png``: MVTec's own names
+    (defect type, file stem) where they are unique, else the image's unique flat name."""
+    flat = export_names(store)
+    recs = store.images()
+    want = [(r.id, files.safe_file_name(r.defect_type or "labelled"), files.safe_file_name(r.key.rsplit("/", 1)[-1])) for r in recs]
+    count: dict[str, int] = {}
+    for _, folder, stem in want:
+        count[f"{folder}/{stem}".casefold()] = count.get(f"{folder}/{stem}".casefold(), 0) + 1
+    out = {}
+    for image_id, folder, stem in want:
+        out[image_id] = (folder, stem if count[f"{folder}/{stem}".casefold()] == 1 else flat[image_id])
+    taken: dict[str, int] = {}
+    for image_id, (folder, stem) in out.items():  # a flat name equal to another image's MVTec stem
+        k = f"{folder}/{stem}".casefold()
+        if k in taken:
+            out[image_id] = (folder, f"{stem}~{files.name_hash(store.image(image_id).key)}")
+        taken[f"{folder}/{out[image_id][1]}".casefold()] = image_id
+    return out
 
 
-def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TYPES) -> list[Path]:
+def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False) -> list[Path]:
     """One 0/255 mask per labelled image, the union of the chosen label types."""
-    out = Path(out)
+    target = ExportTarget(store, out, overwrite)
     label_types = tuple(label_types)
-    written, rows, taken = [], [], set()
+    names = mask_names(store)
+    written, rows = [], []
     for rec, labels in _labelled(store):
         mask = labels.union_mask(label_types)
         if not mask.any():
             continue
-        p = _mask_path(out, rec, taken)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        folder, stem = names[rec.id]
+        p = target.path("ground_truth", folder, f"{stem}_mask.png")
         write_png(p, mask)
         written.append(p)
-        rows.append((p.relative_to(out).as_posix(), rec))
-    out.mkdir(parents=True, exist_ok=True)
-    _write_manifest(store, out, rows)
+        rows.append((p.relative_to(target.out).as_posix(), rec))
+    target.finish(rows)
     return written
 
 
-def import_masks(store: ProjectStore, src, as_type: str = PIXEL) -> int:
+def import_masks(store: ProjectStore, src, as_type: str = PIXEL, replace: bool = False) -> ImportReport:
     """Read masks written by :func:`export_masks` (or any MVTec ``ground_truth`` folder) as labels
     of one type: ``pixel``, or ``block8``/``block16`` (cells that the mask covers entirely)."""
     if as_type not in (PIXEL, BLOCK8, BLOCK16):
@@ -247,27 +404,24 @@ def import_masks(store: ProjectStore, src, as_type: str = PIXEL) -> int:
         raise FormatError(f"{src}: no ground_truth/ folder (expected ground_truth/<type>/<stem>_mask.png)")
     manifest = _read_manifest(src)
     by_key = _by_key(store)
-    by_name = {}
-    for r in by_key.values():
-        stem = r.key.rsplit("/", 1)[-1]
-        by_name.setdefault(f"ground_truth/{r.defect_type or 'labelled'}/{stem}_mask.png", r)
-    n = 0
+    by_name = {f"ground_truth/{folder}/{stem}_mask.png": store.image(i) for i, (folder, stem) in mask_names(store).items()}
+    incoming: dict[int, ImageLabels] = {}
+    unmatched = []
     for p in sorted(gt.rglob("*.png")):
         name = p.relative_to(src).as_posix()
         rec = _resolve_name(name, manifest, by_key, by_name)
         if rec is None:
+            unmatched.append(name)
             continue
-        hw = store.image_hw(rec)
+        hw = _known_hw(store, rec)
         mask = read_mask(p, expected_hw=hw)
-        labels = ImageLabels(hw)
+        labels = incoming.setdefault(rec.id, ImageLabels(hw))
         if as_type == PIXEL:
-            labels.pixels[:] = mask
+            labels.pixels |= mask.astype(np.uint8)
         else:
             g = GRIDS[as_type]
-            labels.blocks[g] = blocks_from_mask(mask, g)
-        _merge(store, rec, labels)
-        n += 1
-    return n
+            labels.blocks[g] |= blocks_from_mask(mask, g)
+    return apply_import(store, incoming, [as_type], replace, unmatched)
 
 
 # ------------------------------------------------------------------------------------ COCO
@@ -284,10 +438,16 @@ def rle_encode(mask: np.ndarray) -> dict:
 
 
 def rle_decode(rle: dict) -> np.ndarray:
-    h, w = rle["size"]
-    counts = rle["counts"]
+    size, counts = rle.get("size"), rle.get("counts")
     if isinstance(counts, str):
         raise FormatError("compressed COCO RLE strings are not supported; use uncompressed counts")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise FormatError(f"RLE size must be [height, width], got {size!r:.40}")
+    if not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise FormatError("RLE counts must be a list of non-negative integers")
+    h, w = size
+    if sum(counts) != h * w:
+        raise FormatError(f"RLE counts sum to {sum(counts)}, expected {h * w}")
     flat = np.zeros(h * w, dtype=bool)
     pos, val = 0, False
     for c in counts:
@@ -295,8 +455,6 @@ def rle_decode(rle: dict) -> np.ndarray:
             flat[pos : pos + c] = True
         pos += c
         val = not val
-    if pos != h * w:
-        raise FormatError(f"RLE counts sum to {pos}, expected {h * w}")
     return flat.reshape((h, w), order="F")
 
 
@@ -305,9 +463,10 @@ def _regions(mask: np.ndarray) -> list[np.ndarray]:
     return [lab == k for k in range(1, n)]
 
 
-def export_coco(store: ProjectStore, out) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
+    target = ExportTarget(store, out, overwrite)
+    out = target.out
+    names = export_names(store)
     doc = {
         "info": {"description": f"SemiREST Studio project {store.get_meta('name', '')}", "version": "1.0"},
         "licenses": [],
@@ -319,7 +478,7 @@ def export_coco(store: ProjectStore, out) -> Path:
     rows = []
     for rec, labels in _labelled(store):
         h, w = labels.hw
-        rows.append((file_name(rec), rec))
+        rows.append((names[rec.id], rec))
         doc["images"].append(
             {
                 "id": rec.id,
@@ -362,67 +521,121 @@ def export_coco(store: ProjectStore, out) -> Path:
                     "attributes": {"label_type": BOX, "rotated_box": [b.cx, b.cy, b.width, b.height, b.angle], "rotation": b.angle},
                 }
             )
-    p = out / "annotations.json"
+    p = target.path("annotations.json")
     files.write_atomic(p, files.to_json(doc, indent=1))
-    _write_manifest(store, out, rows)
+    target.finish(rows)
     return p
 
 
-def import_coco(store: ProjectStore, src) -> int:
+MAX_COCO_BYTES = 512 * 1024 * 1024
+
+
+def _coco_box(a: dict, attrs: dict, seg) -> RotatedBox:
+    rb = attrs.get("rotated_box")
+    if rb is not None:
+        if not isinstance(rb, list) or len(rb) != 5:
+            raise ValueError("attributes.rotated_box must be [cx, cy, width, height, angle]")
+        return RotatedBox(*(_number(v) for v in rb))
+    if not (isinstance(seg, list) and len(seg) == 1 and isinstance(seg[0], list) and len(seg[0]) == 8):
+        raise ValueError("a box needs attributes.rotated_box or one 8-value polygon")
+    return box_from_corners([_number(v) for v in seg[0]])
+
+
+def _number(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"expected a number, found {v!r:.40}")
+    x = float(v)
+    if not math.isfinite(x):
+        raise ValueError(f"coordinate {x} is not finite")
+    return x
+
+
+def _coco_mask(seg, hw: tuple[int, int]) -> np.ndarray:
+    if isinstance(seg, dict):
+        size = seg.get("size")
+        if not (isinstance(size, list) and len(size) == 2 and [int(v) if isinstance(v, int) and not isinstance(v, bool) else None for v in size] == list(hw)):
+            raise ValueError(f"RLE size {size!r:.40} is not the image's {list(hw)}")
+        return rle_decode(seg)
+    if not isinstance(seg, list) or not seg:
+        raise ValueError("segmentation must be polygons [[x, y, ...], ...] or an RLE {counts, size}")
+    m = np.zeros(hw, dtype=np.uint8)
+    h, w = hw
+    for poly in seg:
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+            raise ValueError("a polygon is a list of at least 3 x, y pairs")
+        pts = np.asarray([_number(v) for v in poly], dtype=np.float64).reshape(-1, 2)
+        if pts[:, 0].min() < -1 or pts[:, 1].min() < -1 or pts[:, 0].max() > w + 1 or pts[:, 1].max() > h + 1:
+            raise ValueError(f"polygon leaves the {w}x{h} image")
+        cv2.fillPoly(m, [np.round(pts - 0.5).astype(np.int32)], 1)
+    return m.astype(bool)
+
+
+def import_coco(store: ProjectStore, src, replace: bool = False) -> ImportReport:
+    """COCO ``annotations.json`` (ours, or another tool's: polygons, uncompressed RLE, 8-value
+    polygons as rotated boxes). Images are matched by ``semirest_key`` or by file path."""
     src = Path(src)
     p = src / "annotations.json" if src.is_dir() else src
     try:
+        if p.stat().st_size > MAX_COCO_BYTES:
+            raise FormatError(f"{p}: {p.stat().st_size / 1e6:.0f} MB is more than a COCO file of this tool can hold")
         doc = json.loads(p.read_text(encoding="utf-8"))
-        images_ = doc["images"]
-        anns = doc["annotations"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{p}: not a COCO annotation file ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise FormatError(f"{p}: not a COCO annotation file ({str(exc)[:200]})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not isinstance(doc.get("annotations"), list):
+        raise FormatError(f'{p}: not a COCO annotation file (expected an object with "images" and "annotations" lists)')
     by_key = _by_key(store)
-    by_path = {store.image_path(r).resolve(): r for r in by_key.values()}
-    target: dict[int, ImageRecord] = {}
-    for im in images_:
-        rec = by_key.get(im.get("semirest_key", ""))
+    by_path = {Path(os.path.realpath(store.image_path(r))): r for r in by_key.values()}
+    target: dict = {}
+    unmatched = []
+    for n, im in enumerate(doc["images"]):
+        if not isinstance(im, dict) or isinstance(im.get("id"), (dict, list)) or im.get("id") is None:
+            raise FormatError(f"{p}: images[{n}] is not an image entry with an id")
+        key, fname = im.get("semirest_key"), im.get("file_name")
+        rec = by_key.get(key) if isinstance(key, str) else None
+        if rec is None and isinstance(fname, str) and fname and "\0" not in fname:
+            fp = Path(fname)
+            rec = by_path.get(Path(os.path.realpath(fp if fp.is_absolute() else p.parent / fp)))
         if rec is None:
-            fp = Path(im.get("file_name", ""))
-            rec = by_path.get((p.parent / fp).resolve()) if not fp.is_absolute() else by_path.get(fp.resolve())
-        if rec is not None:
-            target[im["id"]] = rec
-    per_image: dict[int, ImageLabels] = {}
-    for a in anns:
-        rec = target.get(a.get("image_id"))
+            unmatched.append(str(fname if isinstance(fname, str) else im.get("id")))
+            continue
+        if im["id"] in target and target[im["id"]].id != rec.id:
+            raise FormatError(f"{p}: image id {im['id']!r} is used for two images")
+        target[im["id"]] = rec
+    incoming: dict[int, ImageLabels] = {}
+    if replace:
+        for rec in target.values():
+            incoming.setdefault(rec.id, ImageLabels(_known_hw(store, rec)))
+    for n, a in enumerate(doc["annotations"]):
+        if not isinstance(a, dict):
+            raise FormatError(f"{p}: annotations[{n}] is not an object")
+        image_id = a.get("image_id")
+        rec = target.get(image_id) if isinstance(image_id, (int, str)) and not isinstance(image_id, bool) else None
         if rec is None:
             continue
-        hw = store.image_hw(rec)
-        labels = per_image.setdefault(rec.id, ImageLabels(hw))
-        attrs = a.get("attributes") or {}
+        hw = _known_hw(store, rec)
+        labels = incoming.setdefault(rec.id, ImageLabels(hw))
+        attrs = a.get("attributes") if isinstance(a.get("attributes"), dict) else {}
         t = attrs.get("label_type")
         seg = a.get("segmentation")
+        where = f"{p}: annotation {a.get('id')!r:.40}"
+        if t is not None and t not in LABEL_TYPES:
+            raise FormatError(f"{where}: unknown label_type {t!r:.40}; expected one of {', '.join(LABEL_TYPES)}")
         try:
-            if t == BOX or (t is None and isinstance(seg, list) and len(seg) == 1 and len(seg[0]) == 8):
-                rb = attrs.get("rotated_box")
-                box = RotatedBox(*map(float, rb)) if rb else box_from_corners(seg[0])
+            if t == BOX or (t is None and isinstance(seg, list) and len(seg) == 1 and isinstance(seg[0], list) and len(seg[0]) == 8):
+                box = _coco_box(a, attrs, seg)
+                check_box_in_image(box, hw)
                 labels.boxes[-1 - len(labels.boxes)] = box
                 continue
-            if isinstance(seg, dict):
-                m = rle_decode(seg)
-            else:
-                m = np.zeros(hw, dtype=np.uint8)
-                for poly in seg:
-                    pts = np.round(np.asarray(poly, dtype=np.float64).reshape(-1, 2) - 0.5).astype(np.int32)
-                    cv2.fillPoly(m, [pts], 1)
-                m = m.astype(bool)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise FormatError(f"{p}: annotation {a.get('id')} is malformed ({exc})") from None
-        if m.shape != tuple(hw):
-            raise FormatError(f"{p}: annotation {a.get('id')} is {m.shape[1]}x{m.shape[0]}, image is {hw[1]}x{hw[0]}")
+            m = _coco_mask(seg, hw)
+        except (FormatError, ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:
+            raise FormatError(f"{where} is malformed ({str(exc)[:200]})") from None
         if t in GRIDS:
             g = GRIDS[t]
             labels.blocks[g] |= blocks_from_mask(m, g)
         else:
             labels.pixels |= m.astype(np.uint8)
-    for image_id, labels in per_image.items():
-        _merge(store, store.image(image_id), labels)
-    return len(per_image)
+    types = LABEL_TYPES
+    return apply_import(store, incoming, types, replace, unmatched)
 
 
 # ------------------------------------------------------------------------------------ DOTA / YOLO-OBB
@@ -431,30 +644,30 @@ def _box_exports(store: ProjectStore):
         yield rec, labels.hw, list(labels.boxes.values())
 
 
-def export_dota(store: ProjectStore, out) -> list[Path]:
-    out = Path(out)
-    (out / "labelTxt").mkdir(parents=True, exist_ok=True)
+def export_dota(store: ProjectStore, out, overwrite: bool = False) -> list[Path]:
+    target = ExportTarget(store, out, overwrite)
+    names = export_names(store)
     written, rows = [], []
     for rec, _hw, bxs in _box_exports(store):
         if not bxs:
             continue
-        p = out / "labelTxt" / f"{file_name(rec)}.txt"
+        p = target.path("labelTxt", f"{names[rec.id]}.txt")
         lines = [" ".join(f"{v:.3f}" for v in b.corners().reshape(-1)) + f" {CATEGORY} 0" for b in bxs]
         files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
         rows.append((f"labelTxt/{p.name}", rec))
-    _write_manifest(store, out, rows)
+    target.finish(rows)
     return written
 
 
-def export_yolo_obb(store: ProjectStore, out) -> list[Path]:
-    out = Path(out)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
+def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False) -> list[Path]:
+    target = ExportTarget(store, out, overwrite)
+    names = export_names(store)
     written, rows = [], []
     for rec, (h, w), bxs in _box_exports(store):
         if not bxs:
             continue
-        p = out / "labels" / f"{file_name(rec)}.txt"
+        p = target.path("labels", f"{names[rec.id]}.txt")
         lines = []
         for b in bxs:
             c = b.corners() / np.array([w, h], dtype=np.float64)
@@ -463,17 +676,41 @@ def export_yolo_obb(store: ProjectStore, out) -> list[Path]:
         written.append(p)
         rows.append((f"labels/{p.name}", rec))
     files.write_atomic(
-        out / "data.yaml",
+        target.path("data.yaml"),
         "# YOLO-OBB labels exported by SemiREST Studio; images are not copied (see manifest.csv)\n"
         f"path: .\nnames:\n  0: {CATEGORY}\n",
     )
-    _write_manifest(store, out, rows)
+    target.finish(rows)
     return written
+
+
+def check_box_in_image(box: RotatedBox, hw: tuple[int, int]) -> None:
+    """A label box must be finite, of positive size, with its centre inside the image and no side
+    longer than the image's diagonal (ValueError otherwise)."""
+    vals = (box.cx, box.cy, box.width, box.height, box.angle)
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError("coordinates must be finite numbers")
+    h, w = hw
+    if box.width <= 0 or box.height <= 0:
+        raise ValueError(f"box of size {box.width:g}x{box.height:g}; expected a positive size")
+    if not (0 <= box.cx <= w and 0 <= box.cy <= h):
+        raise ValueError(f"box centre ({box.cx:g}, {box.cy:g}) is outside the {w}x{h} image")
+    if max(box.width, box.height) > math.hypot(w, h) + 1:
+        raise ValueError(f"box of {box.width:g}x{box.height:g} is larger than the {w}x{h} image")
+
+
+MAX_LABEL_FILE_BYTES = 64 * 1024 * 1024
 
 
 def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBox]:
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        if p.stat().st_size > MAX_LABEL_FILE_BYTES:
+            raise FormatError(f"{p}: {p.stat().st_size / 1e6:.0f} MB is too large for a label file")
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{p}: cannot be read as UTF-8 text ({exc})") from None
+    for i, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if not s or s.startswith(("imagesource:", "gsd:", "#")):
             continue
@@ -487,40 +724,44 @@ def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBo
                 if len(parts) < 9:
                     raise ValueError(f"expected at least 9 fields, found {len(parts)}")
                 pts = np.array(parts[:8], dtype=np.float64).reshape(4, 2)
-            out.append(box_from_corners(pts))
-        except ValueError as exc:
+            if not np.isfinite(pts).all():
+                raise ValueError("coordinates must be finite numbers")
+            box = box_from_corners(pts)
+            check_box_in_image(box, hw)
+            out.append(box)
+        except (ValueError, OverflowError) as exc:
             raise FormatError(f"{p}:{i}: {exc}") from None
     return out
 
 
-def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool) -> int:
+def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool, replace: bool = False) -> ImportReport:
     src = Path(src)
     d = src / folder
     if not d.is_dir():
         raise FormatError(f"{src}: no {folder}/ folder")
     manifest = _read_manifest(src)
     by_key = _by_key(store)
-    by_name = {f"{folder}/{file_name(r)}.txt": r for r in by_key.values()}
-    n = 0
+    by_name = {f"{folder}/{name}.txt": store.image(i) for i, name in export_names(store).items()}
+    incoming: dict[int, ImageLabels] = {}
+    unmatched = []
     for p in sorted(d.glob("*.txt")):
         rec = _resolve_name(f"{folder}/{p.name}", manifest, by_key, by_name)
         if rec is None:
+            unmatched.append(f"{folder}/{p.name}")
             continue
-        hw = store.image_hw(rec)
-        labels = ImageLabels(hw)
-        for i, b in enumerate(_parse_box_lines(p, yolo, hw)):
-            labels.boxes[-1 - i] = b
-        _merge(store, rec, labels)
-        n += 1
-    return n
+        hw = _known_hw(store, rec)
+        labels = incoming.setdefault(rec.id, ImageLabels(hw))
+        for b in _parse_box_lines(p, yolo, hw):
+            labels.boxes[-1 - len(labels.boxes)] = b
+    return apply_import(store, incoming, [BOX], replace, unmatched)
 
 
-def import_dota(store: ProjectStore, src) -> int:
-    return _import_boxes(store, src, "labelTxt", yolo=False)
+def import_dota(store: ProjectStore, src, replace: bool = False) -> ImportReport:
+    return _import_boxes(store, src, "labelTxt", yolo=False, replace=replace)
 
 
-def import_yolo_obb(store: ProjectStore, src) -> int:
-    return _import_boxes(store, src, "labels", yolo=True)
+def import_yolo_obb(store: ProjectStore, src, replace: bool = False) -> ImportReport:
+    return _import_boxes(store, src, "labels", yolo=True, replace=replace)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -563,25 +804,28 @@ def mean_seconds_per_image(rows: list[dict]) -> dict[str, float]:
     return {t: float(np.mean(list(v.values()))) for t, v in per.items() if v}
 
 
-def export_timing(store: ProjectStore, out, benchmark: dict | None = None) -> list[Path]:
+def export_timing(store: ProjectStore, out, benchmark: dict | None = None, overwrite: bool = False) -> list[Path]:
     """timing.csv, timing.png and, with ``benchmark`` ({label type: {metric: value}}), the Fig. 6
     chart of accuracy against annotation time."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if benchmark:
+        means = mean_seconds_per_image(timing_rows(store))
+        missing = [t for t in benchmark if t not in means]
+        if missing:
+            raise ProjectError(f"benchmark results for {', '.join(missing)} but no recorded time for that label type")
+    target = ExportTarget(store, out, overwrite)
     rows = timing_rows(store)
-    p = out / "timing.csv"
+    p = target.path("timing.csv")
     fields = ["image_key", "image_path", "defect_type", "label_type", "annotator", "seconds", "spans", "first_started_at", "last_ended_at"]
     files.write_csv(p, fields, [[r[k] for k in fields] for r in rows])
     written = [p]
     from semirest.core.project import plots  # matplotlib.pyplot takes ~1.5 s to import: only a plot loads it
 
-    written.append(plots.plot_seconds_per_image(rows, out / "timing.png"))
+    written.append(plots.plot_seconds_per_image(rows, target.path("timing.png")))
     if benchmark:
-        means = mean_seconds_per_image(rows)
-        missing = [t for t in benchmark if t not in means]
-        if missing:
-            raise ProjectError(f"benchmark results for {', '.join(missing)} but no recorded time for that label type")
-        written.append(plots.plot_accuracy_vs_time(means, benchmark, out / "annotation_time_vs_accuracy.png"))
+        written.append(plots.plot_accuracy_vs_time(mean_seconds_per_image(rows), benchmark,
+                                                   target.path("annotation_time_vs_accuracy.png")))
+    recs = {r.key: r for r in store.images()}
+    target.finish([("timing.csv", recs[k]) for k in dict.fromkeys(r["image_key"] for r in rows)])
     return written
 
 
@@ -602,29 +846,31 @@ def load_benchmark(path) -> dict[str, dict[str, float]]:
 
 # ------------------------------------------------------------------------------------ dispatch
 def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None,
-           label_types: Iterable[str] = LABEL_TYPES) -> list[Path]:
+           label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False) -> list[Path]:
+    """Write one export format into ``out`` (see :class:`ExportTarget` for what is refused)."""
     if fmt == "masks":
-        return export_masks(store, out, label_types)
+        return export_masks(store, out, label_types, overwrite)
     if fmt == "coco":
-        return [export_coco(store, out)]
+        return [export_coco(store, out, overwrite)]
     if fmt == "dota":
-        return export_dota(store, out)
+        return export_dota(store, out, overwrite)
     if fmt == "yolo-obb":
-        return export_yolo_obb(store, out)
+        return export_yolo_obb(store, out, overwrite)
     if fmt == "timing-csv":
-        return export_timing(store, out, benchmark)
+        return export_timing(store, out, benchmark, overwrite)
     raise ProjectError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def import_labels(store: ProjectStore, fmt: str, src, as_type: str = PIXEL) -> int:
+def import_labels(store: ProjectStore, fmt: str, src, as_type: str = PIXEL, replace: bool = False) -> ImportReport:
+    """Import one format (one transaction; see :func:`apply_import` for merge and replace)."""
     if fmt == "masks":
-        return import_masks(store, src, as_type)
+        return import_masks(store, src, as_type, replace)
     if fmt == "coco":
-        return import_coco(store, src)
+        return import_coco(store, src, replace)
     if fmt == "dota":
-        return import_dota(store, src)
+        return import_dota(store, src, replace)
     if fmt == "yolo-obb":
-        return import_yolo_obb(store, src)
+        return import_yolo_obb(store, src, replace)
     raise ProjectError(f"unknown import format {fmt!r}; expected one of {', '.join(IMPORT_FORMATS)}")
 
 

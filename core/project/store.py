@@ -26,6 +26,7 @@ A new version appends to :data:`MIGRATIONS`; earlier migrations are never edited
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sqlite3
@@ -310,11 +311,45 @@ class TimeSpan:
     ended_at: str
 
 
+class BadLabelError(ProjectError, ValueError):
+    """A label value the project does not store (a box with a NaN or infinite coordinate)."""
+
+
+def check_box(box: RotatedBox) -> None:
+    """Refuse a box that is not finite with a positive size: stored, it would break every export
+    and the trainer's masks."""
+    vals = (box.cx, box.cy, box.width, box.height, box.angle)
+    try:
+        finite = all(math.isfinite(float(v)) for v in vals)
+    except (TypeError, ValueError):
+        finite = False
+    if not finite or box.width <= 0 or box.height <= 0:
+        raise BadLabelError(f"box (cx {box.cx}, cy {box.cy}, w {box.width}, h {box.height}, angle {box.angle}) "
+                            "is not stored: coordinates must be finite and the size positive")
+
+
 def _encode_png(a: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise ValueError("could not encode a PNG")
     return buf.tobytes()
+
+
+class CorruptLabelsError(ProjectError):
+    """A stored label tile cannot be decoded (the file was damaged or edited by hand)."""
+
+
+def _decode_tile(data) -> np.ndarray | None:
+    """A brush tile: a 2-D PNG of at most TILE x TILE pixels, or None when it is not one."""
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
+        return None
+    try:
+        img = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        return None
+    if img is None or img.ndim != 2 or img.shape[0] > TILE or img.shape[1] > TILE:
+        return None
+    return img
 
 
 def _decode_png(data: bytes) -> np.ndarray:
@@ -398,6 +433,13 @@ class _WriterLock:
                 cls._held[key] = [fd, 1]
                 return None
             return "another program"
+
+    @classmethod
+    def users(cls, project: Path) -> int:
+        """How many opens of this process share the lock (0: not held)."""
+        with cls._guard:
+            entry = cls._held.get(str(cls.path_for(project)))
+            return 0 if entry is None else entry[1]
 
     @classmethod
     def release(cls, project: Path) -> None:
@@ -491,11 +533,15 @@ class ProjectStore:
         # the file here: closing any descriptor of the database file releases every POSIX lock this
         # process holds on it (SQLite's "How To Corrupt", section 2.2), so another program would
         # think no connection lives and delete the live WAL with the edits in it.
-        engine = cls._make_engine(path, read_only)
+        snapshot: list[str] = []
+        engine = cls._make_engine(path, read_only, snapshot)
         store = cls(path, engine, read_only, reason, locked)
         try:
             with engine.connect() as conn:
                 tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+            if snapshot:
+                store.read_only_reason = (f"{path.name}: on a read-only file system (or folder), so the project is open "
+                                          "read-only as it was last saved to the file")
             if tables and "schema_migrations" not in tables:
                 raise NotAProjectError(f"{path}: an SQLite database, but not a SemiREST project")
             if read_only:
@@ -516,6 +562,8 @@ class ProjectStore:
                 with store._write():
                     with engine.begin() as conn:
                         apply_migrations(conn, migrations)
+                if locked and _WriterLock.users(path) == 1:
+                    store._mark_interrupted_runs()
         except DBAPIError as exc:
             engine.dispose()
             if "not a database" in str(getattr(exc, "orig", exc)).lower():
@@ -526,12 +574,71 @@ class ProjectStore:
             raise
         return store
 
+    INTERRUPTED = "interrupted: the program that ran it ended before the run did (killed, crashed or switched off)"
+
+    def _mark_interrupted_runs(self) -> None:
+        """Runs still 'running' when a writer opens the project first in its process: nothing
+        else can be running them (one writer at a time), so they were interrupted; recorded as
+        failed with that message, so the studio and ``project runs`` do not show them as running."""
+        with self._tx() as conn:
+            conn.execute(update(runs).where(runs.c.state == "running")
+                         .values(state="failed", message=self.INTERRUPTED, finished_at=_now()))
+
+    @classmethod
+    def create_complete(cls, path: str | os.PathLike, fill: Callable[["ProjectStore"], None], name: str | None = None) -> Path:
+        """Create a project that appears under ``path`` only once ``fill`` has run: it is built
+        under a temporary name beside it, closed, then linked into place. A killed create leaves
+        only the temporary file, which the next create removes, so nothing blocks the re-run."""
+        path = Path(os.path.abspath(path))
+        if path.exists():
+            raise ProjectError(f"{path}: already exists; open it, or choose another file name")
+        if not path.parent.is_dir():
+            raise ProjectError(f"{path.parent}: folder does not exist")
+        tmp = path.with_name(f".{path.name}.creating")
+        holder = _WriterLock.acquire(tmp)
+        if holder is not None:
+            raise ProjectLockedError(f"{path.name}: being created by another program ({holder})")
+        leftovers = [tmp] + [Path(f"{tmp}{s}") for s in ("-wal", "-shm", "-journal")]
+        try:
+            for f in leftovers:
+                f.unlink(missing_ok=True)
+            store = cls.create(tmp, name=name or path.stem)
+            try:
+                fill(store)
+            finally:
+                store.close()
+            try:
+                os.link(tmp, path)  # never over a file made meanwhile
+            except FileExistsError:
+                raise ProjectError(f"{path}: already exists; open it, or choose another file name") from None
+            except OSError:
+                if path.exists():
+                    raise ProjectError(f"{path}: already exists; open it, or choose another file name") from None
+                os.replace(tmp, path)
+        finally:
+            for f in leftovers:
+                f.unlink(missing_ok=True)
+            _WriterLock.release(tmp)
+        return path
+
     @staticmethod
-    def _make_engine(path: Path, read_only: bool):
+    def _make_engine(path: Path, read_only: bool, snapshot: list | None = None):
+        """``snapshot``: a list the read-only opener appends to when the file could only be read as
+        an unchanging snapshot (SQLite's ``immutable`` URI): on a read-only file system a WAL-mode
+        project cannot get its ``-shm`` file, so ``mode=ro`` fails."""
         def connect():
             if read_only:
                 uri = f"file:{quote(path.as_posix())}?mode=ro"
                 con = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=0.3)
+                try:
+                    con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if "unable to open" not in str(exc) and "readonly" not in str(exc).replace("-", "").replace(" ", ""):
+                        raise
+                    con.close()
+                    con = sqlite3.connect(f"file:{quote(path.as_posix())}?immutable=1", uri=True, check_same_thread=False)
+                    if snapshot is not None:
+                        snapshot.append(str(exc))
             else:
                 con = sqlite3.connect(str(path), check_same_thread=False, timeout=0.3)
             return con
@@ -560,10 +667,74 @@ class ProjectStore:
         return engine
 
     def close(self) -> None:
+        """Close the project; a writer first moves the WAL's edits into the file, so the project
+        file alone (copied, backed up) holds every saved edit even while another connection of this
+        process (the training worker) is still open."""
+        if not self.read_only:
+            try:
+                with self._engine.connect() as conn:
+                    conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except (DBAPIError, sqlite3.Error):
+                pass  # a reader holds the WAL: SQLite checkpoints when the last connection closes
         self._engine.dispose()
         if self._writer_lock:
             self._writer_lock = False
             _WriterLock.release(self.path)
+
+    def save_copy(self, dst: str | os.PathLike) -> Path:
+        """One self-contained project file at ``dst`` with every committed edit (SQLite's ``VACUUM
+        INTO``: a consistent snapshot, also while the studio writes, WAL included). Image, mask and
+        checkpoint paths are made relative to the copy's folder; an existing ``dst`` is refused."""
+        dst = Path(os.path.abspath(dst))
+        if dst.exists():
+            raise ProjectError(f"{dst}: already exists; choose another file name")
+        if not dst.parent.is_dir():
+            raise ProjectError(f"{dst.parent}: folder does not exist")
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.copy")
+        for leftover in (tmp, Path(f"{tmp}-journal")):
+            leftover.unlink(missing_ok=True)
+        paths = [(r.id, self.image_path(r)) for r in self.images()]
+        with self._engine.connect() as conn:
+            refs = conn.execute(select(reference_masks.c.image_id, reference_masks.c.path, reference_masks.c.abs_path)
+                                .where(reference_masks.c.path.is_not(None))).all()
+            ckpts = conn.execute(select(runs.c.id, runs.c.checkpoint).where(runs.c.checkpoint.is_not(None))).all()
+        try:
+            try:
+                with self._engine.connect() as conn:  # outside a transaction, which VACUUM refuses
+                    conn.connection.dbapi_connection.execute("VACUUM INTO ?", (str(tmp),))
+            except (DBAPIError, sqlite3.Error) as exc:
+                raise ProjectError(f"{dst}: could not write the copy ({getattr(exc, 'orig', exc)})") from None
+
+            def rel(p: Path) -> str:
+                try:
+                    return Path(os.path.relpath(os.path.abspath(p), dst.parent)).as_posix()
+                except ValueError:
+                    return Path(os.path.abspath(p)).as_posix()
+
+            con = sqlite3.connect(str(tmp))
+            try:
+                con.executemany("UPDATE images SET path = ? WHERE id = ?", [(rel(p), i) for i, p in paths])
+                con.executemany("UPDATE reference_masks SET path = ? WHERE image_id = ?",
+                                [(rel(self.resolve(r, a)), i) for i, r, a in refs])
+                con.executemany("UPDATE runs SET checkpoint = ? WHERE id = ?", [(rel(self.resolve(c)), i) for i, c in ckpts])
+                con.commit()
+                con.execute("PRAGMA journal_mode=DELETE").fetchall()
+            finally:
+                con.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, dst)  # never replaces a file made meanwhile
+            except FileExistsError:
+                raise ProjectError(f"{dst}: already exists; choose another file name") from None
+            except OSError:
+                os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dst
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file, else the problems."""
@@ -718,6 +889,13 @@ class ProjectStore:
         return img.shape[:2]
 
     # -- reference masks ------------------------------------------------------------------------
+    def reference_mask_paths(self) -> list[Path]:
+        """The files of the reference masks stored as paths (not blobs)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(reference_masks.c.path, reference_masks.c.abs_path)
+                                .where(reference_masks.c.path.is_not(None))).all()
+        return [self.resolve(r, a) for r, a in rows]
+
     def has_reference(self, image_id: int) -> bool:
         with self._engine.connect() as conn:
             return conn.execute(select(reference_masks.c.image_id).where(reference_masks.c.image_id == image_id)).first() is not None
@@ -741,13 +919,25 @@ class ProjectStore:
             conn.execute(insert(reference_masks).values(image_id=image_id, png=_encode_png(mask.astype(np.uint8) * 255)))
 
     # -- labels ---------------------------------------------------------------------------------
-    def load_labels(self, image_id: int, hw: tuple[int, int]) -> ImageLabels:
+    def load_labels(self, image_id: int, hw: tuple[int, int], skip_corrupt: bool = False) -> ImageLabels:
+        """The image's labels. A damaged brush tile raises :class:`CorruptLabelsError` naming the
+        image and tile; ``skip_corrupt`` (the studio) leaves such tiles out and lists them in
+        ``labels.problems`` instead."""
         labels = ImageLabels(hw)
         h, w = hw
         with self._engine.connect() as conn:
             for r in conn.execute(select(pixel_tiles).where(pixel_tiles.c.image_id == image_id)).mappings():
-                tile = _decode_png(r["png"])
-                y0, x0 = r["tile_row"] * TILE, r["tile_col"] * TILE
+                tr, tc = r["tile_row"], r["tile_col"]
+                tile = _decode_tile(r["png"])
+                if tile is None or not (isinstance(tr, int) and isinstance(tc, int) and tr >= 0 and tc >= 0):
+                    key = conn.execute(select(images.c.key).where(images.c.id == image_id)).scalar()
+                    problem = (f"{self.path.name}: the brush labels of image {key!r} (tile row {tr}, column {tc}) are "
+                               "damaged and cannot be read; the image's other labels are intact")
+                    if not skip_corrupt:
+                        raise CorruptLabelsError(problem)
+                    labels.problems.append(problem)
+                    continue
+                y0, x0 = tr * TILE, tc * TILE
                 th, tw = min(tile.shape[0], h - y0), min(tile.shape[1], w - x0)
                 if th > 0 and tw > 0:
                     labels.pixels[y0 : y0 + th, x0 : x0 + tw] = tile[:th, :tw] > 0
@@ -811,6 +1001,7 @@ class ProjectStore:
 
     def add_box(self, image_id: int, box: RotatedBox, box_id: int | None = None) -> int:
         """Insert a box; ``box_id`` restores a deleted box under its old id (undo)."""
+        check_box(box)
         values = dict(image_id=image_id, cx=box.cx, cy=box.cy, width=box.width, height=box.height, angle=box.angle, updated_at=_now())
         if box_id is not None:
             values["id"] = box_id
@@ -818,6 +1009,7 @@ class ProjectStore:
             return conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
 
     def update_box(self, box_id: int, box: RotatedBox) -> None:
+        check_box(box)
         with self._tx() as conn:
             conn.execute(
                 update(boxes)
@@ -830,25 +1022,40 @@ class ProjectStore:
             conn.execute(delete(boxes).where(boxes.c.id == box_id))
 
     def replace_labels(self, image_id: int, labels: ImageLabels) -> dict[int, int]:
-        """Write the whole label state of one image in one transaction (imports, retries after a
-        failed save). Box ids are kept where given; returns {old id: stored id}."""
-        mask = labels.pixels
-        rows = self._tile_rows(image_id, mask, (0, 0, mask.shape[1], mask.shape[0]))
-        ids = {}
+        """Write the whole label state of one image in one transaction (retries after a failed
+        save). Box ids are kept where given; returns {old id: stored id}."""
+        return self.replace_labels_many({image_id: labels})[image_id]
+
+    def replace_labels_many(self, labels_of: dict[int, ImageLabels]) -> dict[int, dict[int, int]]:
+        """The whole label state of several images in ONE transaction (an import is all or
+        nothing, also when killed); returns {image id: {old box id: stored id}}."""
+        prepared = []
+        for image_id, labels in labels_of.items():
+            for b in labels.boxes.values():
+                check_box(b)
+            mask = labels.pixels
+            rows = self._tile_rows(image_id, mask, (0, 0, mask.shape[1], mask.shape[0]))
+            prepared.append((image_id, labels, [r for r in rows if r[2] is not None]))
+        out: dict[int, dict[int, int]] = {}
         with self._tx() as conn:
-            conn.execute(delete(pixel_tiles).where(pixel_tiles.c.image_id == image_id))
-            self._write_tiles(conn, image_id, [r for r in rows if r[2] is not None])
-            conn.execute(delete(blocks).where(blocks.c.image_id == image_id))
-            cells = [(image_id, g, int(r), int(c)) for g in (8, 16) for r, c in labels.blocks[g]]
-            if cells:
-                conn.exec_driver_sql("INSERT INTO blocks (image_id, grid, row, col) VALUES (?, ?, ?, ?)", cells)
-            conn.execute(delete(boxes).where(boxes.c.image_id == image_id))
-            for old_id, b in labels.boxes.items():
-                values = dict(image_id=image_id, cx=b.cx, cy=b.cy, width=b.width, height=b.height, angle=b.angle, updated_at=_now())
-                if old_id is not None and old_id >= 0:
-                    values["id"] = old_id
-                ids[old_id] = conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
-        return ids
+            for image_id, labels, rows in prepared:
+                ids = out[image_id] = {}
+                h, w = labels.hw  # the labels' size is the image's: kept with them
+                conn.execute(update(images).where((images.c.id == image_id) & ((images.c.width.is_(None)) | (images.c.height.is_(None))))
+                             .values(width=int(w), height=int(h)))
+                conn.execute(delete(pixel_tiles).where(pixel_tiles.c.image_id == image_id))
+                self._write_tiles(conn, image_id, rows)
+                conn.execute(delete(blocks).where(blocks.c.image_id == image_id))
+                cells = [(image_id, g, int(r), int(c)) for g in (8, 16) for r, c in labels.blocks[g]]
+                if cells:
+                    conn.exec_driver_sql("INSERT INTO blocks (image_id, grid, row, col) VALUES (?, ?, ?, ?)", cells)
+                conn.execute(delete(boxes).where(boxes.c.image_id == image_id))
+                for old_id, b in labels.boxes.items():
+                    values = dict(image_id=image_id, cx=b.cx, cy=b.cy, width=b.width, height=b.height, angle=b.angle, updated_at=_now())
+                    if old_id is not None and old_id >= 0:
+                        values["id"] = old_id
+                    ids[old_id] = conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
+        return out
 
     # -- timing ---------------------------------------------------------------------------------
     def add_time_span(self, span: TimeSpan) -> None:

@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from semirest.core.config import Config, ConfigError
+from semirest.core.config import Config
 from semirest.core.files import write_atomic
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.fit import bank_index_options
@@ -87,8 +87,11 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
         raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r}, this program reads {VERSION}")
     try:
         cfg = Config.from_dict(json.loads(meta["config"]))
-    except (KeyError, json.JSONDecodeError, ConfigError) as exc:
-        raise CheckpointError(f"{path}: unreadable config in the checkpoint ({exc})") from None
+    except (KeyError, ValueError, RecursionError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: unreadable or invalid config in the checkpoint ({str(exc)[:200]})") from None
+    if cfg.features.allow_download:
+        raise CheckpointError(f"{path}: its config asks to download backbone weights (features.allow_download = true); "
+                              "refused: this program never downloads at run time")
     if expect is not None:
         diffs = []
         for section in ("features", "bank", "model"):
@@ -99,16 +102,43 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
     for key in ("bank.features", "bank.source_ids", "residual_scale"):
         if key not in tensors:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
-
-    bank = MemoryBank.from_state(tensors, **bank_index_options(cfg.bank))
-    if bank.dim != cfg.features.d_f:
-        raise CheckpointError(f"{path}: bank dimension {bank.dim} does not match features.d_f={cfg.features.d_f}")
-    model = build_model(cfg)
+    feats, ids, scale = tensors["bank.features"], tensors["bank.source_ids"], tensors["residual_scale"]
+    if (feats.ndim != 2 or feats.shape[0] == 0 or not feats.dtype.is_floating_point or ids.ndim != 1
+            or ids.shape[0] != feats.shape[0] or ids.dtype.is_floating_point or ids.dtype == torch.bool):
+        raise CheckpointError(f"{path}: the memory bank is not (N, d) features with N source ids")
+    if scale.numel() != 1 or not torch.isfinite(scale.double()).all() or float(scale.reshape(-1)[0]) <= 0:
+        raise CheckpointError(f"{path}: residual_scale must be one finite positive number")
+    if feats.shape[1] != cfg.features.d_f:
+        raise CheckpointError(f"{path}: bank dimension {feats.shape[1]} does not match features.d_f={cfg.features.d_f}")
+    if not torch.isfinite(feats).all():
+        raise CheckpointError(f"{path}: the memory bank holds NaN or infinite values")
     state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    try:  # the shapes the config implies, without allocating them: a config cannot make us build a huge model
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"{path}: its config does not describe a model this program builds ({str(exc)[:200]})") from None
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if want != got:
+        missing = sorted(set(want) - set(got))[:3]
+        odd = sorted(k for k in set(want) & set(got) if want[k] != got[k])[:3]
+        extra = sorted(set(got) - set(want))[:3]
+        raise CheckpointError(f"{path}: weights do not fit the model of its config (missing {missing}, other shape {odd}, "
+                              f"unexpected {extra})")
+    if any(not v.dtype.is_floating_point and v.dtype != torch.int64 for v in state.values()) or \
+            not all(torch.isfinite(v).all() for v in state.values() if v.dtype.is_floating_point):
+        raise CheckpointError(f"{path}: the weights hold NaN or infinite values (or are not numbers)")
+
+    try:
+        bank = MemoryBank.from_state({"bank.features": feats.float(), "bank.source_ids": ids.long()},
+                                     **bank_index_options(cfg.bank))
+    except (RuntimeError, ValueError, TypeError, MemoryError) as exc:
+        raise CheckpointError(f"{path}: the memory bank cannot be indexed ({str(exc)[:200]})") from None
+    model = build_model(cfg)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0:3]
         raise CheckpointError(f"{path}: weights do not fit the model of its config: {' '.join(first)}") from None
     model.eval()
-    return Checkpoint(cfg, model, bank, float(tensors["residual_scale"][0]))
+    return Checkpoint(cfg, model, bank, float(scale.reshape(-1)[0]))

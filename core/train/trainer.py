@@ -51,6 +51,10 @@ from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
 from semirest.core.train.synthetic import SyntheticAnomalies
 
 
+class TrainingDataError(ValueError):
+    """The training images cannot train a model (too few of them); the message says what to add."""
+
+
 class TrainingCancelled(Exception):
     """Raised inside :meth:`Trainer.run` when the cancel callable returns True."""
 
@@ -192,6 +196,11 @@ def prepare_training_data(cfg: Config, extractor: FeatureExtractor, images: Sequ
     if cfg.features.input_scale > 0:
         raise ConfigError("features.input_scale (each image at its own aspect) works with the PatchCore "
                           "method only: SemiREST trains on one token grid for every image; use features.image_size")
+    need = 2 if cfg.bank.exclude_self else 1
+    if len(images) < need:
+        raise TrainingDataError(
+            f"{len(images)} normal training image{'s' if len(images) != 1 else ''}: training needs at least {need} "
+            "(each image's patches are compared with those of the other normal images); add normal images")
     t0 = time.perf_counter()
     tc = cfg.train
     feats = train_features if train_features is not None else extractor.extract_all(images, progress)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sqlite3
 import struct
 import subprocess
@@ -168,13 +169,14 @@ def test_project_create_imports_readable_images_and_lists_each_refused_file(bad_
 
 def test_missing_image_file_referenced_by_the_project(tmp_path):
     tried("missing image file")
-    write_png(tmp_path / "a.png", _texture())
-    write_png(tmp_path / "b.png", _texture(seed=1))
+    (tmp_path / "images").mkdir()
+    write_png(tmp_path / "images" / "a.png", _texture())
+    write_png(tmp_path / "images" / "b.png", _texture(seed=1))
     project = tmp_path / "p.sqlite"
     with ProjectStore.create(project) as store:
-        ids = store.add_images([NewImage(tmp_path / "a.png", "a"), NewImage(tmp_path / "b.png", "b")])
+        ids = store.add_images([NewImage(tmp_path / "images" / "a.png", "a"), NewImage(tmp_path / "images" / "b.png", "b")])
         store.set_blocks(ids[0], 8, on=[(1, 1)])
-    (tmp_path / "a.png").unlink()
+    (tmp_path / "images" / "a.png").unlink()
     with ProjectStore.open(project) as store:
         rec = store.image(ids[0])
         with pytest.raises(ImageReadError, match="a.png: file not found"):
@@ -344,9 +346,193 @@ def test_checkpoint_from_another_preset(tmp_path):
     assert load_checkpoint(path, expect=cfg).config.preset == "fast"
 
 
+# -- label values, configs, checkpoints, training data ------------------------------------------
+def _main(capsys, *args) -> tuple[int, str]:
+    """The command in this process (as _cli, without the interpreter start): an exception that is
+    not a one-line message fails the test."""
+    from semirest.core import cli
+
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+def test_nan_infinite_or_outside_boxes_are_refused_at_import_and_by_the_store(small_project, tmp_path, capsys):
+    import json
+
+    from semirest.core.project.store import BadLabelError
+    from semirest.core.train.boxes import RotatedBox
+    from tests.conftest import label_rows
+
+    before = label_rows(small_project)
+    cases = {
+        "dota NaN": ("dota", "labelTxt/img00.txt", "nan 1 5 1 5 5 1 5 defect 0\n", "finite"),
+        "dota inf": ("dota", "labelTxt/img00.txt", "1 1 inf 1 5 5 1 5 defect 0\n", "finite"),
+        "dota box outside the image": ("dota", "labelTxt/img00.txt", "900 900 910 900 910 910 900 910 defect 0\n",
+                                       "outside the 160x120 image"),
+        "yolo-obb inf": ("yolo-obb", "labels/img00.txt", "0 0.1 0.1 1e999 0.1 0.2 0.2 0.1 0.2\n", "finite"),
+        "coco NaN rotated box": ("coco", "annotations.json", json.dumps({"images": [{"id": 1, "semirest_key": "img00"}],
+                                 "annotations": [{"id": 7, "image_id": 1, "attributes": {"label_type": "box",
+                                                  "rotated_box": [float("nan"), 5, 4, 4, 0]}}]}), "finite"),
+    }
+    for name, (fmt, rel, text, want) in cases.items():
+        tried(f"{name} at import")
+        src = tmp_path / name.replace(" ", "_")
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+        rc, err = _main(capsys, "project", "import", small_project, "--format", fmt, "--from", src)
+        assert rc == 2 and want in err and len(err.strip().splitlines()) == 1, (name, err)
+    assert label_rows(small_project) == before
+    tried("NaN box given to the store")
+    with ProjectStore.open(small_project) as store:
+        rec = store.images()[0]
+        for bad in (RotatedBox(float("nan"), 5, 4, 4, 0), RotatedBox(5, 5, float("inf"), 4, 0), RotatedBox(5, 5, 0, 4, 0)):
+            with pytest.raises(BadLabelError, match="must be finite and the size positive"):
+                store.add_box(rec.id, bad)
+            labels = store.load_labels(rec.id, (120, 160))
+            labels.boxes[-1] = bad
+            with pytest.raises(BadLabelError):
+                store.replace_labels(rec.id, labels)
+        good = store.add_box(rec.id, RotatedBox(5, 5, 4, 4, 0))
+        with pytest.raises(BadLabelError):
+            store.update_box(good, RotatedBox(5, float("-inf"), 4, 4, 0))
+    assert len(label_rows(small_project)[2]) == 1
+
+
+def test_coco_files_of_unexpected_shape_give_one_line(small_project, tmp_path, capsys):
+    import json
+
+    from tests.conftest import label_rows
+
+    before = label_rows(small_project)
+    img = {"id": 1, "semirest_key": "img00"}
+    docs = {
+        "a JSON list": [],
+        "images as an object": {"images": {}, "annotations": []},
+        "an image without an id": {"images": [{"file_name": "x.png"}], "annotations": []},
+        "an annotation that is a number": {"images": [img], "annotations": [3]},
+        "a segmentation that is text": {"images": [img], "annotations": [{"id": 1, "image_id": 1, "segmentation": "x"}]},
+        "an RLE of 100000x100000": {"images": [img], "annotations": [{"id": 1, "image_id": 1,
+                                    "segmentation": {"counts": [10 ** 10], "size": [100000, 100000]}}]},
+        "negative RLE counts": {"images": [img], "annotations": [{"id": 1, "image_id": 1,
+                                "segmentation": {"counts": [-5, 19205], "size": [120, 160]}}]},
+        "a polygon of strings": {"images": [img], "annotations": [{"id": 1, "image_id": 1, "segmentation": [["a"] * 6]}]},
+        "an unknown label type": {"images": [img], "annotations": [{"id": 1, "image_id": 1, "attributes": {"label_type": "x"}}]},
+    }
+    for name, doc in docs.items():
+        tried(f"COCO file with {name}")
+        p = tmp_path / "coco.json"
+        p.write_text(json.dumps(doc))
+        rc, err = _main(capsys, "project", "import", small_project, "--format", "coco", "--from", p)
+        assert rc == 2 and str(p) in err and len(err.strip().splitlines()) == 1, (name, err)
+    assert label_rows(small_project) == before
+
+
+@pytest.mark.parametrize("value,want", [
+    ("train.steps=null", "train.steps expects a int, got 'null'"),
+    ("train.lr=-1", "train.lr = -1.0: expected a value > 0"),
+    ("train.lr=inf", "train.lr expects a float, got 'inf'"),
+    ("train.lr=1e999", "train.lr = inf: expected a finite number"),
+    ("train.steps=0", "train.steps = 0: expected a value >= 1"),
+    ("features.image_size=7", "features.image_size = 7: expected a value >= 32"),
+    ("model.num_heads=3", "model.embed_dim = 128 is not a multiple of model.num_heads = 3"),
+])
+def test_bad_config_values_are_refused_with_one_line(value, want, small_project, tmp_path, capsys):
+    tried(f"--set {value}")
+    rc, err = _main(capsys, "train", "--data", tmp_path, "--category", "x", "--out", tmp_path / "run", "--set", value)
+    assert rc == 2 and want in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+    rc, err = _main(capsys, "project", "train", small_project, "--set", value, "--quiet")
+    assert rc == 2 and want in err and len(err.strip().splitlines()) == 1, err
+    with ProjectStore.open(small_project, read_only=True) as store:
+        assert store.runs() == []  # refused before a run was recorded
+
+
+def test_project_train_steps_zero_is_refused(small_project, capsys):
+    tried("semirest project train --steps 0")
+    rc, err = _main(capsys, "project", "train", small_project, "--steps", "0", "--quiet")
+    assert rc == 2 and "train.steps = 0: expected a value >= 1" in err
+
+
+def _tiny_checkpoint(tmp_path, **changes):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    from semirest.core.config import make_config
+    from semirest.core.memory.bank import MemoryBank
+    from semirest.core.train.checkpoint import save_checkpoint
+    from semirest.core.train.trainer import build_model
+
+    tiny = ["features.d_f=32", "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.window_size=4"]
+    cfg = make_config("fast", "un", tiny)
+    bank = MemoryBank(np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32), np.repeat(np.arange(4), 16))
+    path = save_checkpoint(tmp_path / "model.safetensors", cfg, build_model(cfg), bank, 1.0)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    conf = json.loads(meta["config"])
+    for dotted, v in changes.items():
+        section, name = dotted.split("__")
+        conf[section][name] = v
+    meta["config"] = json.dumps(conf)
+    out = tmp_path / "changed.safetensors"
+    out.write_bytes(save(load_file(str(path)), metadata=meta))
+    return out
+
+
+@pytest.mark.parametrize("changes,want", [
+    ({"features__allow_download": True}, "asks to download backbone weights"),
+    ({"train__lr": -1.0}, "train.lr = -1.0: expected a value > 0"),
+    ({"train__steps": None}, "train.steps = null: expected an integer"),
+    ({"model__embed_dim": 10 ** 7}, "weights do not fit the model of its config"),
+])
+def test_checkpoint_with_a_bad_config_is_refused(tmp_path, changes, want, capsys):
+    tried(f"checkpoint whose config has {changes}")
+    from semirest.core.train.checkpoint import CheckpointError, load_checkpoint
+
+    p = _tiny_checkpoint(tmp_path, **changes)
+    with pytest.raises(CheckpointError, match=re.escape(want)):
+        load_checkpoint(p)
+    write_png(tmp_path / "x.png", _texture())
+    rc, err = _main(capsys, "predict", "--run", p, tmp_path / "x.png", "--out", tmp_path / "out", "--device", "cpu")
+    assert rc == 2 and want in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_single_training_image_gives_a_message(tmp_path, capsys):
+    tried("a single normal training image")
+    from semirest.core.data.demo import make_demo_dataset
+
+    make_demo_dataset(tmp_path / "data", seed=0, n_train=1, n_test_good=1, n_per_defect=1, size=64)
+    rc, err = _main(capsys, "train", "--data", tmp_path / "data", "--category", "demo", "--out", tmp_path / "run", "--quiet",
+                    "--device", "cpu", "--set", "features.d_f=32", "--set", "model.embed_dim=32", "--set", "train.steps=2")
+    assert rc == 2 and "1 normal training image: training needs at least 2" in err, err
+
+
+def test_corrupt_label_tiles_give_a_message_and_the_studio_shows_the_rest(small_project, tmp_path, capsys):
+    tried("corrupt label tiles")
+    with ProjectStore.open(small_project) as store:
+        rec = store.images()[0]
+        labels = store.load_labels(rec.id, (120, 160))
+        labels.pixels[5:10, 5:10] = 1
+        labels.blocks[8].add((3, 3))
+        store.replace_labels(rec.id, labels)
+    ok, rgb = cv2.imencode(".png", np.full((300, 300, 3), 255, np.uint8))
+    for blob in (b"not a png at all", rgb.tobytes()):
+        con = sqlite3.connect(small_project)
+        con.execute("UPDATE pixel_tiles SET png = ?", (blob,))
+        con.commit()
+        con.close()
+        rc, err = _main(capsys, "project", "export", small_project, "--format", "masks", "--out", tmp_path / "out", "--overwrite")
+        assert rc == 2 and "brush labels of image 'img00' (tile row 0, column 0) are damaged" in err, err
+        with ProjectStore.open(small_project, read_only=True) as store:
+            shown = store.load_labels(rec.id, (120, 160), skip_corrupt=True)
+            assert shown.blocks[8] == {(3, 3)} and not shown.pixels.any() and len(shown.problems) == 1
+
+
 def test_zz_summary():
     """Runs last in this module: the count of inputs tried, in the terminal summary."""
-    expected = 19
+    expected = 54
     report(f"bad input: {len(TRIED)} inputs tried ({', '.join(TRIED)}); each refused or converted with a clear "
            "message, no committed edit lost")
     if len(TRIED) < expected:

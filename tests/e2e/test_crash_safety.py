@@ -230,3 +230,131 @@ def test_training_killed_midway_leaves_a_loadable_checkpoint(tmp_path):
         assert (1, 2) in store.load_labels(ids[0], (64, 64)).blocks[8]
     report(f"crash safety (training): SIGKILL after {checkpoints_seen} periodic checkpoints; {partial.name} "
           f"(step {meta['step']} of {meta['steps']}) loads; the project passes integrity_check with its edit")
+
+
+IO_KILLS = 10
+IO_IMAGES = 40
+
+
+@pytest.fixture
+def io_projects(tmp_path):
+    """A labelled source project and an unlabelled copy of it over the same IO_IMAGES images."""
+    from semirest.core.project.labels import ImageLabels
+    from semirest.core.train.boxes import RotatedBox
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    new = []
+    for i in range(IO_IMAGES):
+        p = folder / f"teil_{i:02d}.png"
+        write_png(p, rng.integers(70, 180, size=(SIZE, SIZE), dtype=np.uint8))
+        new.append(NewImage(p, f"line{i % 3}/{p.stem}"))
+    for name in ("source", "target"):
+        with ProjectStore.create(tmp_path / f"{name}.sqlite") as store:
+            store.add_images(new)
+    with ProjectStore.open(tmp_path / "source.sqlite") as store:
+        labels = {}
+        for rec in store.images():
+            lab = ImageLabels((SIZE, SIZE))
+            for _ in range(3):
+                y, x = rng.integers(0, SIZE - 20, 2)
+                lab.pixels[y:y + 12, x:x + 16] = 1
+            lab.blocks[8] = {(int(r), int(c)) for r, c in rng.integers(0, SIZE // 8, (4, 2))}
+            lab.boxes = {-1: RotatedBox(float(rng.uniform(30, 90)), float(rng.uniform(30, 90)), 20.0, 12.0, float(rng.uniform(-80, 80)))}
+            labels[rec.id] = lab
+        store.replace_labels_many(labels)
+    return tmp_path / "source.sqlite", tmp_path / "target.sqlite"
+
+
+def _kill_runs(cmd: list[str], rnd: random.Random, window: float, after_each) -> tuple[int, int]:
+    """Run ``cmd`` IO_KILLS times, SIGKILLing it at a random moment of ``window`` seconds; returns
+    (killed, finished before the kill)."""
+    killed = finished = 0
+    for run in range(IO_KILLS):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+        time.sleep(rnd.uniform(0.0, window))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed += 1
+        else:
+            finished += 1
+            assert proc.returncode == 0, proc.stderr.read()
+        proc.wait(timeout=60)
+        proc.stderr.close()
+        after_each(run)
+    return killed, finished
+
+
+@pytest.mark.timeout(600)
+def test_import_and_export_killed_at_random_moments_leave_all_or_nothing(io_projects, tmp_path):
+    import shutil
+
+    from tests.conftest import label_rows
+
+    source, target = io_projects
+    cli = [sys.executable, "-m", "semirest.core.cli"]
+    r = subprocess.run(cli + ["project", "export", str(source), "--format", "coco", "--out", str(tmp_path / "coco")],
+                       capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    pristine = tmp_path / "pristine.sqlite"
+    shutil.copy(target, pristine)
+    before = label_rows(target, times=False)
+    done_copy = tmp_path / "done.sqlite"
+    shutil.copy(target, done_copy)
+    t0 = time.monotonic()
+    r = subprocess.run(cli + ["project", "import", str(done_copy), "--format", "coco", "--from", str(tmp_path / "coco")],
+                       capture_output=True, text=True, env=_env(), timeout=300)
+    import_s = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    after = label_rows(done_copy, times=False)
+    assert after != before
+    rnd = random.Random(SEED + 1)
+    outcomes = {"as before": 0, "fully imported": 0}
+
+    def check_import(run):
+        state = label_rows(target, times=False)
+        assert state in (before, after), f"import kill {run + 1}: the project holds part of the import"
+        outcomes["as before" if state == before else "fully imported"] += 1
+        with ProjectStore.open(target) as store:
+            assert store.integrity_check() == "ok"
+        for suffix in ("", "-wal", "-shm"):  # the next run starts from the unlabelled project again
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        shutil.copy(pristine, target)
+
+    imp = _kill_runs(cli + ["project", "import", str(target), "--format", "coco", "--from", str(tmp_path / "coco")],
+                     rnd, import_s * 1.2, check_import)
+    assert outcomes["as before"] >= 2, outcomes  # kills landed before the commit, not all after the end
+
+    out = tmp_path / "masks"
+    t0 = time.monotonic()
+    r = subprocess.run(cli + ["project", "export", str(source), "--format", "masks", "--out", str(out)],
+                       capture_output=True, text=True, env=_env(), timeout=300)
+    export_s = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    shutil.rmtree(out)
+    labels_before = label_rows(source)
+    partial = {"no manifest": 0, "complete": 0}
+
+    def check_export(run):
+        from semirest.core.data.images import read_mask
+
+        masks = [p for p in out.rglob("*.png") if not p.name.startswith(".")]
+        for p in masks:  # every file that has its name is whole (written aside, then renamed)
+            assert read_mask(p, expected_hw=(SIZE, SIZE)).any(), p
+        if (out / "manifest.csv").is_file():
+            partial["complete"] += 1
+        else:
+            partial["no manifest"] += 1
+        assert label_rows(source) == labels_before
+
+    exp = _kill_runs(cli + ["project", "export", str(source), "--format", "masks", "--out", str(out), "--overwrite"],
+                     rnd, export_s * 1.2, check_export)
+    shutil.rmtree(out)
+    r = subprocess.run(cli + ["project", "export", str(source), "--format", "masks", "--out", str(out)],
+                       capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0 and len(list(out.rglob("*_mask.png"))) == IO_IMAGES, r.stderr
+    report(f"crash safety (import, export): {imp[0]} SIGKILLs during `project import` of {IO_IMAGES} images "
+           f"({outcomes['as before']} left the project as before, {outcomes['fully imported']} fully imported, none part of it); "
+           f"{exp[0]} SIGKILLs during `project export --format masks` ({partial['no manifest']} left no manifest, every "
+           f"mask file whole); the re-runs succeed")

@@ -75,7 +75,7 @@ EXPORT_UNDER_LIMIT = textwrap.dedent("""
     with ProjectStore.open(sys.argv[1]) as store:
         resource.setrlimit(resource.RLIMIT_FSIZE, (60, 60))
         try:
-            formats.export(store, "masks", sys.argv[2])
+            formats.export(store, "masks", sys.argv[2], overwrite=True)
         except OSError as exc:
             print("error:", exc)
             sys.exit(2)

@@ -80,7 +80,7 @@ def test_masks_export_mvtec_layout_and_round_trip(tmp_path):
     rec = a.images()[0]
     assert m.shape == (120, 160) and np.array_equal(m, labels[rec.id].pixels.astype(bool))
     b = _project(tmp_path, "b")
-    assert formats.import_masks(b, tmp_path / "out") == 3
+    assert formats.import_masks(b, tmp_path / "out").images == 3
     for ra, rb in zip(a.images(), b.images()):
         assert np.array_equal(b.load_labels(rb.id, rb.hw).pixels, labels[ra.id].pixels)
 
@@ -109,7 +109,7 @@ def test_coco_round_trip_all_label_types(tmp_path):
     box_ann = next(x for x in doc["annotations"] if x["attributes"]["label_type"] == "box")
     assert len(box_ann["segmentation"][0]) == 8 and len(box_ann["bbox"]) == 4
     b = _project(tmp_path, "b")
-    assert formats.import_coco(b, tmp_path / "coco") == 3
+    assert formats.import_coco(b, tmp_path / "coco").images == 3
     for ra, rb in zip(a.images(), b.images()):
         want, got = labels[ra.id], b.load_labels(rb.id, rb.hw)
         assert np.array_equal(got.pixels, want.pixels)
@@ -123,7 +123,7 @@ def test_box_formats_round_trip(tmp_path, fmt):
     labels = _label(a, with_pixels=False, with_blocks=False)
     formats.export(a, fmt, tmp_path / fmt)
     b = _project(tmp_path, "b")
-    assert formats.import_labels(b, fmt, tmp_path / fmt) == 3
+    assert formats.import_labels(b, fmt, tmp_path / fmt).images == 3
     for ra, rb in zip(a.images(), b.images()):
         _same_boxes(list(labels[ra.id].boxes.values()), list(b.load_labels(rb.id, rb.hw).boxes.values()), tol=0.01)
 

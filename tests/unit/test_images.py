@@ -93,3 +93,31 @@ def test_grey_level_mask_counts_any_nonzero(tmp_path):
     m[5, 5] = 128
     cv2.imwrite(str(tmp_path / "m.png"), m)
     assert read_mask(tmp_path / "m.png").sum() == 2
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_other_tools_show_the_image(tmp_path, orientation):
+    from PIL import Image, ImageOps
+
+    from semirest.core.data.images import read_image, read_mask
+
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)  # not square: a quarter turn shows
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    for ext in ("png", "jpg"):
+        p = tmp_path / f"photo.{ext}"
+        Image.fromarray(stored).save(p, exif=exif.tobytes(), **({"quality": 98} if ext == "jpg" else {}))
+        with Image.open(p) as im:
+            upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        got = read_image(p)
+        assert got.shape == upright.shape
+        if ext == "png":
+            assert np.array_equal(got, upright)
+        else:  # two JPEG decoders: the same picture within a few grey levels
+            assert np.abs(got.astype(int) - upright.astype(int)).mean() < 3
+    m = np.zeros((30, 50), np.uint8)
+    m[2:5, 40:48] = 255
+    Image.fromarray(m).save(tmp_path / "mask.png", exif=exif.tobytes())
+    with Image.open(tmp_path / "mask.png") as im:
+        assert np.array_equal(read_mask(tmp_path / "mask.png"), np.asarray(ImageOps.exif_transpose(im)) > 0)
