@@ -20,7 +20,8 @@ from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.memory.knn import BankSearcher
 from semirest.core.methods.registry import register_method
-from semirest.core.progress import ProgressFn, no_progress
+from semirest.core.progress import ProgressFn
+from semirest.core.progress import no_progress as _no_progress
 from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
 from semirest.core.train.stages import train_stages, unsupervised_stage
 from semirest.core.train.trainer import Trainer, TrainingData, predict_maps, prepare_training_data, relabel
@@ -77,7 +78,7 @@ class SemiREST:
             out.append((im, s.load_mask(im.shape[:2])))
         return out
 
-    def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = no_progress,
+    def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress,
             on_step: Callable[[dict], None] | None = None) -> None:
         """un / sup: one training run. semi: the unsupervised model first (paper 4.2: semi starts from
         it), then the semi stage on the same precomputed data, relabelled with the semi epsilons
@@ -96,7 +97,7 @@ class SemiREST:
         self.residual_scale = self.data.residual_scale
         self.searcher = BankSearcher(self.bank, self.device)
 
-    def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = no_progress) -> list[np.ndarray]:
+    def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
         if self.model is None or self.searcher is None:
             raise RuntimeError("fit() or load() must run before prediction")
         return predict_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images, progress)
