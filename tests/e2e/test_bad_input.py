@@ -361,7 +361,7 @@ def test_nan_infinite_or_outside_boxes_are_refused_at_import_and_by_the_store(sm
     import json
 
     from semirest.core.project.store import BadLabelError
-    from semirest.core.train.boxes import RotatedBox
+    from semirest.core.labels.boxes import RotatedBox
     from tests.conftest import label_rows
 
     before = label_rows(small_project)

@@ -239,8 +239,8 @@ IO_IMAGES = 40
 @pytest.fixture
 def io_projects(tmp_path):
     """A labelled source project and an unlabelled copy of it over the same IO_IMAGES images."""
-    from semirest.core.project.labels import ImageLabels
-    from semirest.core.train.boxes import RotatedBox
+    from semirest.core.labels.image_labels import ImageLabels
+    from semirest.core.labels.boxes import RotatedBox
 
     rng = np.random.default_rng(1)
     folder = tmp_path / "images"

@@ -14,7 +14,7 @@ from semirest.core.cli import main as cli_main
 from semirest.core.data.demo import make_demo_dataset
 from semirest.core.project import formats
 from semirest.core.project.store import NewImage, ProjectStore
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 from tests.conftest import label_rows, make_images
 
 
