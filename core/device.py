@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from semirest.core.config import Config
+
 
 def pick_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:
     """CUDA when present (or asked for), else the CPU.
@@ -22,3 +24,8 @@ def pick_device(spec: str = "auto", local_rank: int | None = None) -> torch.devi
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device '{spec}' was requested but no CUDA device is available")
     return dev
+
+
+def autocast(cfg: Config, device: torch.device):
+    """bf16 autocast for the Swin when ``train.amp`` is on (losses are computed in float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.train.amp))

@@ -18,13 +18,14 @@ import torch
 from semirest.core.config import Config
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.features.extractor import FeatureExtractor
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.maps import predict_maps
+from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.registry import register_method
 from semirest.core.progress import ProgressFn
 from semirest.core.progress import no_progress as _no_progress
 from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
 from semirest.core.train.stages import train_stages, unsupervised_stage
-from semirest.core.train.trainer import Trainer, TrainingData, predict_maps, prepare_training_data, relabel
+from semirest.core.train.trainer import Trainer, TrainingData, prepare_training_data, relabel
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from semirest.core.data.images import read_image
 from semirest.core.device import pick_device
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.files import write_json
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.maps import predict_maps
+from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.semirest import SemiREST
 from semirest.core.metrics import evaluate
 from semirest.core.progress import ProgressEvent, ProgressFn
@@ -40,7 +41,6 @@ from semirest.core.train.trainer import (
     Trainer,
     TrainingCancelled,
     make_image_set,
-    predict_maps,
     prepare_training_data,
     token_grid,
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from semirest.core.memory.bank import residual
+from semirest.core.memory.bank import residual, scale_residual
 from semirest.core.model.tokens import pcr_to_tokens
 from semirest.core.train import rng
 
@@ -95,8 +95,3 @@ class KnnAugmenter:
         r = knn_residuals(query, neighbours, self.a1, self.a2, self.mode, self.noise, self.noise_std,
                           self.noise_clip, generator)
         return pcr_to_tokens(scale_residual(r, self.scale), self.rho)
-
-
-def scale_residual(r: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """What the Swin sees of a residual: divided by the global scale (defaults row 6)."""
-    return r / scale if scale != 1.0 else r

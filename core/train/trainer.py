@@ -32,19 +32,19 @@ from torch import nn
 
 from semirest.core import distributed
 from semirest.core.config import SEMI_METHODS, Config, ConfigError
+from semirest.core.device import autocast
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
 from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
-from semirest.core.maps import to_image_maps
-from semirest.core.memory.bank import MemoryBank, residual
+from semirest.core.maps import swin_token_map
+from semirest.core.memory.bank import BankSearcher, MemoryBank, residual, scale_residual
 from semirest.core.memory.fit import fit_memory_bank
-from semirest.core.memory.knn import BankSearcher
-from semirest.core.model.bagging import predict_bagged, predict_whole, window_origins
+from semirest.core.model.bagging import window_origins
 from semirest.core.model.swin import ResidualSwin, SwinConfig
-from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
+from semirest.core.model.tokens import pcr_to_tokens
 from semirest.core.progress import ProgressEvent, ProgressFn
 from semirest.core.progress import no_progress as _no_progress
-from semirest.core.train.augment import KnnAugmenter, pcr_dropout, scale_residual
+from semirest.core.train.augment import KnnAugmenter, pcr_dropout
 from semirest.core.train.box_targets import box_token_targets
 from semirest.core.train.losses import focal_loss
 from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
@@ -57,11 +57,6 @@ class TrainingDataError(ValueError):
 
 class TrainingCancelled(Exception):
     """Raised inside :meth:`Trainer.run` when the cancel callable returns True."""
-
-
-def autocast(cfg: Config, device: torch.device):
-    """bf16 autocast when ``train.amp`` is on (the loss itself is computed in float32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.train.amp))
 
 
 # -- model ------------------------------------------------------------------------------------------
@@ -491,16 +486,7 @@ class Trainer:
         return self.ema.model
 
 
-# -- prediction ------------------------------------------------------------------------------------
-def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, scale: float) -> torch.Tensor:
-    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7."""
-    h, w, d = feats.shape
-    rows = searcher.search(feats.reshape(-1, d), 1)[:, 0]
-    matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
-    r = scale_residual(residual(feats, matched, cfg.bank.residual), scale)
-    return pcr_to_tokens(r, cfg.model.rho)
-
-
+# -- the box method's scorer -------------------------------------------------------------------
 @torch.no_grad()
 def token_scores(cfg: Config, model: nn.Module, images: ImageSet, bank_features: torch.Tensor,
                  scale: float, window_batch: int = 64) -> list[np.ndarray]:
@@ -512,42 +498,5 @@ def token_scores(cfg: Config, model: nn.Module, images: ImageSet, bank_features:
         f = images.features[i].float()
         matched = bank_features[images.neighbours[i, ..., 0]].float()
         r = scale_residual(residual(f, matched, cfg.bank.residual), scale)
-        tokens = pcr_to_tokens(r, cfg.model.rho).to(device)
-        with autocast(cfg, device):
-            if cfg.model.bagging:
-                m = predict_bagged(model, tokens, cfg.model.mu, cfg.model.step, window_batch)
-            else:
-                m = predict_whole(model, tokens)
-        out.append(m.float().cpu().numpy())
+        out.append(swin_token_map(cfg, model, pcr_to_tokens(r, cfg.model.rho).to(device), window_batch).cpu().numpy())
     return out
-
-
-def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
-                       scale: float, images: Sequence[np.ndarray], window_batch: int = 64) -> list[np.ndarray]:
-    """Anomaly probability per feature position ((h_f, w_f) float32 each) by bagging (Eq. 10) or
-    one whole-map Swin (ablation)."""
-    feats = extractor(images)
-    device = next(model.parameters()).device
-    out = []
-    for f in feats:
-        tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale).to(device)
-        with autocast(cfg, device):
-            if cfg.model.bagging:
-                m = predict_bagged(model, tokens, cfg.model.mu, cfg.model.step, window_batch)
-            else:
-                m = predict_whole(model, tokens)
-        out.append(expand_token_map(m, cfg.model.rho).float().cpu().numpy())
-    return out
-
-
-def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
-                 images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
-    """Maps at each image's own resolution (bilinear + Gaussian sigma, as PatchCore)."""
-    maps: list[np.ndarray] = []
-    bs = extractor.cfg.batch_size
-    for i in range(0, len(images), bs):
-        batch = images[i:i + bs]
-        tm = predict_token_maps(cfg, model, extractor, searcher, scale, batch)
-        maps += to_image_maps(np.stack(tm), [im.shape[:2] for im in batch], cfg.eval.sigma)
-        progress(ProgressEvent("predict", min(i + bs, len(images)), len(images)))
-    return maps

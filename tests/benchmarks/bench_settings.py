@@ -49,10 +49,11 @@ from semirest.core.device import pick_device
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.labels.blocks import POSITIVE, block_fractions, block_labels
 from semirest.core.labels.boxes import RotatedBox, boxes_from_mask, boxes_to_mask
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.patchcore import PatchCore
 from semirest.core.metrics import evaluate
-from semirest.core.train.trainer import Trainer, predict_maps, prepare_training_data, relabel, token_scores
+from semirest.core.maps import predict_maps
+from semirest.core.train.trainer import Trainer, prepare_training_data, relabel, token_scores
 
 
 def pct(m: dict) -> dict:

@@ -322,13 +322,15 @@ def speed_of(run: Run, preset: str, cat) -> dict:
     import torch
 
     from semirest.core.memory.bank import MemoryBank
-    from semirest.core.memory.knn import BankSearcher
+    from semirest.core.memory.bank import BankSearcher
     from semirest.core.model.bagging import predict_bagged, predict_whole, window_origins
     from semirest.core.model.swin import count_parameters
     from semirest.core.data.datasets import load_images
     from semirest.core.features.extractor import FeatureExtractor
     from semirest.core.memory.fit import bank_index_options
-    from semirest.core.train.trainer import autocast, build_model, predict_maps, residual_tokens
+    from semirest.core.device import autocast
+    from semirest.core.maps import predict_maps, residual_tokens
+    from semirest.core.train.trainer import build_model
 
     cfg, note = speed_config(run, preset)
     dev = run.device
@@ -515,7 +517,7 @@ def faiss_gpu_check(run: Run) -> dict:
         return {"skipped": f"faiss is not importable ({exc})"}
     if not gpu_faiss_available():
         return {"skipped": f"faiss {faiss.__version__} has no GPU support here (a faiss-cpu build, or no CUDA device); "
-                           "the bank's 1-NN searches run on torch (memory.knn.BankSearcher) instead"}
+                           "the bank's 1-NN searches run on torch (memory.bank.BankSearcher) instead"}
     rng = np.random.default_rng(0)
     n, d, q = (20000, 1024, 20000) if not run.dry else (2000, 64, 500)
     x = rng.standard_normal((n, d)).astype(np.float32)
@@ -582,11 +584,12 @@ def accuracy_of(run: Run, cat) -> dict:
 
     from semirest.core.config import TrainConfig, make_config, semi_rampup_steps
     from semirest.core.data.datasets import split_budget
-    from semirest.core.memory.knn import BankSearcher
+    from semirest.core.memory.bank import BankSearcher
     from semirest.core.metrics import evaluate
     from semirest.core.data.datasets import load_images
     from semirest.core.features.extractor import FeatureExtractor
-    from semirest.core.train.trainer import Trainer, TrainingCancelled, predict_maps, prepare_training_data, relabel
+    from semirest.core.maps import predict_maps
+    from semirest.core.train.trainer import Trainer, TrainingCancelled, prepare_training_data, relabel
 
     dev = run.device
     over, notes = accuracy_overrides(run)

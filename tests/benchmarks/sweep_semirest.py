@@ -18,7 +18,7 @@ import argparse, copy, json, os, sys, time, types
 import numpy as np, torch
 from semirest.core.config import apply_overrides, make_config
 from semirest.core.data.datasets import load_mvtec_category
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.memory.bank import BankSearcher
 from semirest.core.metrics import evaluate
 from semirest.core.model.bagging import predict_bagged
 from semirest.core.model.tokens import pcr_to_tokens

@@ -9,7 +9,7 @@ import torch
 from semirest.core.config import BankConfig, FeatureConfig
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.coreset import coverage_radius, select_coreset
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.memory.bank import BankSearcher
 from semirest.core.features.store import FeatureStore
 from semirest.core.memory.stream import memory_bound_bytes, stream_coreset
 from semirest.core.features.extractor import FeatureExtractor

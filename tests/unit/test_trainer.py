@@ -9,7 +9,7 @@ from semirest.core.config import make_config
 from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.data.demo import make_demo_dataset
 from semirest.core.memory.bank import MemoryBank
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.memory.bank import BankSearcher
 from semirest.core.data.datasets import load_images
 from semirest.core.train.checkpoint import CheckpointError, load_checkpoint
 from semirest.core.methods.semirest import SemiREST
@@ -95,7 +95,7 @@ def test_bf16_autocast_trains_and_predicts_close_to_float32(fitted, demo, device
     of the same weights stay within bf16 rounding of the float32 ones (and do differ: autocast ran)."""
     import copy
 
-    from semirest.core.train.trainer import predict_maps
+    from semirest.core.maps import predict_maps
 
     _, _, test = demo
     amp = copy.deepcopy(fitted.cfg)
