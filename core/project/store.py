@@ -459,6 +459,16 @@ class _WriterLock:
 
 
 # ---------------------------------------------------------------------------------------- store
+
+def _new_file(path: str | os.PathLike, advice: str) -> Path:
+    """``path`` made absolute, refused if it exists or its folder does not: a new project file."""
+    path = Path(os.path.abspath(path))
+    if path.exists():
+        raise ProjectError(f"{path}: already exists; {advice}")
+    if not path.parent.is_dir():
+        raise ProjectError(f"{path.parent}: folder does not exist")
+    return path
+
 class ProjectStore:
     """One open project file. Not thread-safe: use it from one thread (the GUI thread)."""
 
@@ -589,11 +599,7 @@ class ProjectStore:
         """Create a project that appears under ``path`` only once ``fill`` has run: it is built
         under a temporary name beside it, closed, then linked into place. A killed create leaves
         only the temporary file, which the next create removes, so nothing blocks the re-run."""
-        path = Path(os.path.abspath(path))
-        if path.exists():
-            raise ProjectError(f"{path}: already exists; open it, or choose another file name")
-        if not path.parent.is_dir():
-            raise ProjectError(f"{path.parent}: folder does not exist")
+        path = _new_file(path, "open it, or choose another file name")
         tmp = path.with_name(f".{path.name}.creating")
         holder = _WriterLock.acquire(tmp)
         if holder is not None:
@@ -685,11 +691,7 @@ class ProjectStore:
         """One self-contained project file at ``dst`` with every committed edit (SQLite's ``VACUUM
         INTO``: a consistent snapshot, also while the studio writes, WAL included). Image, mask and
         checkpoint paths are made relative to the copy's folder; an existing ``dst`` is refused."""
-        dst = Path(os.path.abspath(dst))
-        if dst.exists():
-            raise ProjectError(f"{dst}: already exists; choose another file name")
-        if not dst.parent.is_dir():
-            raise ProjectError(f"{dst.parent}: folder does not exist")
+        dst = _new_file(dst, "choose another file name")
         tmp = dst.with_name(f".{dst.name}.{os.getpid()}.copy")
         for leftover in (tmp, Path(f"{tmp}-journal")):
             leftover.unlink(missing_ok=True)
