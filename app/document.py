@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from semirest.core.project.labels import ImageLabels, grid_shape
+from semirest.core.labels.image_labels import ImageLabels, grid_shape
 from semirest.core.project.store import ProjectStore, ProjectWriteError
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels, half-open
 

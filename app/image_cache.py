@@ -3,26 +3,27 @@
 Decoding (PNG/TIFF -> RGB -> BGRA for a QImage) is the slow part of switching images (150-450 ms
 for a 4096x4096 PNG on a shared 2-core machine), so the GUI thread never waits for a large file:
 
-- the neighbours in both directions are read ahead in a background thread, so A/D usually find
+- the neighbours in both directions are read ahead in a background lane, so A/D usually find
   the image decoded;
-- the image the inspector jumps to is decoded in its own thread (it does not queue behind
+- the image the inspector jumps to is decoded in its own lane (it does not queue behind
   read-ahead), and meanwhile the canvas shows its preview (``core.project.previews``);
 - every decode of a large file also stores its preview, and ``sweep`` makes the missing previews
   one at a time while nothing else is being decoded.
 
+The lanes and jobs are the studio's one background-work pattern (:mod:`semirest.app.workers`).
 OpenCV releases the GIL while decoding. Images the studio cannot show come back with an error
 text, not an exception.
 """
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from semirest.app.workers import Lane, Worker
 from semirest.core.data.images import ImageReadError, image_size, read_image
 from semirest.core.project.previews import Preview, PreviewStore, needs_preview
 
@@ -77,22 +78,16 @@ def _make_preview(path: Path, previews: PreviewStore) -> None:
         previews.put(path, rgb)
 
 
-def _done(value) -> Future:
-    f: Future = Future()
-    f.set_result(value)
-    return f
-
-
 class ImageCache:
     def __init__(self, max_items: int = 5, previews: PreviewStore | None = None):
         self.max_items = max_items
         self.previews = previews
-        self._items: OrderedDict[Path, Future] = OrderedDict()
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-readahead")
-        self._foreground = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-current")
-        self._sweep: Future | None = None
+        self._items: OrderedDict[Path, Worker] = OrderedDict()
+        self._background = Lane("image-readahead")
+        self._foreground = Lane("image-current")
+        self._sweep: Worker | None = None
 
-    def _remember(self, path: Path, f: Future) -> Future:
+    def _remember(self, path: Path, f: Worker) -> Worker:
         self._items[path] = f
         self._items.move_to_end(path)
         while len(self._items) > self.max_items:
@@ -107,7 +102,7 @@ class ImageCache:
         self._items.move_to_end(path)
         return f.result()
 
-    def request(self, path: Path) -> Future:
+    def request(self, path: Path) -> Worker:
         """The image the inspector wants now: decoded at once in the foreground thread (a
         read-ahead of it that has not started yet is cancelled, not waited for)."""
         f = self._items.get(path)
@@ -116,7 +111,7 @@ class ImageCache:
             return f
         if f is not None:
             f.cancel()
-        return self._remember(path, self._foreground.submit(load_for_display, path, self.previews))
+        return self._remember(path, self._foreground.start_worker(Worker(load_for_display, path, self.previews)))
 
     def get(self, path: Path) -> LoadedImage:
         """Blocking: the decoded image (for small files, scripts and tests)."""
@@ -129,12 +124,12 @@ class ImageCache:
         """Read ahead, in this order, in the background thread."""
         for p in paths:
             if p not in self._items:
-                self._remember(p, self._background.submit(load_for_display, p, self.previews))
+                self._remember(p, self._background.start_worker(Worker(load_for_display, p, self.previews)))
             # not moved to the end: read-ahead must not push out the image on screen
 
     @property
     def idle(self) -> bool:
-        return all(f.done() for f in self._items.values()) and (self._sweep is None or self._sweep.done())
+        return all(f.ended() for f in self._items.values()) and (self._sweep is None or self._sweep.ended())
 
     def sweep(self, todo: deque) -> bool:
         """Start making the preview of the next image in ``todo`` that needs one (taking it off
@@ -146,10 +141,10 @@ class ImageCache:
         while todo:
             p = todo.popleft()
             if needs_preview(p) and not self.previews.has(p):
-                self._sweep = self._background.submit(_make_preview, p, self.previews)
+                self._sweep = self._background.start_worker(Worker(_make_preview, p, self.previews))
                 return True
         return False
 
     def shutdown(self) -> None:
-        for pool in (self._background, self._foreground):
-            pool.shutdown(wait=True, cancel_futures=True)
+        for lane in (self._background, self._foreground):
+            lane.stop(30000)

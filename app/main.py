@@ -13,10 +13,23 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+import time
 from pathlib import Path
 
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+import numpy as np
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QFileDialog
+
+from semirest.app.main_window import open_project_window
+from semirest.app.script import read_script, run_script
+from semirest.app.tour import GuidedTour
+from semirest.core import __version__
+from semirest.core.cli import main as cli_main
+from semirest.core.data.images import write_png
+from semirest.core.project import formats
+from semirest.core.project.demo import ensure_demo_project
+from semirest.core.project.store import NewImage, ProjectStore
 
 
 def _default_annotator() -> str:
@@ -26,47 +39,7 @@ def _default_annotator() -> str:
         return "annotator"
 
 
-def open_project_window(
-    path,
-    annotator: str,
-    new_images=None,
-    parent_for_errors=None,
-    show_error: Callable[[str], None] | None = None,
-):
-    """The main window on a project (created first if the file does not exist), or None after
-    telling the user why it cannot be opened."""
-    from semirest.app.main_window import MainWindow
-    from semirest.core.data.datasets import DatasetLayoutError
-    from semirest.core.project.store import ProjectError, ProjectStore
-
-    def error(text: str) -> None:
-        print(f"semirest-studio: error: {text}", file=sys.stderr)
-        if show_error is not None:
-            show_error(text)
-        else:
-            QMessageBox.critical(parent_for_errors, "Cannot open project", text)
-
-    path = Path(path)
-    try:
-        if path.exists():
-            if new_images is not None:
-                raise ProjectError(f"{path}: already exists; leave out --images/--mvtec to open it")
-            store = ProjectStore.open(path)
-        else:
-            images = new_images() if new_images is not None else []
-            store = ProjectStore.create(path)
-            store.add_images(images)
-    except (ProjectError, DatasetLayoutError, OSError) as exc:
-        error(str(exc))
-        return None
-    if store.read_only:
-        print(f"semirest-studio: note: {store.read_only_reason}", file=sys.stderr)
-    return MainWindow(store, annotator)
-
-
 def _version() -> str:
-    from semirest.core import __version__
-
     return __version__
 
 
@@ -106,15 +79,6 @@ def self_check(annotator: str = "self-check") -> int:
     """Start-and-quit check of an installed or packaged studio: a temporary project over two
     generated images, the main window, one edit per label type through the tools, a normal close,
     and a re-read of the file. Prints one line; returns 0 when everything was saved."""
-    import tempfile
-    import time
-
-    import numpy as np
-
-    from semirest.app.script import run_script
-    from semirest.core.data.images import write_png
-    from semirest.core.project.store import NewImage, ProjectStore
-
     t0 = time.perf_counter()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     with tempfile.TemporaryDirectory(prefix="semirest-self-check-") as tmp:
@@ -168,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo and not args.script and _headless():
         print("semirest-studio: no display found; running the headless demo instead (`semirest demo`: "
               "synthetic dataset -> baseline -> heatmaps and metrics)", file=sys.stderr)
-        from semirest.core.cli import main as cli_main
-
         return cli_main(["demo"])
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("SemiREST Studio")
@@ -179,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.project or args.images or args.mvtec:
             print("semirest-studio: error: --demo opens its own project; leave out PROJECT, --images and --mvtec", file=sys.stderr)
             return 2
-        from semirest.core.project.demo import ensure_demo_project
-
         try:
             print("semirest-studio: preparing the demo project (the first time takes a few seconds)…", file=sys.stderr)
             project = str(ensure_demo_project(args.demo_dir))
@@ -196,8 +156,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     new_images = None
     if args.images or args.mvtec:
-        from semirest.core.project import formats
-
         if args.mvtec and not args.category:
             print("semirest-studio: error: --mvtec needs --category", file=sys.stderr)
             return 2
@@ -218,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     window.show()
     if args.script:
-        from semirest.app.script import read_script, run_script
-
         try:
             ops = read_script(args.script)
         except (OSError, ValueError) as exc:
@@ -231,15 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
         return 0
     if args.demo and not args.no_tour:
-        from semirest.app.tour import GuidedTour
-
         window.tour = GuidedTour(window)
     return app.exec()
 
 
 def _set_icon(app) -> None:
-    from PySide6.QtGui import QIcon
-
     icon = resource_path("semirest-studio.png")
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))

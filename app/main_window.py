@@ -1,7 +1,10 @@
 """The studio's main window: layout and wiring only (tools, session, panels do the work)."""
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QFont
@@ -12,11 +15,14 @@ from semirest.app.canvas.tools.blocks import BlockTool
 from semirest.app.canvas.tools.box import BoxTool
 from semirest.app.canvas.tools.brush import BrushTool
 from semirest.app.canvas.view import CanvasView
-from semirest.app.memory import freeze_long_lived_objects, keep_large_arrays_on_fresh_pages
+from semirest.app.heap import freeze_long_lived_objects, keep_large_arrays_on_fresh_pages
 from semirest.app.panels.image_list import ImageListPanel, format_seconds
 from semirest.app.panels.study import StudyPanel
 from semirest.app.session import LabelingSession
-from semirest.core.project.store import ProjectStore
+from semirest.core.data.datasets import DatasetLayoutError
+from semirest.core.data.images import ImageReadError
+from semirest.core.project.formats import FORMATS, ExportTargetNotEmpty, check_new_images, export, images_from_folder
+from semirest.core.project.store import ProjectError, ProjectStore
 
 INPUT_EVENTS = {QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel, QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride}
 
@@ -26,11 +32,11 @@ class _ActivityFilter(QObject):
 
     def __init__(self, window):
         super().__init__(window)
-        self.window = window
+        self.main_window = window
 
     def eventFilter(self, obj, event) -> bool:
-        if event.type() in INPUT_EVENTS and isinstance(obj, QWidget) and obj.window() is self.window:
-            self.window.session.tracker.note_input()
+        if event.type() in INPUT_EVENTS and isinstance(obj, QWidget) and obj.window() is self.main_window:
+            self.main_window.session.tracker.note_input()
         return False
 
 
@@ -83,10 +89,10 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.study_dock, self.list_dock, Qt.Orientation.Vertical)
         self.study_dock.hide()
         self.resizeDocks([self.list_dock], [380], Qt.Orientation.Horizontal)
-        self.train_panel = make_train_panel(self)
+        self.train_panels = make_train_dock(self.session, self.canvas)
         self.train_dock = QDockWidget("Train", self)
         self.train_dock.setObjectName("train_dock")
-        self.train_dock.setWidget(self.train_panel)
+        self.train_dock.setWidget(self.train_panels)
         self.train_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.train_dock)
         self.resizeDocks([self.train_dock], [330], Qt.Orientation.Horizontal)
@@ -152,26 +158,31 @@ class MainWindow(QMainWindow):
         on_triggered(a["export"], self._export)
         on_triggered(a["save_copy"], self._save_copy)
         on_triggered(a["quit"], self.close)
-        t = self.train_panel
+        t = self.train_panels
         on_triggered(a["train"], t.start)
         on_triggered(a["retrain"], t.retrain)
         on_triggered(a["cancel_training"], t.cancel)
         on_triggered(a["heatmap"], t.toggle_heatmap)
         on_triggered(a["propose_boxes"], t.propose)
         on_triggered(a["sort_by_score"], self.image_list.sort_by_score)
-        s.summary_changed.connect(lambda _id: t.refresh_setting())
+        t.message.connect(self._show_message)
+        t.scores_changed.connect(self.image_list.set_scores)
+        t.box_review_started.connect(a["box"].trigger)
         s.image_changed.connect(self._image_changed)
         s.summary_changed.connect(self.image_list.model.refresh)
         s.summary_changed.connect(lambda _id: self.image_list.update_progress())
         s.save_state_changed.connect(self._update_status)
-        s.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
-        c.message = lambda text: self.statusBar().showMessage(text, 6000)
+        s.message.connect(self._show_message)
+        c.message.connect(self._show_message)
         self.image_list.image_chosen.connect(s.open_index)
         c.zoom_changed.connect(lambda _z: self._update_status())
         c.tool_state_changed.connect(self._update_status)
         c.cursor_moved.connect(self._show_cursor)
 
     # -- reactions ------------------------------------------------------------------------------
+    def _show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 6000)
+
     def _use_tool(self, tool) -> None:
         self.canvas.set_tool(tool)
         self.session.tool_changed()
@@ -188,7 +199,7 @@ class MainWindow(QMainWindow):
         if index < 0:
             return
         self.image_list.select_row(index)
-        self.train_panel.image_changed()
+        self.train_panels.image_changed()
         rec = self.session.record
         if self.study_dock.isVisible():
             loaded = self.session.loaded
@@ -253,7 +264,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         QApplication.instance().removeEventFilter(self.activity)
         self._clock.stop()
-        self.train_panel.shutdown()
+        self.train_panels.shutdown()
         self.session.shutdown()
         event.accept()
 
@@ -273,8 +284,6 @@ class MainWindow(QMainWindow):
 
     # -- file actions ---------------------------------------------------------------------------
     def _open_other(self) -> None:
-        from semirest.app.main import open_project_window
-
         path, _ = QFileDialog.getOpenFileName(self, "Open project", str(self.session.store.root), "SemiREST projects (*.sqlite *.db *.semirest);;All files (*)")
         if path:
             w = open_project_window(path, self.session.tracker.annotator, parent_for_errors=self)
@@ -290,10 +299,6 @@ class MainWindow(QMainWindow):
     def add_folder(self, folder) -> bool:
         """Add the readable images of ``folder``; files that cannot be used are listed to the user
         with their reasons (core/project/formats.check_new_images). True if images were added."""
-        from semirest.core.data.datasets import DatasetLayoutError
-        from semirest.core.project.formats import check_new_images, images_from_folder
-        from semirest.core.project.store import ProjectError
-
         try:
             checked = check_new_images(images_from_folder(folder))
             if checked.usable:
@@ -313,9 +318,7 @@ class MainWindow(QMainWindow):
         if not checked.usable:
             return False
         self.session.reload_records()
-        self.image_list.model.beginResetModel()
-        self.image_list.model._row_of = {r.id: i for i, r in enumerate(self.session.records)}
-        self.image_list.model.endResetModel()
+        self.image_list.model.records_reloaded()
         self.image_list.update_progress()
         if self.session.index < 0:
             self.session.open_index(0)
@@ -344,10 +347,6 @@ class MainWindow(QMainWindow):
         return True
 
     def _export(self) -> None:
-        from semirest.core.data.images import ImageReadError
-        from semirest.core.project.formats import FORMATS, ExportTargetNotEmpty, export
-        from semirest.core.project.store import ProjectError
-
         fmt, ok = QInputDialog.getItem(self, "Export", "Format:", list(FORMATS), 0, False)
         if not ok:
             return
@@ -368,14 +367,48 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported {fmt}: {len(paths)} files in {out}", 8000)
 
 
-def make_train_panel(parent):
-    """The Train panel, or a stand-in that says why where PyTorch is missing (desktop package)."""
+def open_project_window(
+    path,
+    annotator: str,
+    new_images=None,
+    parent_for_errors=None,
+    show_error: Callable[[str], None] | None = None,
+):
+    """The main window on a project (created first if the file does not exist), or None after
+    telling the user why it cannot be opened."""
+    def error(text: str) -> None:
+        print(f"semirest-studio: error: {text}", file=sys.stderr)
+        if show_error is not None:
+            show_error(text)
+        else:
+            QMessageBox.critical(parent_for_errors, "Cannot open project", text)
+
+    path = Path(path)
     try:
-        from semirest.app.panels.train import TrainPanel
+        if path.exists():
+            if new_images is not None:
+                raise ProjectError(f"{path}: already exists; leave out --images/--mvtec to open it")
+            store = ProjectStore.open(path)
+        else:
+            images = new_images() if new_images is not None else []
+            store = ProjectStore.create(path)
+            store.add_images(images)
+    except (ProjectError, DatasetLayoutError, OSError) as exc:
+        error(str(exc))
+        return None
+    if store.read_only:
+        print(f"semirest-studio: note: {store.read_only_reason}", file=sys.stderr)
+    return MainWindow(store, annotator)
+
+
+def make_train_dock(session: LabelingSession, canvas: CanvasView) -> QWidget:
+    """The Train dock's panels, or a stand-in that says why where PyTorch is missing (desktop package)."""
+    try:
+        from semirest.app.panels.train_dock import TrainDock  # imports torch: the desktop package has none
     except ImportError as exc:
         if "torch" not in str(exc):
             raise
         from semirest.app.panels.no_training import NoTrainingPanel
 
-        return NoTrainingPanel(str(exc), parent)
-    return TrainPanel(parent)
+        return NoTrainingPanel(str(exc))
+    return TrainDock(session, canvas)

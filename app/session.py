@@ -12,15 +12,15 @@ from collections import OrderedDict, deque
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from semirest.app.canvas.view import CanvasView
 from semirest.app.document import ImageDocument
 from semirest.app.image_cache import ImageCache, LoadedImage
 from semirest.app.timing import TimeTracker
-from semirest.app.undo import Command, HistoryBook
+from semirest.app.undo import BoxAddCommand, Command, HistoryBook
 from semirest.core.data.images import ImageReadError
-from semirest.core.project.labels import LABEL_TYPES
+from semirest.core.labels.image_labels import LABEL_TYPES
 from semirest.core.project.previews import PreviewStore, needs_preview, preview_folder
 from semirest.core.project.store import ImageRecord, LabelSummary, ProjectError, ProjectStore, ProjectWriteError, TimeSpan
 
@@ -32,7 +32,6 @@ class LabelingSession(QObject):
     summary_changed = Signal(int)  # image id
     save_state_changed = Signal()
     message = Signal(str)
-    _full_image_ready = Signal(str)  # emitted from the decoding thread, delivered in the GUI thread
 
     def __init__(self, store: ProjectStore, canvas: CanvasView, annotator: str, clock=time.monotonic):
         super().__init__()
@@ -49,13 +48,12 @@ class LabelingSession(QObject):
         self.tracker.totals = store.time_totals()
         self._pending_spans: list[TimeSpan] = []
         self.save_error: str | None = None
-        canvas.push_command = self.push
+        canvas.command_done.connect(self.push)
         self._retry = QTimer(self)
         self._retry.setInterval(2000)
         self._retry.timeout.connect(self.retry_saves)
-        self._loading = None  # Future of the full image while its preview is shown
+        self._loading = None  # the decoding job of the full image while its preview is shown
         self._ahead: tuple[int, ...] = ()
-        self._full_image_ready.connect(self._on_full_image_ready, Qt.ConnectionType.QueuedConnection)
         # make the missing previews in the background, nearest images first, one at a time
         self._sweep_todo: deque = deque()
         self._sweep = QTimer(self)
@@ -75,7 +73,7 @@ class LabelingSession(QObject):
     def open_index(self, index: int) -> None:
         """Show image ``index`` without waiting for a large file to decode: if it was not read
         ahead, its preview (or a "Loading…" text) is shown at once and the full image replaces it
-        when the foreground thread has decoded it (``_full_image_ready``)."""
+        when the foreground lane has decoded it (``_on_full_image_ready``)."""
         if not self.records or not (0 <= index < len(self.records)):
             return
         if self.canvas.tool is not None:
@@ -92,8 +90,10 @@ class LabelingSession(QObject):
             self._show_full(img)
         else:
             self._show_preview(rec, path)
-            self._loading = fut = self.cache.request(path)
-            fut.add_done_callback(lambda _f, p=path: self._full_image_ready.emit(str(p)))
+            self._loading = job = self.cache.request(path)
+            job.signals.finished.connect(lambda p=str(path): self._on_full_image_ready(p))  # queued to this thread
+            if job.ended():  # it finished before the connection: its signal is gone
+                QTimer.singleShot(0, lambda p=str(path): self._on_full_image_ready(p))
         self.tracker.set_target(rec.id, self.canvas.tool.label_type if self.canvas.tool else None)
         self._ahead = (index + 1, index - 1) if forward else (index - 1, index + 1)  # direction of travel first
         if img is not None:  # else after the full image: read-ahead must not slow it down
@@ -134,13 +134,11 @@ class LabelingSession(QObject):
         self.reference_mask = reference
 
     def _on_full_image_ready(self, path: str) -> None:
-        rec, fut = self.record, self._loading
-        if rec is None or fut is None or str(self.store.image_path(rec)) != path or not fut.done():
+        rec, job = self.record, self._loading
+        if rec is None or job is None or str(self.store.image_path(rec)) != path or not job.done():
             return  # the inspector moved on; the decoded image stays in the cache
         self._loading = None
-        if fut.cancelled():
-            return self.open_index(self.index)
-        img: LoadedImage = fut.result()
+        img: LoadedImage = job.result()
         doc = self.canvas.document
         if img.bgra is not None and doc is not None and doc.hw == tuple(img.hw):
             if rec.hw != doc.hw:  # first full view: remember the size
@@ -231,6 +229,16 @@ class LabelingSession(QObject):
     def push(self, cmd: Command) -> None:
         self.book.push(self.record.id, cmd)
         self._labels_changed()
+
+    def add_boxes(self, boxes) -> int:
+        """Boxes as labels of the image on screen, each its own undoable edit (accepted suggestions);
+        returns how many were added (none where the image cannot be edited now)."""
+        doc = self.document
+        if doc is None or not self.canvas.can_edit():
+            return 0
+        for b in boxes:
+            self.push(BoxAddCommand(doc.add_box(b), b))
+        return len(boxes)
 
     def undo(self) -> Command | None:
         return self._step(self.book.history(self.record.id).undo) if self._can_step() else None

@@ -13,8 +13,8 @@ from collections import OrderedDict
 import numpy as np
 
 from semirest.app.document import ImageDocument, Rect
-from semirest.core.project.labels import BOX, GRIDS, PIXEL
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.image_labels import BOX, GRIDS, PIXEL
+from semirest.core.labels.boxes import RotatedBox
 
 
 def _pack(a: np.ndarray) -> bytes:

@@ -1,46 +1,30 @@
 """One benchmark run: fit a method on a category's normal images, predict its test set, score it.
 
-Methods register in :data:`METHODS` as factories ``(config, device) -> Method`` where a Method
-has ``fit(images, progress)`` and ``predict(images, progress) -> maps`` at each image's own
-resolution. The JSON written by the CLI has one stable shape for every method and setting.
+Methods register themselves in :data:`semirest.core.methods.METHODS` as factories
+``(config, device, category) -> Method`` where a Method has ``fit(images, progress)`` and
+``predict(images, progress) -> maps`` at each image's own resolution. The JSON written by the CLI
+has one stable shape for every method and setting.
 """
 from __future__ import annotations
 
 import os
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from semirest.core import files
 from semirest.core.config import Config
-from semirest.core.data.datasets import Category, Sample, load_mvtec_category
+from semirest.core.data.datasets import Category, Sample, load_images, load_mvtec_category
+from semirest.core.device import pick_device
+from semirest.core.methods import METHODS
 from semirest.core.metrics import evaluate
-from semirest.core.pipeline import FeatureExtractor, PatchCore, ProgressEvent, ProgressFn, load_images, pick_device
-
-
-class Method(Protocol):
-    def fit(self, images: list[np.ndarray], progress: ProgressFn) -> None: ...
-
-    def predict(self, images: list[np.ndarray], progress: ProgressFn) -> list[np.ndarray]: ...
-
-
-def _patchcore(cfg: Config, device: torch.device, category: Category) -> Method:
-    return PatchCore(FeatureExtractor(cfg.features, device), cfg.bank, cfg.eval.sigma, cfg.seed)
-
-
-def _semirest(cfg: Config, device: torch.device, category: Category) -> Method:
-    from semirest.core.train.method import semirest_factory  # the trainer imports this module's neighbours
-
-    return semirest_factory(cfg, device, category)
-
-
-METHODS: dict[str, Callable[[Config, torch.device, Category], Method]] = {"patchcore": _patchcore, "semirest": _semirest}
+from semirest.core.progress import ProgressEvent, ProgressFn
 
 
 def machine_description() -> str:
@@ -115,8 +99,6 @@ def run_benchmark(
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike) -> None:
-    from semirest.core import files
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     files.write_json(path, result)

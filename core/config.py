@@ -81,6 +81,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
+    # -- the paper's knobs (section 4.2; defaults table rows 5-12) --
     steps: int = 8000
     lr: float = 1e-4
     weight_decay: float = 0.05
@@ -95,22 +96,12 @@ class TrainConfig:
     b3: int = 0  # real anomalous images per iteration (sup / semi)
     focal_alpha: float = 0.25
     focal_gamma: float = 4.0
-    knn_aug: bool = True  # Eq. 12
-    a1: float = 0.5
+    a1: float = 0.5  # Eq. 12
     a2: float = 0.8
     noise_std: float = 0.2
     noise_clip: float = 0.223
-    pcr_dropout: bool = False  # Eq. 13 in the fully supervised part
-    dropout_alpha: float = 0.25
-    positive_windows: bool = False  # an image with positive tokens always gives one window holding some
-    synthetic_pool: int = 0  # synthetic images prepared up front; 0 = one per normal pool image
-    normal_pool: int = 0  # normal images with precomputed k-NN used for training; 0 = all
-    residual_norm: bool = True  # divide residuals by their mean on normal tokens (defaults row 6)
-    log_residual: bool = False  # feed log(1 + r) instead of r to the Swin (see core/train/augment.py)
-    amp: bool = False  # bf16 autocast for the Swin in training and prediction (CPU AMX / GPU)
+    dropout_alpha: float = 0.25  # Eq. 13
     # semi-supervised (ResMixMatch, Algorithm 1)
-    mixmatch: bool = True
-    mix_dropout: bool = True  # random PCR dropout inside ResMixMatch (Algorithm 1 step 7; ablation)
     m_copies: int = 3
     sharpen_t: float = 0.5
     mixup_alpha: float = 0.75
@@ -118,11 +109,24 @@ class TrainConfig:
     gamma_u: float = 4.0
     lambda_u: float = 5.0
     rampup_steps: int = 400
-    box_unknown_fraction: float = 0.5  # v of Eq. 15
-    unlabelled_norm: str = "unknown"  # L_u's mean: over the unknown tokens (Algorithm 1) or "all" tokens
-    guess_with: str = "model"  # who guesses ResMixMatch's labels: "model" (MixMatch: the model being
-    # trained), "ema" (its EMA copy, eval mode) or "start" (a frozen copy of the starting weights)
-    block_size: int = 8  # studio block labels: 8 or 16 image pixels (at the model input scale)
+    box_unknown_fraction: float = 0.5  # v of Eq. 15; the box method's "inside a box" cut too
+    # -- this project's choices where the paper is silent (docs/algorithm-reference.md) --
+    positive_windows: bool = False  # an image with positive tokens always gives one window holding some
+    synthetic_pool: int = 0  # synthetic images prepared up front; 0 = one per normal pool image
+    normal_pool: int = 0  # normal images with precomputed k-NN used for training; 0 = all
+    residual_norm: bool = True  # divide residuals by their mean on normal tokens (defaults row 6)
+    amp: bool = False  # bf16 autocast for the Swin in training and prediction (CPU AMX / GPU)
+    # How the semi stage learns from boxes: "resmixmatch" (paper 3.4, Algorithm 1: Eq. 15 unknown
+    # regions, guesses by the model being trained) or "box" (core/train/box_targets.py: in-box
+    # targets by rank from a frozen scorer refreshed every box_refresh steps, through the focal loss)
+    semi_method: str = "resmixmatch"
+    box_refresh: int = 50  # steps between refreshes of the box method's scorer (the EMA model)
+    box_positive_ratio: float = 1.0  # in-box tokens >= this x the median strip winner are positive
+    # -- ablation switches (paper Table 8 and our own; on = the method as specified) --
+    knn_aug: bool = True  # Eq. 12
+    pcr_dropout: bool = False  # Eq. 13 in the fully supervised part
+    mixmatch: bool = True
+    mix_dropout: bool = True  # random PCR dropout inside ResMixMatch (Algorithm 1 step 7)
 
 
 @dataclass
@@ -164,8 +168,8 @@ class Config:
                 for k, v in value.items():
                     if f"{key}.{k}" in RETIRED_FIELDS:
                         if v != RETIRED_FIELDS[f"{key}.{k}"]:
-                            raise ConfigError(f"{key}.{k} = {v!r}: this option was removed (BENCHMARKS.md, "
-                                              f"session 4); a model trained with it cannot be loaded by this version")
+                            raise ConfigError(f"{key}.{k} = {v!r}: this option was removed as a measured dead end "
+                                              f"(docs/experiments/); a model trained with it cannot be loaded by this version")
                         continue  # a checkpoint written while the switch existed, with it off
                     if k not in names:
                         raise ConfigError(f"unknown config field {key}.{_shown(k)}")
@@ -186,9 +190,13 @@ def _shown(name: Any) -> str:
 
 
 # Switches that existed in saved configurations and were removed, with the value that meant "off":
-# checkpoints written with them off still load. (Semi-stage guess variants measured in BENCHMARKS.md,
-# session 4, and removed in session 5 as dead ends.)
-RETIRED_FIELDS = {"train.box_prior": False, "train.normal_quantile": 0.0}
+# checkpoints written with them off still load. All were measured as dead ends
+# (docs/experiments/2026-11-28-semi-guess-collapse.md, 2026-11-29-semi-stage-levers.md): a box prior
+# or a normal quantile on ResMixMatch's guesses, guesses from the EMA or the frozen start model,
+# L_u averaged over all tokens, log(1 + r) residuals. train.block_size was never read (the studio
+# stores the block size with each block label).
+RETIRED_FIELDS = {"train.box_prior": False, "train.normal_quantile": 0.0, "train.guess_with": "model",
+                  "train.unlabelled_norm": "unknown", "train.log_residual": False, "train.block_size": 8}
 
 
 # Per-setting hyper-parameters of paper section 4.2 (MVTec-AD values).
@@ -227,8 +235,10 @@ def _fast() -> Config:
     # with v = 50 % calls known-normal (20 such blocks against 51 unknown ones on screw); a block
     # more than eps- = 8 % inside a box is unknown instead. Real images' single window per step
     # is drawn among those holding unknown tokens (positive_windows).
+    # Boxes train through the box method, not ResMixMatch: its guesses collapse to "normal" at this
+    # scale (docs/experiments/2026-11-28-semi-guess-collapse.md); the paper preset keeps ResMixMatch.
     cfg.train = TrainConfig(steps=500, ema_decay=0.99, normal_pool=256, synthetic_pool=256,
-                            positive_windows=True, box_unknown_fraction=0.08)
+                            positive_windows=True, box_unknown_fraction=0.08, semi_method="box")
     return cfg
 
 
@@ -247,6 +257,7 @@ def _patchcore() -> Config:
     return cfg
 
 
+SEMI_METHODS = ("resmixmatch", "box")
 PRESETS = {"fast": _fast, "paper": _paper, "patchcore": _patchcore}
 SEMI_PAPER_STEPS = 3000  # the paper preset's semi fine-tuning length (8000 * 3 / 8)
 # The per-setting learning rates of paper 4.2 are for the 1024-wide Swin; the fast preset's
@@ -267,14 +278,13 @@ PRESET_SETTING_TRAIN = {"fast": {"semi": dict(b2=0)}}
 CHOICES = {
     "setting": ("un", "sup", "semi"), "bank.projection": ("pca", "random"), "bank.residual": ("square", "abs"),
     "bank.index": ("flat", "ivf", "auto"), "bank.stream_stage1": ("greedy", "random"),
-    "bank.stream_dtype": ("float32", "float16"), "train.unlabelled_norm": ("unknown", "all"),
-    "train.guess_with": ("model", "ema", "start"), "train.block_size": (8, 16),
+    "bank.stream_dtype": ("float32", "float16"), "train.semi_method": SEMI_METHODS,
 }
 AT_LEAST_ONE = (
     "features.image_size", "features.d_f", "features.pretrain_dim", "features.neighbourhood", "features.batch_size",
     "bank.projection_dim", "bank.knn", "bank.max_in_memory", "bank.stream_chunk", "bank.ivf_nprobe",
     "model.embed_dim", "model.depth", "model.num_heads", "model.window_size", "model.rho", "model.mu", "model.step",
-    "train.steps", "train.b1", "train.m_copies", "train.rampup_steps",
+    "train.steps", "train.b1", "train.m_copies", "train.rampup_steps", "train.box_refresh",
 )
 RANGES: dict[str, tuple] = {name: (1, None) for name in AT_LEAST_ONE}
 RANGES.update({
@@ -289,9 +299,9 @@ RANGES.update({
     "train.dropout_alpha": (0, 1), "train.synthetic_pool": (0, None), "train.normal_pool": (0, None),
     "train.m_copies": (1, 64), "train.sharpen_t": (0, None), "train.mixup_alpha": (0, None), "train.alpha_u": (0, 1),
     "train.gamma_u": (0, None), "train.lambda_u": (0, None), "train.box_unknown_fraction": (0, 1),
-    "eval.sigma": (0, None),
+    "train.box_positive_ratio": (0, None), "eval.sigma": (0, None),
 })
-OPEN_LOW = {"bank.coreset_ratio", "model.mlp_ratio", "train.lr", "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
+OPEN_LOW = {"bank.coreset_ratio", "model.mlp_ratio", "train.lr", "train.box_positive_ratio", "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
 OPEN_HIGH = {"model.drop_path", "train.warmup_fraction", "train.ema_decay"}
 
 

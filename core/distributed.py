@@ -16,7 +16,7 @@ single-process path is unchanged. Under torchrun:
   :func:`local_config`) with a generator seeded by (seed, rank); gradients are averaged by DDP, so
   the weights, and therefore the EMA, are identical on every rank after each step;
 * only rank 0 draws progress and writes the checkpoint and ``train.json``
-  (``semirest.core.train.commands``); everyone meets at a barrier before the group is destroyed.
+  (``semirest.core.cli.train``); everyone meets at a barrier before the group is destroyed.
 
 For a fixed seed and world size a run is reproducible: sampling depends only on (seed, rank), the
 gathered arrays are put together in rank order, and gloo / NCCL reductions are deterministic for a
@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from semirest.core.device import pick_device
 
 # How long a rank waits for the others at a collective (rank 0 may be selecting a large coreset
 # while the others wait for its indices). SEMIREST_DIST_TIMEOUT_MIN overrides it.
@@ -73,36 +75,19 @@ def launched_by_torchrun(env: dict | None = None) -> bool:
     return all(k in env for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
-def choose_device(spec: str, local_rank: int) -> torch.device:
-    """The device of one rank: ``auto`` / ``cuda`` mean ``cuda:LOCAL_RANK`` when CUDA is present;
-    ``cpu`` and an explicit ``cuda:N`` are honoured."""
-    if spec in ("auto", "cuda"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if spec == "cuda":
-            raise RuntimeError("device 'cuda' was requested but no CUDA device is available")
-        return torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{spec}' was requested but no CUDA device is available")
-    return dev
-
-
 def init_from_env(device_spec: str = "auto") -> tuple[DistContext, torch.device]:
     """Join the torchrun job described by the environment (if any); returns (context, device).
 
     Without torchrun's variables this returns the single-process context and the device that
-    ``pick_device`` would choose.
+    ``pick_device`` chooses; under torchrun, ``auto`` / ``cuda`` mean this rank's GPU.
     """
     global _CONTEXT
     import torch.distributed as dist
 
     if not launched_by_torchrun():
-        from semirest.core.pipeline import pick_device
-
         return _CONTEXT, pick_device(device_spec)
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    device = choose_device(device_spec, local)
+    device = pick_device(device_spec, local)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -1,4 +1,5 @@
-"""Anomaly-map post-processing shared by the pipeline and the evaluation.
+"""The anomaly map: token-level scores -> maps at each image's own resolution, for every method,
+and SemiREST's test-time map (1-NN residual tokens, bagged Swin of Eq. 10, then the same upsampling).
 
 PatchCore/SemiREST convention: the token-level score map is bilinearly upsampled to the
 ground-truth mask's resolution, then blurred with a Gaussian (sigma 4 pixels, kernel truncated at
@@ -7,8 +8,21 @@ own resolution (see :mod:`semirest.core.metrics`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
+import torch
+from torch import nn
+
+from semirest.core.config import Config
+from semirest.core.device import autocast
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.memory.bank import BankSearcher, residual, scale_residual
+from semirest.core.model.bagging import predict_bagged, predict_whole
+from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
+from semirest.core.progress import ProgressEvent, ProgressFn
+from semirest.core.progress import no_progress as _no_progress
 
 TRUNCATE = 4.0  # kernel half-width in sigmas, as scipy.ndimage.gaussian_filter's default
 
@@ -53,15 +67,54 @@ def upsample_and_smooth(token_map: np.ndarray, out_hw: tuple[int, int], sigma: f
                             borderType=cv2.BORDER_REFLECT)
 
 
-def colorize(score_map: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """Score map -> RGB uint8 with OpenCV's JET colour map, scores clipped to [vmin, vmax]."""
-    span = max(float(vmax) - float(vmin), 1e-12)
-    norm = np.clip((np.asarray(score_map, dtype=np.float32) - vmin) / span, 0.0, 1.0)
-    bgr = cv2.applyColorMap((norm * 255.0 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def to_image_maps(token_maps: np.ndarray, sizes: Sequence[tuple[int, int]], sigma: float) -> list[np.ndarray]:
+    """Token-level maps -> maps at each image's own resolution (bilinear + Gaussian)."""
+    return [upsample_and_smooth(m, hw, sigma) for m, hw in zip(token_maps, sizes)]
 
 
-def overlay(image: np.ndarray, score_map: np.ndarray, vmin: float, vmax: float, opacity: float = 0.5) -> np.ndarray:
-    """Blend the coloured score map over an RGB image of the same size."""
-    heat = colorize(score_map, vmin, vmax)
-    return cv2.addWeighted(image, 1.0 - opacity, heat, opacity, 0.0)
+# -- SemiREST's map: residual tokens -> bagged Swin -> image maps ------------------------------------------------------------------------------------
+def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, scale: float) -> torch.Tensor:
+    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7."""
+    h, w, d = feats.shape
+    rows = searcher.search(feats.reshape(-1, d), 1)[:, 0]
+    matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
+    r = scale_residual(residual(feats, matched, cfg.bank.residual), scale)
+    return pcr_to_tokens(r, cfg.model.rho)
+
+
+def swin_token_map(cfg: Config, model: nn.Module, tokens: torch.Tensor, window_batch: int = 64) -> torch.Tensor:
+    """(h_t, w_t) float32 anomaly probability of one token map: bagged sliding Swins (Eq. 8-10) or
+    one whole-map Swin (``model.bagging = false``), under the configured autocast."""
+    device = next(model.parameters()).device
+    with autocast(cfg, device):
+        if cfg.model.bagging:
+            m = predict_bagged(model, tokens, cfg.model.mu, cfg.model.step, window_batch)
+        else:
+            m = predict_whole(model, tokens)
+    return m.float()
+
+
+def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
+                       scale: float, images: Sequence[np.ndarray], window_batch: int = 64) -> list[np.ndarray]:
+    """Anomaly probability per feature position ((h_f, w_f) float32 each) by bagging (Eq. 10) or
+    one whole-map Swin (ablation)."""
+    feats = extractor(images)
+    device = next(model.parameters()).device
+    out = []
+    for f in feats:
+        tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale).to(device)
+        out.append(expand_token_map(swin_token_map(cfg, model, tokens, window_batch), cfg.model.rho).cpu().numpy())
+    return out
+
+
+def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
+                 images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
+    """Maps at each image's own resolution (bilinear + Gaussian sigma, as PatchCore)."""
+    maps: list[np.ndarray] = []
+    bs = extractor.cfg.batch_size
+    for i in range(0, len(images), bs):
+        batch = images[i:i + bs]
+        tm = predict_token_maps(cfg, model, extractor, searcher, scale, batch)
+        maps += to_image_maps(np.stack(tm), [im.shape[:2] for im in batch], cfg.eval.sigma)
+        progress(ProgressEvent("predict", min(i + bs, len(images)), len(images)))
+    return maps

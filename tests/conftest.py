@@ -9,8 +9,28 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# The device of the tests marked `cuda` (their `device` fixture): cpu unless set, so the default
+# run never needs a GPU; tests/benchmarks/gpu_check.py runs `-m cuda` with it set to cuda.
+TEST_DEVICE_ENV = "SEMIREST_TEST_DEVICE"
+
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SCREW = DATA / "mvtec"
+
+
+@pytest.fixture(scope="session")
+def device():
+    """The torch device named by SEMIREST_TEST_DEVICE (default cpu). A CUDA device that is asked
+    for but absent is an error, not a skip: a GPU run that silently ran nothing would read as passed."""
+    import torch
+
+    spec = os.environ.get(TEST_DEVICE_ENV, "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        pytest.fail(f"{TEST_DEVICE_ENV}={spec!r} is not a torch device (expected cpu, cuda or cuda:N)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"{TEST_DEVICE_ENV}={spec} but torch sees no CUDA device")
+    return dev
 
 
 @pytest.fixture
@@ -95,7 +115,7 @@ def boxed_demo_project(tmp_path):
     from semirest.core.data.images import read_mask
     from semirest.core.project.formats import images_from_mvtec
     from semirest.core.project.store import ProjectStore
-    from semirest.core.train.boxes import boxes_from_mask
+    from semirest.core.labels.boxes import boxes_from_mask
 
     root = tmp_path / "data"
     make_demo_dataset(root, seed=0, n_train=6, n_test_good=2, n_per_defect=1, size=64)

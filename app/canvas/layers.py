@@ -1,4 +1,5 @@
-"""The canvas layers, bottom to top: image, reference, labels, boxes, (heatmap, later).
+"""The canvas layers, bottom to top: image, reference, labels, grid, boxes, heatmap, box proposals,
+brush cursor.
 
 Images and masks are drawn from numpy-backed QImages, and each paint draws only the exposed
 rectangle, so a brush dab on a 4096x4096 image repaints a few hundred pixels, not the image.
@@ -9,12 +10,12 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPolygonItem, QStyleOptionGraphicsItem
 
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 
-Z_IMAGE, Z_REFERENCE, Z_LABELS, Z_GRID, Z_BOXES, Z_HEATMAP, Z_CURSOR = 0, 10, 20, 25, 30, 40, 50
+Z_IMAGE, Z_REFERENCE, Z_LABELS, Z_GRID, Z_BOXES, Z_HEATMAP, Z_PROPOSALS, Z_CURSOR = 0, 10, 20, 25, 30, 40, 45, 50
 
 
 def argb(r: int, g: int, b: int, a: int) -> int:
@@ -30,6 +31,7 @@ REFERENCE_FILL_ARGB = argb(40, 230, 90, 70)
 REFERENCE_EDGE_ARGB = argb(60, 255, 110, 230)
 BOX_COLOR = QColor(0, 220, 255)
 BOX_SELECTED_COLOR = QColor(255, 235, 0)
+PROPOSAL_COLOR = QColor(255, 80, 200)  # suggested boxes: dashed magenta, apart from the labels' cyan
 
 
 class ArrayImageItem(QGraphicsItem):
@@ -245,3 +247,36 @@ class RotatedBoxItem(QGraphicsItem):
         path = QPainterPath()
         path.addRect(self.boundingRect())
         return path
+
+
+class ProposalLayer(QGraphicsItem):
+    """Suggested rotated boxes of the model, over the heatmap, until they are accepted or rejected.
+
+    The layer draws nothing itself; each suggestion is a child polygon with a cosmetic dashed pen,
+    so the outline stays 2 screen pixels wide at any zoom."""
+
+    def __init__(self):
+        super().__init__()
+        self.setZValue(Z_PROPOSALS)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
+        self.boxes: list[RotatedBox] = []
+        self._pen = QPen(PROPOSAL_COLOR, 2)
+        self._pen.setCosmetic(True)
+        self._pen.setStyle(Qt.PenStyle.DashLine)
+
+    def set_boxes(self, boxes: list[RotatedBox]) -> None:
+        """Show these suggestions (an empty list clears the layer)."""
+        for item in self.childItems():
+            item.setParentItem(None)
+            if item.scene() is not None:
+                item.scene().removeItem(item)
+        self.boxes = list(boxes)
+        for b in self.boxes:
+            item = QGraphicsPolygonItem(QPolygonF([QPointF(float(x), float(y)) for x, y in b.corners()]), self)
+            item.setPen(self._pen)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF()
+
+    def paint(self, painter, option, widget=None):
+        pass

@@ -2,8 +2,6 @@
 current tool. It knows the current :class:`ImageDocument` only through its change callbacks."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QTransform, QWheelEvent
@@ -17,6 +15,7 @@ from semirest.app.canvas.layers import (
     ArrayImageItem,
     BrushCursorItem,
     GridItem,
+    ProposalLayer,
     RotatedBoxItem,
 )
 from semirest.app.canvas.overlay import compose_labels, compose_reference, label_bounds
@@ -29,8 +28,9 @@ MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
 class CanvasView(QGraphicsView):
     zoom_changed = Signal(float)
     cursor_moved = Signal(int, int)  # image pixel under the mouse
-    user_input = Signal()  # any mouse input, for the time tracker
     tool_state_changed = Signal()  # brush size etc. changed: refresh the status bar
+    command_done = Signal(object)  # a tool finished an edit (an undo Command): the session records it
+    message = Signal(str)  # why an edit was refused, for the status bar
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -52,13 +52,14 @@ class CanvasView(QGraphicsView):
         self.heatmap_layer = ArrayImageItem(Z_HEATMAP)
         self.heatmap_layer.smooth_always = True
         self.grid_item = GridItem()
+        self.proposal_layer = ProposalLayer()  # the model's box suggestions (panels/proposals)
         self.brush_cursor = BrushCursorItem()
         self.placeholder = QGraphicsSimpleTextItem()
         self.placeholder.setBrush(QColor(230, 230, 230))
         f = QFont()
         f.setPointSize(13)
         self.placeholder.setFont(f)
-        for it in (self.image_layer, self.reference_layer, self.label_layer, self.heatmap_layer, self.grid_item, self.brush_cursor, self.placeholder):
+        for it in (self.image_layer, self.reference_layer, self.label_layer, self.heatmap_layer, self.grid_item, self.proposal_layer, self.brush_cursor, self.placeholder):
             self.scene().addItem(it)
         self.box_items: dict[int, RotatedBoxItem] = {}
         self.selected_box: int | None = None
@@ -66,8 +67,6 @@ class CanvasView(QGraphicsView):
         self.loading = False  # the full image is still being decoded (a preview is shown)
         self.tool = None
         self.brush_size = 12
-        self.push_command: Callable = lambda cmd: None
-        self.message: Callable[[str], None] = lambda text: None
         self._label_array: np.ndarray | None = None  # the current image's label overlay
         self._label_buffer: np.ndarray | None = None  # kept across images (see _clean_label_buffer)
         self._label_dirty: tuple[int, int, int, int] | None = None  # where the buffer is not zero
@@ -274,7 +273,6 @@ class CanvasView(QGraphicsView):
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         self._fit_on_resize = False
-        self.user_input.emit()
         steps = event.angleDelta().y() / 120.0
         if steps:
             pos = event.position().toPoint()
@@ -297,7 +295,6 @@ class CanvasView(QGraphicsView):
         return event.button() == Qt.MouseButton.MiddleButton or (event.button() == Qt.MouseButton.LeftButton and self._space_down)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        self.user_input.emit()
         self._fit_on_resize = False
         if self._wants_pan(event):
             self._pan_from = event.position()
@@ -307,7 +304,6 @@ class CanvasView(QGraphicsView):
             self.tool.press(self._image_pos(event), event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        self.user_input.emit()
         if self._pan_from is not None:
             d = event.position() - self._pan_from
             self._pan_from = event.position()
@@ -320,7 +316,6 @@ class CanvasView(QGraphicsView):
             self.tool.move(pos, event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        self.user_input.emit()
         if self._pan_from is not None and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
             self._pan_from = None
             self.viewport().setCursor(self.tool.cursor if self.tool else Qt.CursorShape.ArrowCursor)
@@ -352,12 +347,12 @@ class CanvasView(QGraphicsView):
     def can_edit(self) -> bool:
         """True if the current image may be edited; otherwise says why in the status bar."""
         if self.loading:
-            self.message("The full image is still loading; labels can be edited in a moment.")
+            self.message.emit("The full image is still loading; labels can be edited in a moment.")
             return False
         if self.document is None:
-            self.message("This image cannot be labelled (it could not be opened).")
+            self.message.emit("This image cannot be labelled (it could not be opened).")
             return False
         if not self.document.editable:
-            self.message("The project is read-only: labels cannot be changed.")
+            self.message.emit("The project is read-only: labels cannot be changed.")
             return False
         return True

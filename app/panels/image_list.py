@@ -50,6 +50,12 @@ class ImageListModel(QAbstractTableModel):
         self._row_of = {r.id: i for i, r in enumerate(session.records)}
         self.scores: dict[int, float] = {}  # image id -> score of the chosen run (map maximum)
 
+    def records_reloaded(self) -> None:
+        """The session read its image records again (images were added)."""
+        self.beginResetModel()
+        self._row_of = {r.id: i for i, r in enumerate(self.session.records)}
+        self.endResetModel()
+
     def set_scores(self, scores: dict[int, float]) -> None:
         self.scores = dict(scores)
         if self.session.records:

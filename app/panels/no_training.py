@@ -1,12 +1,18 @@
-"""Stand-in for the Train panel where PyTorch is not installed (the desktop package ships without
+"""Stand-in for the Train dock where PyTorch is not installed (the desktop package ships without
 it): the studio still opens, labels and exports; the panel says how to get training."""
 from __future__ import annotations
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 
 class NoTrainingPanel(QWidget):
-    """Same slots as :class:`semirest.app.panels.train.TrainPanel`, each a no-op or a message."""
+    """Same slots and signals as :class:`semirest.app.panels.train_dock.TrainDock`; each slot is a
+    no-op or a message. Nothing is trained here, so no scores and no box suggestions are sent."""
+
+    message = Signal(str)  # for the status bar
+    scores_changed = Signal(object)
+    box_review_started = Signal()
 
     def __init__(self, reason: str, parent=None):
         super().__init__(parent)
@@ -21,18 +27,10 @@ class NoTrainingPanel(QWidget):
         layout.addWidget(self.label)
         layout.addStretch(1)
 
-    def _say(self) -> None:
-        w = self.window()
-        if hasattr(w, "statusBar"):
-            w.statusBar().showMessage("Training needs PyTorch, which is not installed", 6000)
-
     def start(self) -> None:
-        self._say()
+        self.message.emit("Training needs PyTorch, which is not installed")
 
     retrain = cancel = toggle_heatmap = propose = start
-
-    def refresh_setting(self) -> None:
-        pass
 
     def image_changed(self) -> None:
         pass

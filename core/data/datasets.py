@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,11 @@ class Sample:
         if self.mask_path is None:
             return np.zeros(hw, dtype=bool)
         return read_mask(self.mask_path, expected_hw=hw)
+
+
+def load_images(samples: Sequence[Sample]) -> list[np.ndarray]:
+    """The RGB images of the samples, in order."""
+    return [s.load_image() for s in samples]
 
 
 @dataclass

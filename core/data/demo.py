@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from semirest.core.data.images import write_png
+from semirest.core.files import write_json
 
 DEFECT_TYPES: tuple[str, ...] = ("scratch", "stain", "crack", "hole")
 MARKER = "demo_dataset.json"
@@ -337,7 +338,6 @@ def make_demo_dataset(
         "size": size,
         "defect_types": [t for t in DEFECT_TYPES if t in defect_types],
     }
-    from semirest.core.files import write_json
 
     write_json(tmp / MARKER, params)
     if final.exists():

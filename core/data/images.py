@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from semirest.core.files import write_atomic
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 # OpenCV refuses images above 2**30 pixels by default; we keep the same ceiling explicitly so the
@@ -279,6 +281,5 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise OSError(f"could not encode PNG for {path}")
-    from semirest.core.files import write_atomic
 
     write_atomic(path, buf.tobytes())

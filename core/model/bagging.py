@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .swin import anomaly_probability
+from semirest.core.model.swin import anomaly_probability
 
 
 def axis_origins(n: int, mu: int, step: int) -> list[int]:

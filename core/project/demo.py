@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 from semirest.core.data.demo import MARKER, make_demo_dataset
+from semirest.core.project.formats import images_from_mvtec
+from semirest.core.project.store import ProjectStore
 
 DEMO_CATEGORY = "demo"
 PROJECT_NAME = "demo.sqlite"
@@ -26,9 +28,6 @@ def default_demo_folder() -> Path:
 
 def ensure_demo_project(folder: str | os.PathLike | None = None, seed: int = 0) -> Path:
     """The demo project file in ``folder`` (made first if missing); returns its path."""
-    from semirest.core.project.formats import images_from_mvtec
-    from semirest.core.project.store import ProjectStore
-
     folder = Path(folder) if folder is not None else default_demo_folder()
     folder.mkdir(parents=True, exist_ok=True)
     project = folder / PROJECT_NAME

@@ -39,9 +39,9 @@ import numpy as np
 from semirest.core import files
 from semirest.core.data.datasets import load_image_folder, load_mvtec_category
 from semirest.core.data.images import ImageReadError, check_size, read_image, read_mask, write_png
-from semirest.core.project.labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
+from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
 from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
-from semirest.core.train.boxes import RotatedBox
 
 FORMATS = ("masks", "coco", "dota", "yolo-obb", "timing-csv")
 IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb")
@@ -217,22 +217,13 @@ class ExportTarget:
         return _write_manifest(self.store, self, rows)
 
 
-def image_hw(store: ProjectStore, rec: ImageRecord) -> tuple[int, int]:
-    """The image's (height, width), reading the file once if the project does not know it yet."""
-    if rec.hw is not None:
-        return rec.hw
-    img = read_image(store.image_path(rec))
-    store.set_image_size(rec.id, img.shape[1], img.shape[0])
-    return img.shape[:2]
-
-
 def _labelled(store: ProjectStore) -> list[tuple[ImageRecord, ImageLabels]]:
     summaries = store.summaries()
     out = []
     for rec in store.images():
         s = summaries.get(rec.id)
         if s is not None and s.is_labelled:
-            out.append((rec, store.load_labels(rec.id, image_hw(store, rec))))
+            out.append((rec, store.load_labels(rec.id, store.image_hw(rec))))
     return out
 
 
@@ -827,7 +818,7 @@ def export_timing(store: ProjectStore, out, benchmark: dict | None = None, overw
     fields = ["image_key", "image_path", "defect_type", "label_type", "annotator", "seconds", "spans", "first_started_at", "last_ended_at"]
     files.write_csv(p, fields, [[r[k] for k in fields] for r in rows])
     written = [p]
-    from semirest.core.project import plots  # matplotlib only when a plot is made
+    from semirest.core.project import plots  # matplotlib.pyplot takes ~1.5 s to import: only a plot loads it
 
     written.append(plots.plot_seconds_per_image(rows, target.path("timing.png")))
     if benchmark:

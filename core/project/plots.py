@@ -12,7 +12,8 @@ matplotlib.use("Agg")  # never a window; the studio embeds PNGs, the CLI writes 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from semirest.core.project.labels import LABEL_TYPES  # noqa: E402
+from semirest.core.files import save_figure  # noqa: E402
+from semirest.core.labels.image_labels import LABEL_TYPES  # noqa: E402
 
 TYPE_STYLE = {  # paper Fig. 6: pentagram = box, pentagon = block, circle = pixel
     "pixel": dict(marker="o", color="#d62728", label="pixel"),
@@ -51,7 +52,6 @@ def plot_seconds_per_image(rows: list[dict], path: Path) -> Path:
     if not types:
         ax.text(0.5, 0.5, "no time recorded yet", transform=ax.transAxes, ha="center")
     fig.tight_layout()
-    from semirest.core.files import save_figure
 
     save_figure(fig, path)
     plt.close(fig)
@@ -80,7 +80,6 @@ def plot_accuracy_vs_time(mean_seconds: dict[str, float], results: dict[str, dic
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    from semirest.core.files import save_figure
 
     save_figure(fig, path)
     plt.close(fig)

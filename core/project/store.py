@@ -16,7 +16,7 @@ Schema (version :data:`SCHEMA_VERSION`; see :data:`MIGRATIONS`):
   not stored), so a stroke rewrites only the tiles it touched even on a 4096x4096 image;
 * ``blocks``: toggled cells of the 8x8 and 16x16 grids, one row per cell (never as pixels);
 * ``boxes``: rotated boxes as centre, width, height, angle (degrees, clockwise on screen, the
-  :mod:`semirest.core.train.boxes` convention);
+  :mod:`semirest.core.labels.boxes` convention);
 * ``time_spans``: active labeling time: image, label type, annotator, seconds, start, end;
 * ``runs`` (version 2): training runs started from the studio: setting, preset, state, config
   JSON, label snapshot JSON, checkpoint path, metrics JSON, start, end, duration;
@@ -62,9 +62,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
-from semirest.core.data.images import read_mask
-from semirest.core.project.labels import LABEL_TYPES, ImageLabels
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.data.images import read_image, read_mask
+from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.image_labels import LABEL_TYPES, ImageLabels
 
 TILE = 256
 
@@ -459,6 +459,16 @@ class _WriterLock:
 
 
 # ---------------------------------------------------------------------------------------- store
+
+def _new_file(path: str | os.PathLike, advice: str) -> Path:
+    """``path`` made absolute, refused if it exists or its folder does not: a new project file."""
+    path = Path(os.path.abspath(path))
+    if path.exists():
+        raise ProjectError(f"{path}: already exists; {advice}")
+    if not path.parent.is_dir():
+        raise ProjectError(f"{path.parent}: folder does not exist")
+    return path
+
 class ProjectStore:
     """One open project file. Not thread-safe: use it from one thread (the GUI thread)."""
 
@@ -589,11 +599,7 @@ class ProjectStore:
         """Create a project that appears under ``path`` only once ``fill`` has run: it is built
         under a temporary name beside it, closed, then linked into place. A killed create leaves
         only the temporary file, which the next create removes, so nothing blocks the re-run."""
-        path = Path(os.path.abspath(path))
-        if path.exists():
-            raise ProjectError(f"{path}: already exists; open it, or choose another file name")
-        if not path.parent.is_dir():
-            raise ProjectError(f"{path.parent}: folder does not exist")
+        path = _new_file(path, "open it, or choose another file name")
         tmp = path.with_name(f".{path.name}.creating")
         holder = _WriterLock.acquire(tmp)
         if holder is not None:
@@ -685,11 +691,7 @@ class ProjectStore:
         """One self-contained project file at ``dst`` with every committed edit (SQLite's ``VACUUM
         INTO``: a consistent snapshot, also while the studio writes, WAL included). Image, mask and
         checkpoint paths are made relative to the copy's folder; an existing ``dst`` is refused."""
-        dst = Path(os.path.abspath(dst))
-        if dst.exists():
-            raise ProjectError(f"{dst}: already exists; choose another file name")
-        if not dst.parent.is_dir():
-            raise ProjectError(f"{dst.parent}: folder does not exist")
+        dst = _new_file(dst, "choose another file name")
         tmp = dst.with_name(f".{dst.name}.{os.getpid()}.copy")
         for leftover in (tmp, Path(f"{tmp}-journal")):
             leftover.unlink(missing_ok=True)
@@ -878,6 +880,15 @@ class ProjectStore:
             return  # a cache only; never worth an error
         with self._tx() as conn:
             conn.execute(update(images).where(images.c.id == image_id).values(width=width, height=height))
+
+    def image_hw(self, rec: ImageRecord) -> tuple[int, int]:
+        """The image's (height, width), reading the file once (and recording its size) if the
+        project does not know it yet."""
+        if rec.hw is not None:
+            return rec.hw
+        img = read_image(self.image_path(rec))
+        self.set_image_size(rec.id, img.shape[1], img.shape[0])
+        return img.shape[:2]
 
     # -- reference masks ------------------------------------------------------------------------
     def reference_mask_paths(self) -> list[Path]:

@@ -17,21 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model.tokens import pcr_to_tokens
-from . import rng
-
-RESIDUAL_MODES = ("square", "abs")
-
-
-def residual(query: torch.Tensor, neighbour: torch.Tensor, mode: str = "square") -> torch.Tensor:
-    """Element-wise residual S(f - m) of Eq. 5/6 (``"square"``) or |f - m| (``"abs"`` ablation)."""
-    diff = query - neighbour
-    if mode == "square":
-        return diff * diff
-    if mode == "abs":
-        return diff.abs()
-    raise ValueError(f"residual mode must be one of {RESIDUAL_MODES}, got {mode!r}")
-
+from semirest.core.memory.bank import residual, scale_residual
+from semirest.core.model.tokens import pcr_to_tokens
+from semirest.core.train import rng
 
 def choose_neighbour(shape, a1: float = 0.5, a2: float = 0.8, generator: torch.Generator | None = None,
                      device=None) -> torch.Tensor:
@@ -101,19 +89,9 @@ class KnnAugmenter:
     noise_clip: float = 0.223
     rho: int = 1
     scale: float = 1.0
-    log: bool = False
 
     def __call__(self, inputs, generator: torch.Generator | None = None) -> torch.Tensor:
         query, neighbours = inputs
         r = knn_residuals(query, neighbours, self.a1, self.a2, self.mode, self.noise, self.noise_std,
                           self.noise_clip, generator)
-        return pcr_to_tokens(scale_residual(r, self.scale, self.log), self.rho)
-
-
-def scale_residual(r: torch.Tensor, scale: float = 1.0, log: bool = False) -> torch.Tensor:
-    """What the Swin sees of a residual: divided by the global scale (defaults row 6), and
-    optionally log(1 + r), which compresses the heavy upper tail (a defect's residual elements
-    are hundreds of times the normal mean) so the first linear layer sees all of them."""
-    if scale != 1.0:
-        r = r / scale
-    return torch.log1p(r) if log else r
+        return pcr_to_tokens(scale_residual(r, self.scale), self.rho)

@@ -17,8 +17,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from semirest.core.config import Config, ConfigError
+from semirest.core.config import Config
+from semirest.core.files import write_atomic
 from semirest.core.memory.bank import MemoryBank
+from semirest.core.memory.fit import bank_index_options
 from semirest.core.model.swin import ResidualSwin
 from semirest.core.train.trainer import build_model
 
@@ -49,7 +51,6 @@ def save_checkpoint(path: str | os.PathLike, cfg: Config, model: torch.nn.Module
     tensors["residual_scale"] = torch.tensor([residual_scale], dtype=torch.float64)
     meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(cfg.to_dict())}
     meta.update(extra or {})
-    from semirest.core.files import write_atomic
 
     return write_atomic(path, save(tensors, metadata=meta))
 
@@ -127,7 +128,6 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
     if any(not v.dtype.is_floating_point and v.dtype != torch.int64 for v in state.values()) or \
             not all(torch.isfinite(v).all() for v in state.values() if v.dtype.is_floating_point):
         raise CheckpointError(f"{path}: the weights hold NaN or infinite values (or are not numbers)")
-    from semirest.core.pipeline import bank_index_options
 
     try:
         bank = MemoryBank.from_state({"bank.features": feats.float(), "bank.source_ids": ids.long()},

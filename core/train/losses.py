@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .labels import IGNORE, NEGATIVE, POSITIVE
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE
 
 
 def _zero(logits: torch.Tensor) -> torch.Tensor:

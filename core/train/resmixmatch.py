@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..model.swin import anomaly_probability
-from . import rng
-from .augment import pcr_dropout
-from .labels import NORMAL, UNKNOWN
-from .losses import soft_focal_loss
+from semirest.core.labels.blocks import NORMAL, UNKNOWN
+from semirest.core.model.swin import anomaly_probability
+from semirest.core.train import rng
+from semirest.core.train.augment import pcr_dropout
+from semirest.core.train.losses import soft_focal_loss
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,6 @@ class ResMixMatchParams:
     lambda_u: float = 5.0        # 10 for BTAD
     rampup_steps: int = 400
     mixmatch: bool = True        # ablation switch, see the module docstring
-    u_norm: str = "unknown"      # L_u's mean: over the unknown tokens (Algorithm 1) or "all" tokens
 
 
 def sharpen(p: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -100,9 +99,10 @@ def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.
     stage), sharpening pushes the guesses towards 0 and they collapse over the semi stage (screw:
     mean guess inside the boxes 0.24 -> 0.01). Rescaling them with a box prior, or sharpening
     around a quantile of the known-normal tokens, stopped the collapse but over-labelled the boxes
-    and cost AP on both benchmark categories (BENCHMARKS.md, sessions 4 and 5); guesses from the
-    frozen un model (``train.guess_with=start``) or from the residual did not beat it either (session
-    6; with perfect guesses the stage does reach sup), so the paper's guess stands.
+    and cost AP on both benchmark categories; guesses from the frozen un model or from the residual
+    did not beat it either (with perfect guesses the stage does reach sup), so the paper's guess
+    stands (docs/experiments/2026-11-28-semi-guess-collapse.md); the fast preset's semi setting
+    uses the box method instead (:mod:`semirest.core.train.box_targets`).
     """
     m, b = copies.shape[:2]
     with torch.no_grad():
@@ -181,15 +181,14 @@ def mix_tokens(copies: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor
 
 def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
                      params: ResMixMatchParams = ResMixMatchParams(), generator: torch.Generator | None = None,
-                     augment: Callable | None = None, guess_model: nn.Module | None = None) -> tuple[torch.Tensor, dict]:
+                     augment: Callable | None = None) -> tuple[torch.Tensor, dict]:
     """L_mix = L_x + lambda_u(step) * L_u of Algorithm 1 for a batch of B windows.
 
     ``inputs``: what ``augment`` takes (e.g. ``(query (B, mu, mu, d_f), neighbours (B, mu, mu, 3, d_f))``
     for :class:`~semirest.core.train.augment.KnnAugmenter`), or without ``augment`` the tokens
     (B, mu, mu, d_t) or M pre-made copies (M, B, mu, mu, d_t), channels-last.
     ``labels``: (B, mu, mu) integer in {NORMAL, UNKNOWN} (Eq. 15). ``step``: semi-training step,
-    from 0, for the ramp-up. ``guess_model``: the model that guesses the labels (default ``model``;
-    the trainer can pass its EMA model, ``train.guess_with=ema``). Returns the scalar loss (with
+    from 0, for the ramp-up. Returns the scalar loss (with
     gradient) and float stats ``loss_x, loss_u, lambda_u, n_x, n_u, guess_mean``.
     """
     m = params.m_copies if params.mixmatch else 1
@@ -204,8 +203,7 @@ def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
     lam_u = linear_rampup(step, params.lambda_u, params.rampup_steps)
 
     if params.mixmatch:
-        guess = guess_labels(guess_model if guess_model is not None else model, copies,
-                             params.sharpen_t)  # (B, mu, mu)
+        guess = guess_labels(model, copies, params.sharpen_t)  # (B, mu, mu)
         targets = torch.where(is_x, 0.0, guess.unsqueeze(0))               # (M, B, mu, mu)
         mixed = mix_tokens(copies, targets, labels_m, params.mixup_alpha, generator)
         tokens, mixed_targets = mixed.tokens, mixed.targets
@@ -220,13 +218,6 @@ def resmixmatch_loss(model: nn.Module, inputs, labels: torch.Tensor, step: int,
     logits = model(tokens.reshape(-1, *tokens.shape[2:])).reshape(*tokens.shape[:4], 2)
     loss_x = soft_focal_loss(logits, mixed_targets, is_x, params.alpha_x, params.gamma_x)
     loss_u = soft_focal_loss(logits, mixed_targets, is_u, params.alpha_u, params.gamma_u)
-    if params.u_norm == "all":
-        # one token mean over X' and U' alike: with few unknown tokens (a thin defect's box: ~10 of
-        # ~3,000 per step) Algorithm 1's 1/|U'| gives each of them hundreds of times the weight of
-        # any other token and over-fits them (BENCHMARKS.md, session 6)
-        loss_u = loss_u * (int(is_u.sum()) / is_u.numel())
-    elif params.u_norm != "unknown":
-        raise ValueError(f"u_norm must be 'unknown' or 'all', got {params.u_norm!r}")
     loss = loss_x + lam_u * loss_u
     stats = {
         "loss_x": float(loss_x.detach()),

@@ -24,33 +24,31 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from semirest.core import distributed
-from semirest.core.config import Config, ConfigError
-from semirest.core.memory.bank import MemoryBank
-from semirest.core.memory.knn import BankSearcher
-from semirest.core.model.bagging import predict_bagged, predict_whole, window_origins
+from semirest.core.config import SEMI_METHODS, Config, ConfigError
+from semirest.core.device import autocast
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
+from semirest.core.maps import swin_token_map
+from semirest.core.memory.bank import BankSearcher, MemoryBank, residual, scale_residual
+from semirest.core.memory.fit import fit_memory_bank
+from semirest.core.model.bagging import window_origins
 from semirest.core.model.swin import ResidualSwin, SwinConfig
-from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
-from semirest.core.pipeline import FeatureExtractor, ProgressEvent, ProgressFn, fit_memory_bank, to_image_maps
-from semirest.core.train.anomalies import SyntheticAnomalies
-from semirest.core.train.augment import KnnAugmenter, pcr_dropout, residual, scale_residual
-from semirest.core.train.boxes import boxes_from_mask
-from semirest.core.train.labels import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
+from semirest.core.model.tokens import pcr_to_tokens
+from semirest.core.progress import ProgressEvent, ProgressFn
+from semirest.core.progress import no_progress as _no_progress
+from semirest.core.train.augment import KnnAugmenter, pcr_dropout
+from semirest.core.train.box_targets import box_token_targets
 from semirest.core.train.losses import focal_loss
 from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
-
-
-def _no_progress(_: ProgressEvent) -> None:
-    pass
-
-
-GUESS_WITH = ("model", "ema", "start")
+from semirest.core.train.synthetic import SyntheticAnomalies
 
 
 class TrainingDataError(ValueError):
@@ -59,11 +57,6 @@ class TrainingDataError(ValueError):
 
 class TrainingCancelled(Exception):
     """Raised inside :meth:`Trainer.run` when the cancel callable returns True."""
-
-
-def autocast(cfg: Config, device: torch.device):
-    """bf16 autocast when ``train.amp`` is on (the loss itself is computed in float32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.train.amp))
 
 
 # -- model ------------------------------------------------------------------------------------------
@@ -92,6 +85,10 @@ class ImageSet:
     neighbours: torch.Tensor
     labels: torch.Tensor
     masks: list | None = None  # pixel masks the labels came from (synthetic / real), for relabelling
+    # semi, box method: each image's rotated boxes (None: its labels are fixed, e.g. Eq. 14 of a
+    # pixel or block label) and its pixel size, the frame of the boxes
+    boxes: list[list[RotatedBox] | None] | None = None
+    image_hw: list[tuple[int, int]] | None = None
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -144,22 +141,29 @@ def make_image_set(cfg: Config, feats: np.ndarray, masks: Sequence[np.ndarray | 
     return ImageSet(torch.from_numpy(feats).to(torch.float16), rows, labels, keep)
 
 
-def relabel(cfg: Config, images: ImageSet, semi: bool = False) -> ImageSet:
+def relabel(cfg: Config, images: ImageSet, semi: bool = False,
+            boxes: Sequence[list[RotatedBox]] | None = None) -> ImageSet:
     """The same images with labels recomputed from their masks: Eq. 14 with ``cfg``'s eps, or
-    (``semi``) Eq. 15 from one rotated box per defect region (:func:`boxes_from_mask`)."""
+    (``semi``) boxes: ``boxes`` per image when given (e.g. jittered, as a person draws them), else one
+    rotated box per defect region (:func:`boxes_from_mask`). The boxes are kept with the set (the box
+    method makes its targets from them during training) and give Eq. 15 labels (ResMixMatch)."""
     if images.masks is None:
         return images
     grid = tuple(images.labels.shape[1:])
     labels = images.labels.clone()
+    kept = [None] * len(images.masks)
     for i, m in enumerate(images.masks):
         if m is None:
             continue
         if semi:
-            labels[i] = torch.from_numpy(semi_labels_from_boxes(boxes_from_mask(m), m.shape[:2], grid,
+            kept[i] = list(boxes[i]) if boxes is not None else boxes_from_mask(m)
+            labels[i] = torch.from_numpy(semi_labels_from_boxes(kept[i], m.shape[:2], grid,
                                                                 cfg.train.box_unknown_fraction))
         else:
             labels[i] = torch.from_numpy(block_labels(m, grid, cfg.train.eps_plus, cfg.train.eps_minus))
-    return ImageSet(images.features, images.neighbours, labels, images.masks)
+    hw = [m.shape[:2] if m is not None else None for m in images.masks]
+    return ImageSet(images.features, images.neighbours, labels, images.masks,
+                    kept if semi else None, hw if semi else None)
 
 
 def residual_scale(cfg: Config, normal: ImageSet, bank_features: torch.Tensor, max_images: int = 64) -> float:
@@ -283,14 +287,20 @@ def _pad(x: torch.Tensor, h: int, w: int, value=0) -> torch.Tensor:
 
 
 class Trainer:
-    """The training loop; ``model`` may be given to continue from earlier weights (semi)."""
+    """The training loop; ``model`` may be given to continue from earlier weights (semi).
+
+    ``on_step`` is called after every optimiser step with that step's statistics: ``step``, ``loss``,
+    ``lr``, ``windows`` (the sampled windows' origins per image and set) and, with ResMixMatch,
+    Algorithm 1's ``loss_x, loss_u, lambda_u, n_x, n_u, guess_mean`` (the mean guess inside the
+    boxes: a fall towards 0 is the guesses collapsing to "normal").
+    """
 
     def __init__(self, cfg: Config, data: TrainingData, device: torch.device | str = "cpu",
-                 model: ResidualSwin | None = None):
-        if cfg.train.guess_with not in GUESS_WITH:
-            raise ConfigError(f"train.guess_with must be one of {', '.join(GUESS_WITH)}, got {cfg.train.guess_with!r}")
-        if cfg.train.unlabelled_norm not in ("unknown", "all"):
-            raise ConfigError(f"train.unlabelled_norm must be 'unknown' or 'all', got {cfg.train.unlabelled_norm!r}")
+                 model: ResidualSwin | None = None, on_step: Callable[[dict], None] | None = None):
+        if cfg.train.semi_method not in SEMI_METHODS:
+            raise ConfigError(f"train.semi_method must be one of {', '.join(SEMI_METHODS)}, got {cfg.train.semi_method!r}")
+        if cfg.train.box_refresh < 1:
+            raise ConfigError(f"train.box_refresh must be at least 1 step, got {cfg.train.box_refresh}")
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
@@ -305,43 +315,28 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, tc.steps, tc.warmup_fraction))
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.bank_features = torch.from_numpy(data.bank.features)
+        # one k-NN augmenter (Eq. 12) for the fully supervised part and ResMixMatch's copies
+        # (Algorithm 1 step 2)
         self.augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
-                                      cfg.model.rho, data.residual_scale, tc.log_residual)
+                                      cfg.model.rho, data.residual_scale)
         self.step_count = 0
         self.losses: list[float] = []
-        self.semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
-        # ResMixMatch's label guesser: None = the model being trained (MixMatch); "ema": its EMA copy;
-        # "start": a frozen copy of the weights this run starts from (the un model in the semi stage),
-        # so the guesses cannot drift with the model they teach (BENCHMARKS.md, session 6)
-        self.guess_model = None
-        if self.semi and cfg.train.guess_with == "ema":
-            self.guess_model = self.ema.model
-        elif self.semi and cfg.train.guess_with == "start":
-            self.guess_model = frozen_copy(self.model)
+        semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
+        # the box method: the real images train through the focal loss like sup's, with targets
+        # from their boxes and a frozen scorer (refresh_box_targets); else ResMixMatch (self.semi)
+        self.box_semi = semi and tc.semi_method == "box"
+        self.semi = semi and not self.box_semi
         self.mix_params = ResMixMatchParams(
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
-            gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch,
-            u_norm=tc.unlabelled_norm)
-        # ResMixMatch's copies use the k-NN augmentation of Eq. 12 (Algorithm 1 step 2)
-        self.mix_augmenter = KnnAugmenter(tc.a1, tc.a2, cfg.bank.residual, True, tc.noise_std, tc.noise_clip,
-                                          cfg.model.rho, data.residual_scale, tc.log_residual)
+            gamma_u=tc.gamma_u, lambda_u=tc.lambda_u, rampup_steps=tc.rampup_steps, mixmatch=tc.mixmatch)
+        self.on_step = on_step
         self.last_stats: dict = {}
-        # ResMixMatch's mean guess inside the boxes at every step: a fall towards 0 is the guesses
-        # collapsing to "normal" (BENCHMARKS.md, session 4)
-        self.guess_means: list[float] = []
-        self.unknown_shares: list[float] = []  # |U'| / N per step (L_u's weight per token, session 7)
+        self._step_windows: list = []
         h_f, w_f = data.normal.features.shape[1:3]
         self.grid = token_grid(cfg, (h_f, w_f))
         self.mu, self.stride = window_size_tokens(cfg, self.grid)
         self.origins = window_origins(self.grid, self.mu, self.stride)
-
-    def _pick_windows(self, images: ImageSet, i: int, n_windows: int, labels: torch.Tensor) -> torch.Tensor:
-        """Indices into ``self.origins`` of the windows drawn from image ``i`` this step."""
-        sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
-        if self.cfg.train.positive_windows:
-            sel = self._with_positive_window(sel, labels)
-        return sel
 
     # one image -> its sampled windows
     def _windows(self, images: ImageSet, i: int, n_windows: int):
@@ -349,7 +344,11 @@ class Trainer:
         feats = _pad(images.features[i].float(), mu * rho, mu * rho)
         rows = _pad(images.neighbours[i], mu * rho, mu * rho)
         labels = _pad(images.labels[i], mu, mu, IGNORE)
-        sel = self._pick_windows(images, i, n_windows, labels)
+        sel = torch.randperm(len(self.origins), generator=self.generator)[:n_windows]
+        if self.cfg.train.positive_windows:
+            sel = self._with_positive_window(sel, labels)
+        part = next((k for k in ("normal", "synthetic", "real") if getattr(self.data, k) is images), "other")
+        self._step_windows.append((part, i, self.origins[sel].tolist()))
         fw, nw, lw = [], [], []
         for r, c in self.origins[sel].tolist():
             fw.append(feats[r * rho:(r + mu) * rho, c * rho:(c + mu) * rho])
@@ -409,7 +408,7 @@ class Trainer:
             tokens = self.augmenter((f, neigh), self.generator)
         else:
             r = residual(f, neigh[..., 0, :], self.cfg.bank.residual)
-            tokens = pcr_to_tokens(scale_residual(r, self.data.residual_scale, tc.log_residual), self.cfg.model.rho)
+            tokens = pcr_to_tokens(scale_residual(r, self.data.residual_scale), self.cfg.model.rho)
         if tc.pcr_dropout:
             tokens = pcr_dropout(tokens, tc.dropout_alpha, self.generator)
         return tokens, labels
@@ -426,11 +425,7 @@ class Trainer:
             loss = self.loss(tokens, labels)
             if semi is not None:
                 l_mix, self.last_stats = resmixmatch_loss(self.model, semi[0], semi[1], self.step_count,
-                                                          self.mix_params, self.generator, self.mix_augmenter,
-                                                          guess_model=self.guess_model)
-                self.guess_means.append(self.last_stats["guess_mean"])
-                st = self.last_stats
-                self.unknown_shares.append(st["n_u"] / max(1, st["n_u"] + st["n_x"]))
+                                                          self.mix_params, self.generator, self.augmenter)
                 loss = loss + l_mix
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -442,9 +437,32 @@ class Trainer:
         self.step_count += 1
         value = float(loss.detach())
         self.losses.append(value)
+        if self.on_step is not None:
+            self.on_step({"step": self.step_count, "loss": value, "lr": self.scheduler.get_last_lr()[0],
+                          "windows": self._step_windows, **(self.last_stats if semi is not None else {})})
+        self._step_windows = []
         return value
 
+    def refresh_box_targets(self) -> None:
+        """New targets for the box-labelled real images from the EMA model's token scores (at step 0
+        the EMA model is the weights this stage starts from: the un model). The scorer never takes
+        a gradient, so the targets cannot drift with the model they teach; refreshing every
+        ``train.box_refresh`` steps lets them improve with it (self-training rounds)."""
+        real, tc = self.data.real, self.cfg.train
+        boxed = [i for i, b in enumerate(real.boxes or []) if b is not None]
+        labels = real.labels.clone()
+        labels[labels == UNKNOWN] = IGNORE  # images with fixed labels never hold unknowns here
+        if boxed:
+            subset = ImageSet(real.features[boxed], real.neighbours[boxed], real.labels[boxed])
+            scores = token_scores(self.cfg, self.ema.model, subset, self.bank_features, self.data.residual_scale)
+            for i, sc in zip(boxed, scores):
+                labels[i] = torch.from_numpy(box_token_targets(real.boxes[i], real.image_hw[i], self.grid, sc,
+                                                               tc.box_unknown_fraction, tc.box_positive_ratio))
+        self.data = replace(self.data, real=replace(real, labels=labels))
+
     def step(self) -> float:
+        if self.box_semi and self.step_count % self.cfg.train.box_refresh == 0:
+            self.refresh_box_targets()
         tokens, labels = self.sample_batch()
         return self.train_on(tokens, labels, self.sample_semi() if self.semi else None)
 
@@ -468,42 +486,17 @@ class Trainer:
         return self.ema.model
 
 
-# -- prediction ------------------------------------------------------------------------------------
-def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, scale: float) -> torch.Tensor:
-    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7."""
-    h, w, d = feats.shape
-    rows = searcher.search(feats.reshape(-1, d), 1)[:, 0]
-    matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
-    r = scale_residual(residual(feats, matched, cfg.bank.residual), scale, cfg.train.log_residual)
-    return pcr_to_tokens(r, cfg.model.rho)
-
-
-def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
-                       scale: float, images: Sequence[np.ndarray], window_batch: int = 64) -> list[np.ndarray]:
-    """Anomaly probability per feature position ((h_f, w_f) float32 each) by bagging (Eq. 10) or
-    one whole-map Swin (ablation)."""
-    feats = extractor(images)
+# -- the box method's scorer -------------------------------------------------------------------
+@torch.no_grad()
+def token_scores(cfg: Config, model: nn.Module, images: ImageSet, bank_features: torch.Tensor,
+                 scale: float, window_batch: int = 64) -> list[np.ndarray]:
+    """Anomaly probability per token ((h_t, w_t) float32 each) of precomputed training images, from
+    their stored PCFs and nearest bank rows (the test-time residual, no augmentation), bagged."""
     device = next(model.parameters()).device
     out = []
-    for f in feats:
-        tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale).to(device)
-        with autocast(cfg, device):
-            if cfg.model.bagging:
-                m = predict_bagged(model, tokens, cfg.model.mu, cfg.model.step, window_batch)
-            else:
-                m = predict_whole(model, tokens)
-        out.append(expand_token_map(m, cfg.model.rho).float().cpu().numpy())
+    for i in range(len(images)):
+        f = images.features[i].float()
+        matched = bank_features[images.neighbours[i, ..., 0]].float()
+        r = scale_residual(residual(f, matched, cfg.bank.residual), scale)
+        out.append(swin_token_map(cfg, model, pcr_to_tokens(r, cfg.model.rho).to(device), window_batch).cpu().numpy())
     return out
-
-
-def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
-                 images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
-    """Maps at each image's own resolution (bilinear + Gaussian sigma, as PatchCore)."""
-    maps: list[np.ndarray] = []
-    bs = extractor.cfg.batch_size
-    for i in range(0, len(images), bs):
-        batch = images[i:i + bs]
-        tm = predict_token_maps(cfg, model, extractor, searcher, scale, batch)
-        maps += to_image_maps(np.stack(tm), [im.shape[:2] for im in batch], cfg.eval.sigma)
-        progress(ProgressEvent("predict", min(i + bs, len(images)), len(images)))
-    return maps

@@ -16,7 +16,7 @@ OUT = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    from semirest.app.main import open_project_window
+    from semirest.app.main_window import open_project_window
     from semirest.app.tour import GuidedTour
     from semirest.core.project.demo import ensure_demo_project
 

@@ -60,7 +60,7 @@ def main() -> int:
     from semirest.app.main_window import MainWindow
     from semirest.core.project.formats import images_from_mvtec
     from semirest.core.project.store import ProjectStore
-    from semirest.core.train.boxes import boxes_from_mask
+    from semirest.core.labels.boxes import boxes_from_mask
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     tmp = Path(tempfile.mkdtemp())

@@ -72,7 +72,7 @@ def main() -> int:
     from semirest.app.main_window import MainWindow
     from semirest.core.cli import main as cli
     from semirest.core.project.store import ProjectStore
-    from semirest.core.train.boxes import boxes_from_mask
+    from semirest.core.labels.boxes import boxes_from_mask
 
     app = QApplication.instance() or QApplication([])
     work = Path(args.workdir or tempfile.mkdtemp(prefix="semirest-train-"))
@@ -103,7 +103,7 @@ def main() -> int:
         QApplication.processEvents()
     print(f"boxes drawn on {labelled}", flush=True)
 
-    panel = w.train_panel
+    panel, view, proposals = w.train_panels.training, w.train_panels.inference, w.train_panels.proposals
     print("setting shown:", panel.setting_label.text(), flush=True)
     panel.preset.setCurrentText("fast")
     panel.device.setCurrentText("cpu")
@@ -125,18 +125,18 @@ def main() -> int:
     order = w.image_list.visible_order()
     top = next(r for r in order if s.records[r].key not in labelled)
     goto(w, top)
-    wait(lambda: panel.current_map() is not None, 600)
-    panel.opacity.setValue(55)
-    panel.threshold.setValue(30)
+    wait(lambda: view.current_map() is not None, 600)
+    view.opacity.setValue(55)
+    view.threshold.setValue(30)
     QApplication.processEvents()
     grab(w, "inference_view")
-    m = panel.current_map()
+    m = view.current_map()
     # the hottest half percent of the map: suggestions around the strongest responses
-    panel.threshold.setValue(int(round(100 * max(0.3, float(np.quantile(m, 0.995))))))
+    view.threshold.setValue(int(round(100 * max(0.3, float(np.quantile(m, 0.995))))))
     key(w, Qt.Key.Key_P)
     grab(w, "box_proposals")
-    print(f"{len(panel.proposals)} proposals on {s.record.key}", flush=True)
-    panel.reject_proposals()
+    print(f"{len(proposals.proposals)} proposals on {s.record.key}", flush=True)
+    proposals.reject_proposals()
     summary = {"project": str(project), "run_id": run.id, "setting": run.setting, "preset": run.preset,
                "state": run.state, "duration_s": run.duration_s, "steps": args.steps, "labelled": labelled,
                "metrics": {k: v for k, v in run.metrics.items() if k != "loss_every_10"}}

@@ -19,10 +19,13 @@ import torch
 
 from semirest.core.config import apply_overrides, make_config
 from semirest.core.data.datasets import load_mvtec_category
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.memory.bank import BankSearcher
 from semirest.core.metrics import evaluate
-from semirest.core.pipeline import FeatureExtractor, load_images, pick_device
-from semirest.core.train.trainer import Trainer, predict_maps, prepare_training_data, residual_scale
+from semirest.core.data.datasets import load_images
+from semirest.core.device import pick_device
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.maps import predict_maps
+from semirest.core.train.trainer import Trainer, prepare_training_data, residual_scale
 
 VARIANTS = {
     "full": [],

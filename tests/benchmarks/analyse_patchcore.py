@@ -23,7 +23,9 @@ from semirest.core.config import make_config
 from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.metrics import evaluate
 from semirest.core.maps import upsample_and_smooth
-from semirest.core.pipeline import FeatureExtractor, fit_memory_bank_rows, load_images, rows_and_sources
+from semirest.core.data.datasets import load_images
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.memory.fit import fit_memory_bank_rows, rows_and_sources
 
 
 def pct(m: dict) -> dict:

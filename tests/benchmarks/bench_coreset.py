@@ -20,7 +20,8 @@ import torch
 from semirest.core.config import make_config
 from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.memory.coreset import coverage_radius, greedy_coreset, select_coreset
-from semirest.core.pipeline import FeatureExtractor, load_images
+from semirest.core.data.datasets import load_images
+from semirest.core.features.extractor import FeatureExtractor
 
 
 def textbook_rate(x: np.ndarray, steps: int) -> float:

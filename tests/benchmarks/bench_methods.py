@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from semirest.core.benchmark import run_benchmark, write_json
-from semirest.core.cli import TqdmProgress
+from semirest.core.cli.common import TqdmProgress
 from semirest.core.config import make_config
 from semirest.core.data.datasets import DatasetLayoutError, list_categories
 

@@ -68,13 +68,13 @@ def make_model(dim: int, seed: int = 0) -> dict:
 
 
 def open_store(args):
-    from semirest.core.memory.stream import FeatureStore
+    from semirest.core.features.store import FeatureStore
 
     return FeatureStore.open(Path(args.work) / "features.f16", n_images(args.rows), (32, 32, args.dim), "float16")
 
 
 def phase_make(args) -> dict:
-    from semirest.core.memory.stream import FeatureStore
+    from semirest.core.features.store import FeatureStore
 
     path = Path(args.work) / "features.f16"
     n_img = n_images(args.rows)
@@ -97,7 +97,7 @@ def phase_make(args) -> dict:
 def _radius_on(store_or_x, sel_rows: np.ndarray, sample: np.ndarray) -> float:
     import faiss
 
-    from semirest.core.memory.stream import rows_of
+    from semirest.core.features.store import rows_of
 
     src = rows_of(store_or_x)
     index = faiss.IndexFlatL2(src.dim)

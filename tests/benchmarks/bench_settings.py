@@ -5,12 +5,23 @@ defect types) and removed from the test set; every row below is scored on the sa
 images. The PCFs, memory bank, k-NN rows and synthetic pool are prepared once (with the labelled
 images' PCFs and neighbours) and shared:
 
-* ``patchcore``: nearest-bank-entry distance on the same bank (the pipeline's PatchCore class);
+* ``patchcore``: nearest-bank-entry distance on the same bank (PatchCore of core/methods/patchcore.py);
 * ``un``: trained on normal + synthetic images only (paper 4.2, un hyper-parameters);
 * ``sup``: trained from scratch with the 10 real images' Eq. 14 block labels (b3 real images);
-* ``semi``: starts from the un model, Eq. 15 labels from one rotated box per defect region
-  (``boxes_from_mask``), ResMixMatch (Algorithm 1);
-* ``semi, no MixMatch`` (``--mixmatch-ablation``): the same, with ``train.mixmatch=false``.
+* ``semi``: starts from the un model, one rotated box per defect region (``boxes_from_mask``), the
+  preset's semi method (fast: the box method of core/train/box_targets.py; paper: ResMixMatch);
+* ``semi (ResMixMatch)`` (``--resmixmatch``): the same boxes through the paper's ResMixMatch
+  (Algorithm 1, Eq. 15 labels);
+* ``semi (jittered boxes)`` (``--jitter``): boxes as a person draws them: every box 25 % larger,
+  its centre moved by up to 10 % of its size and its angle by up to 10 degrees (seeded);
+* ``semi, no MixMatch`` (``--mixmatch-ablation``): ResMixMatch with ``train.mixmatch=false``.
+
+Selection without peeking: the test images left after the budget are split once, seeded and by
+defect type (``split_validation``), into a validation part and a test part; every row is scored on
+both, and the ``part`` column says which figure is which. Design choices are made on ``val``;
+BENCHMARKS.md reports ``test``. ``--no-validation-split`` scores the whole remainder as ``all``.
+Box-method rows also give the in-box token AUROC of the scorer at the start (the un model) and the
+end of the stage (``inbox_auroc_start`` / ``_end``; tokens touched by a box, truth: any defect pixel).
 
 Fit time of a row = its training time; the shared preparation time is printed once per category.
 ``--train-seed`` (repeatable) trains the SemiREST rows once per seed on the same preparation, to
@@ -29,16 +40,20 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from semirest.core.benchmark import machine_description
 from semirest.core.config import make_config, use_schedule_of
-from semirest.core.data.datasets import load_mvtec_category, split_budget
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.data.datasets import load_images, load_mvtec_category, split_budget, split_validation
+from semirest.core.device import pick_device
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.labels.blocks import POSITIVE, block_fractions, block_labels
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask, boxes_to_mask
+from semirest.core.memory.bank import BankSearcher
+from semirest.core.methods.patchcore import PatchCore
 from semirest.core.metrics import evaluate
-from semirest.core.pipeline import FeatureExtractor, PatchCore, load_images, pick_device
-from semirest.core.train.boxes import boxes_from_mask
-from semirest.core.train.labels import POSITIVE, block_labels
-from semirest.core.train.trainer import Trainer, predict_maps, prepare_training_data, relabel
+from semirest.core.maps import predict_maps
+from semirest.core.train.trainer import Trainer, prepare_training_data, relabel, token_scores
 
 
 def pct(m: dict) -> dict:
@@ -58,13 +73,42 @@ def annotation_counts(cfg, masks, grid) -> dict:
     return out
 
 
+def jittered(boxes: list[RotatedBox], rng: np.random.Generator) -> list[RotatedBox]:
+    """Boxes as a person draws them: 25 % larger, centre moved by up to 10 % of the box's size along
+    each image axis, angle by up to 10 degrees."""
+    out = []
+    for b in boxes:
+        size = max(b.width, b.height)
+        out.append(RotatedBox(b.cx + rng.uniform(-0.1, 0.1) * size, b.cy + rng.uniform(-0.1, 0.1) * size,
+                              b.width * 1.25, b.height * 1.25, b.angle + rng.uniform(-10.0, 10.0)))
+    return out
+
+
+def inbox_auroc(cfg, model, real, bank_features, scale) -> float:
+    """AUROC of a model's token scores on the tokens touched by the boxes of the real images
+    (truth: the token holds a defect pixel)."""
+    scores = token_scores(cfg, model, real, bank_features, scale)
+    grid = tuple(real.labels.shape[1:])
+    ys, ss = [], []
+    for sc, boxes, m in zip(scores, real.boxes, real.masks):
+        touched = block_fractions(boxes_to_mask(boxes, m.shape[:2]), grid) > 0
+        ys.append(block_fractions(m, grid)[touched] > 0)
+        ss.append(sc[touched])
+    y, s = np.concatenate(ys), np.concatenate(ss)
+    return round(100 * float(roc_auc_score(y, s)), 1) if 0 < y.sum() < len(y) else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", action="append", required=True)
     ap.add_argument("--category", action="append", required=True)
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--mixmatch-ablation", action="store_true", help="also semi with train.mixmatch=false")
+    ap.add_argument("--mixmatch-ablation", action="store_true", help="also ResMixMatch with train.mixmatch=false")
+    ap.add_argument("--resmixmatch", action="store_true", help="also semi with the paper's ResMixMatch")
+    ap.add_argument("--jitter", action="store_true", help="also semi with boxes as a person draws them")
+    ap.add_argument("--no-validation-split", action="store_true",
+                    help="score the whole test remainder (part 'all') instead of validation and test parts")
     ap.add_argument("--semi-variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE]",
                     help="also semi with these overrides, from the same un model (repeatable)")
     ap.add_argument("--only", action="append", help="rows to run (patchcore, un, sup, semi); default all")
@@ -88,7 +132,10 @@ def main() -> None:
         device = pick_device(cfg["un"].device)
         torch.manual_seed(cfg["un"].seed)
         cat = load_mvtec_category(root, name)
-        labelled, test_samples = split_budget(cat.test, 10, cfg["un"].seed)
+        labelled, rest = split_budget(cat.test, 10, cfg["un"].seed)
+        parts = {"all": rest} if args.no_validation_split else dict(zip(("val", "test"), split_validation(rest, 0.5, cfg["un"].seed)))
+        test_samples = [s for p in parts.values() for s in p]
+        part_of = np.array([p for p, ss in parts.items() for _ in ss])
         train = load_images(cat.train)
         real = []
         for s in labelled:
@@ -110,15 +157,18 @@ def main() -> None:
             t1 = time.perf_counter()
             maps = predict(test)
             per_img = (time.perf_counter() - t1) / len(test)
-            r = {"category": name, "method": method, "setting": setting,
-                 "backbone": cfg["un"].features.backbone, "image_size": cfg["un"].features.image_size,
-                 "metrics": {k: float(v) for k, v in evaluate(maps, masks).items()},
-                 "timing_s": {"fit": round(fit_s, 1), "predict_per_image": round(per_img, 4), "shared_preparation": round(prep_s, 1)},
-                 "device": str(device), "n_test": len(test), "preset": args.preset, "machine": machine_description(),
-                 **(extra or {})}
-            rows.append(r)
-            print(json.dumps({k: r[k] for k in ("category", "method", "setting")} | pct(r["metrics"]) | r["timing_s"]
-                             | {k: r[k] for k in ("train_seed", "guess_mean_first", "guess_mean_last") if k in r}), flush=True)
+            for part in parts:
+                sel = np.flatnonzero(part_of == part)
+                r = {"category": name, "method": method, "setting": setting, "part": part,
+                     "backbone": cfg["un"].features.backbone, "image_size": cfg["un"].features.image_size,
+                     "metrics": {k: float(v) for k, v in evaluate([maps[i] for i in sel], [masks[i] for i in sel]).items()},
+                     "timing_s": {"fit": round(fit_s, 1), "predict_per_image": round(per_img, 4), "shared_preparation": round(prep_s, 1)},
+                     "device": str(device), "n_test": len(sel), "preset": args.preset, "machine": machine_description(),
+                     **(extra or {})}
+                rows.append(r)
+                print(json.dumps({k: r[k] for k in ("category", "method", "setting", "part")} | pct(r["metrics"]) | r["timing_s"]
+                                 | {k: r[k] for k in ("train_seed", "guess_mean_first", "guess_mean_last",
+                                                      "inbox_auroc_start", "inbox_auroc_end") if k in r}), flush=True)
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)
 
@@ -133,18 +183,28 @@ def main() -> None:
         def run_seed(seed: int) -> None:
             def train(c, d, model=None):
                 """(EMA model, seconds, the semi rows' mean guess inside the boxes over the first and
-                last 20 steps; empty without ResMixMatch)."""
+                last 20 steps with ResMixMatch, the in-box token AUROC of the scorer at the start and
+                end of the stage with the box method)."""
                 t1 = time.perf_counter()
                 c = copy.deepcopy(c)
                 c.seed = seed
-                tr = Trainer(c, d, device, model=model)
+                stats = []
+                tr = Trainer(c, d, device, model=model, on_step=stats.append)
+                built_s = time.perf_counter() - t1
+                # the start probe is not part of the fit time
+                start = inbox_auroc(c, tr.ema.model, d.real, tr.bank_features, d.residual_scale) if tr.box_semi else None
+                t2 = time.perf_counter()
                 m = tr.run()
-                g = np.array(tr.guess_means, dtype=float)
+                fit_s = built_s + time.perf_counter() - t2
+                g = np.array([st["guess_mean"] for st in stats if "guess_mean" in st], dtype=float)
                 guesses = {}
                 if len(g) and not np.isnan(g).all():
                     guesses = dict(guess_mean_first=round(float(np.nanmean(g[:20])), 3),
                                    guess_mean_last=round(float(np.nanmean(g[-20:])), 3))
-                return m, time.perf_counter() - t1, guesses
+                if start is not None:
+                    guesses = dict(inbox_auroc_start=start,
+                                   inbox_auroc_end=inbox_auroc(c, m, d.real, tr.bank_features, d.residual_scale))
+                return m, fit_s, guesses
 
             un_model = None
             if "semi-scratch" in args.diagnostic:
@@ -167,6 +227,12 @@ def main() -> None:
                                                                    "train_seed": seed})
             if "semi" in want:
                 variants = [] if args.no_default_semi else [("semi", cfg["semi"])]
+                if args.resmixmatch:
+                    rmm = copy.deepcopy(cfg["semi"])
+                    rmm.train.semi_method = "resmixmatch"
+                    variants.append(("semi (ResMixMatch)", rmm))
+                if args.jitter:
+                    variants.append(("semi (jittered boxes)", cfg["semi"]))
                 if args.mixmatch_ablation:
                     nomix = copy.deepcopy(cfg["semi"])
                     nomix.train.mixmatch = False
@@ -180,8 +246,12 @@ def main() -> None:
                     variants.append(("semi stage, sup's exact block labels (no MixMatch)", exact))
                 for label, c in variants:
                     exact_labels = c.setting == "sup"  # the exact-labels diagnostic: sup's Eq. 14 blocks
+                    boxes = None
+                    if label == "semi (jittered boxes)":
+                        rng = np.random.default_rng(1000 + seed)
+                        boxes = [jittered(boxes_from_mask(mk), rng) for _, mk in real]
                     d = replace(data, synthetic=relabel(c, data.synthetic),
-                                real=relabel(cfg["sup"], data.real) if exact_labels else relabel(c, data.real, semi=True))
+                                real=relabel(cfg["sup"], data.real) if exact_labels else relabel(c, data.real, semi=True, boxes=boxes))
                     m, s, guesses = train(c, d, model=copy.deepcopy(un_model).train())
                     score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
                                                                   "train_seed": seed, **guesses})
@@ -189,11 +259,11 @@ def main() -> None:
         for seed in args.train_seed or [cfg["un"].seed]:
             run_seed(seed)
 
-    print("\n| category | method | setting | seed | pixel AUROC | PRO | AP | image AUROC | fit (s) | predict (s/img) |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| category | method | setting | part | seed | pixel AUROC | PRO | AP | image AUROC | fit (s) | predict (s/img) |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         m = pct(r["metrics"])
-        print(f"| {r['category']} | {r['method']} | {r['setting']} | {r.get('train_seed', '')} | {m['pixel_auroc']} | "
+        print(f"| {r['category']} | {r['method']} | {r['setting']} | {r['part']} | {r.get('train_seed', '')} | {m['pixel_auroc']} | "
               f"{m['pro']} | {m['ap']} | {m['image_auroc']} | {r['timing_s']['fit']} | {r['timing_s']['predict_per_image']} |")
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from semirest.core.data.images import read_image
-from semirest.core.train.anomalies import SyntheticAnomalies
+from semirest.core.train.synthetic import SyntheticAnomalies
 
 TILE = 150
 

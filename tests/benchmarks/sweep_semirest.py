@@ -18,12 +18,14 @@ import argparse, copy, json, os, sys, time, types
 import numpy as np, torch
 from semirest.core.config import apply_overrides, make_config
 from semirest.core.data.datasets import load_mvtec_category
-from semirest.core.memory.knn import BankSearcher
+from semirest.core.memory.bank import BankSearcher
 from semirest.core.metrics import evaluate
 from semirest.core.model.bagging import predict_bagged
 from semirest.core.model.tokens import pcr_to_tokens
-from semirest.core.pipeline import FeatureExtractor, load_images, to_image_maps
-from semirest.core.train.augment import residual
+from semirest.core.data.datasets import load_images
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.maps import to_image_maps
+from semirest.core.memory.bank import residual
 from semirest.core.train.trainer import Trainer, prepare_training_data, residual_scale
 from semirest.core.model.bagging import predict_whole
 
@@ -58,7 +60,7 @@ def prep(key, over):
     feats = ext.extract_all(test)
     rows = [s.search(torch.from_numpy(f.reshape(-1, f.shape[-1])).to(dev), 1)[:, 0].reshape(f.shape[:2]).cpu() for f in feats]
     bank = torch.from_numpy(data.bank.features)
-    # PatchCore from the same residuals (the pipeline's score: distance to the nearest entry)
+    # PatchCore from the same residuals (PatchCore's score: distance to the nearest entry)
     pcm = [residual(torch.from_numpy(f), bank[r]).sum(-1).sqrt().numpy() for f, r in zip(feats, rows)]
     pc = evaluate(to_image_maps(np.stack(pcm), shapes, cfg.eval.sigma), masks)
     emit({"prep": key, "prep_s": round(tp, 1), "scale": data.residual_scale, "bank": int(bank.shape[0]),

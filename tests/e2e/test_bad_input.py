@@ -1,4 +1,4 @@
-"""Bad input of every kind (issue 7, point 4): each gives one clear line and loses nothing.
+"""Bad input of every kind: each gives one clear line and loses nothing.
 
 Every case checks the message the user sees. The files are made in tmp_path; the 20000x20000
 image is a real PNG header with almost no data, so it must be refused by its header's pixel count
@@ -22,7 +22,7 @@ import pytest
 
 from semirest.core.data.datasets import DatasetLayoutError, load_mvtec_category
 from semirest.core.data.images import ImageReadError, read_image, read_mask, write_png
-from semirest.core.project.labels import ImageLabels
+from semirest.core.labels.image_labels import ImageLabels
 from semirest.core.project.store import (
     NewerSchemaError,
     NewImage,
@@ -361,7 +361,7 @@ def test_nan_infinite_or_outside_boxes_are_refused_at_import_and_by_the_store(sm
     import json
 
     from semirest.core.project.store import BadLabelError
-    from semirest.core.train.boxes import RotatedBox
+    from semirest.core.labels.boxes import RotatedBox
     from tests.conftest import label_rows
 
     before = label_rows(small_project)

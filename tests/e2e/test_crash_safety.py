@@ -88,16 +88,20 @@ def _read_acks(proc: subprocess.Popen, acks: list[str]) -> None:
             acks.append(line.split()[1])
 
 
-@pytest.fixture
-def crash_project(tmp_path) -> Path:
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "bilder mit leerzeichen"
+def _noise_images(folder: Path, n: int, rng: np.random.Generator, key) -> list[NewImage]:
+    """``n`` grey noise PNGs in a new ``folder``, as project images keyed by ``key(i, stem)``."""
     folder.mkdir()
     new = []
-    for i in range(KILLS):
+    for i in range(n):
         p = folder / f"teil_{i:02d}.png"
         write_png(p, rng.integers(70, 180, size=(SIZE, SIZE), dtype=np.uint8))
-        new.append(NewImage(p, p.stem))
+        new.append(NewImage(p, key(i, p.stem)))
+    return new
+
+
+@pytest.fixture
+def crash_project(tmp_path) -> Path:
+    new = _noise_images(tmp_path / "bilder mit leerzeichen", KILLS, np.random.default_rng(0), lambda i, stem: stem)
     project = tmp_path / "crash.sqlite"
     with ProjectStore.create(project) as store:
         store.add_images(new)
@@ -184,7 +188,7 @@ TINY = [
 def test_training_killed_midway_leaves_a_loadable_checkpoint(tmp_path):
     from semirest.core.data.demo import make_demo_dataset
     from semirest.core.train.checkpoint import load_checkpoint
-    from semirest.core.train.periodic import PARTIAL_NAME
+    from semirest.core.cli.periodic import PARTIAL_NAME
 
     make_demo_dataset(tmp_path / "data", seed=0, n_train=8, n_test_good=2, n_per_defect=1, size=64)
     # a project next to the run, with a committed edit, must open after the kill as well
@@ -239,17 +243,11 @@ IO_IMAGES = 40
 @pytest.fixture
 def io_projects(tmp_path):
     """A labelled source project and an unlabelled copy of it over the same IO_IMAGES images."""
-    from semirest.core.project.labels import ImageLabels
-    from semirest.core.train.boxes import RotatedBox
+    from semirest.core.labels.image_labels import ImageLabels
+    from semirest.core.labels.boxes import RotatedBox
 
     rng = np.random.default_rng(1)
-    folder = tmp_path / "images"
-    folder.mkdir()
-    new = []
-    for i in range(IO_IMAGES):
-        p = folder / f"teil_{i:02d}.png"
-        write_png(p, rng.integers(70, 180, size=(SIZE, SIZE), dtype=np.uint8))
-        new.append(NewImage(p, f"line{i % 3}/{p.stem}"))
+    new = _noise_images(tmp_path / "images", IO_IMAGES, rng, lambda i, stem: f"line{i % 3}/{stem}")
     for name in ("source", "target"):
         with ProjectStore.create(tmp_path / f"{name}.sqlite") as store:
             store.add_images(new)

@@ -246,7 +246,7 @@ def _killed_at(target: str, calls: int, *args) -> subprocess.CompletedProcess:
 
 def test_a_killed_create_import_or_train_blocks_no_rerun(small_project, tmp_path):
     from semirest.core.project import formats
-    from semirest.core.train.boxes import RotatedBox
+    from semirest.core.labels.boxes import RotatedBox
     from tests.conftest import label_rows
 
     images = tmp_path / "images"
@@ -272,7 +272,7 @@ def test_a_killed_create_import_or_train_blocks_no_rerun(small_project, tmp_path
     r = _cli("project", "import", str(project), "--format", "coco", "--from", str(tmp_path / "coco"))
     assert r.returncode == 0 and "3 changed" in r.stdout, r.stdout + r.stderr
     # train: killed once its run is recorded; the next writer marks it interrupted, and training can start again
-    _killed_at("semirest.core.train.project_run.ProjectTrainingRun.run", 1, "project", "train", project, "--quiet",
+    _killed_at("semirest.core.project.run.ProjectTrainingRun.run", 1, "project", "train", project, "--quiet",
                "--device", "cpu")
     with ProjectStore.open(project, read_only=True) as store:
         assert [r.state for r in store.runs()] == ["running"]  # a reader does not guess

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from semirest.core.train.boxes import boxes_from_mask
+from semirest.core.labels.boxes import boxes_from_mask
 from tests.gui.conftest import FakeClock, drag, key, open_window
 from tests.gui.test_train_panel import TINY
 
@@ -30,11 +30,11 @@ def test_boxes_then_ctrl_t_gives_a_semi_run_with_metrics_in_the_panel(real_mvtec
             c = b.corners()
             drag(w.canvas, [tuple(map(float, c.min(axis=0))), tuple(map(float, c.max(axis=0)))])
         assert s.document.boxes
-    panel = w.train_panel
+    panel = w.train_panels.training
     assert "<b>semi</b>" in panel.setting_label.text()
     panel.overrides = TINY + ["train.synthetic_pool=8", "train.steps=3"]
     panel.device.setCurrentText("cpu")
-    with qtbot.waitSignal(panel.run_finished, timeout=600000):
+    with qtbot.waitSignal(panel.run_ended, timeout=600000):
         key(qtbot, w, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
     run = s.store.runs()[-1]
     assert run.state == "finished" and run.setting == "semi", run.message

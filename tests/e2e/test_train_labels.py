@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from semirest.core.data.demo import make_demo_dataset
-from semirest.core.train.boxes import RotatedBox
-from semirest.core.train.labelled_export import read_labelled_export
+from semirest.core.labels.boxes import RotatedBox
+from semirest.core.cli.labelled_export import read_labelled_export
 
 TINY = [
     "features.image_size=64", "features.d_f=64", "features.pretrain_dim=64", "features.batch_size=4",

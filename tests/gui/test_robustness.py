@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from semirest.app.main import open_project_window
+from semirest.app.main_window import open_project_window
 from semirest.core.project.store import NewImage, ProjectStore
 from tests.gui.conftest import click, drag, key, open_window
 

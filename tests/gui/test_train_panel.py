@@ -10,7 +10,9 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, QEvent, QPointF, Qt, QTimer
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication, QWidget
 
 from semirest.core.project.store import ProjectStore
 from tests.gui.conftest import key, open_window
@@ -25,8 +27,8 @@ TINY = [
 # longest garbage collection meanwhile. In a working checkout the worst gaps are 18-86 ms (86 ms at
 # a load average of about 10 on 2 cores); in fresh installs (clean-clone CI runs) 19, 36, 37, 43 ms,
 # but three times 635, 621 and 334 ms. The third showed the cause: a 339 ms full garbage
-# collection at the run's start (~450,000 tracked objects with torch and timm loaded). Since
-# session 5 the window freezes that long-lived heap (app/memory.py), and collections skip it.
+# collection at the run's start (~450,000 tracked objects with torch and timm loaded). Now
+# the window freezes that long-lived heap (app/heap.py), and collections skip it.
 # Timing is not asserted against 100 ms (no timed assertions in tests); the guard catches training
 # in the GUI thread, which blocks it for the whole run (seconds), so the limit is 2 s.
 GAP_LIMIT_MS = 2000
@@ -76,7 +78,7 @@ class GapProbe:
 
 
 def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, qtbot, capsys):
-    panel = window.train_panel
+    panel, view = window.train_panels.training, window.train_panels.inference
     panel.overrides = TINY + ["train.steps=100000"]  # longer than the test: it is cancelled
     panel.live_every = 2
     panel.live_min_interval_s = 0.0
@@ -87,11 +89,11 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     probe.start()
     key(qtbot, window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)  # Ctrl+T: start
     assert panel.training.running
-    assert panel.training.thread is not None and panel.training.thread.isRunning()
+    assert panel.training.lane.activeThreadCount() == 1  # the run has the training lane's thread
     qtbot.waitUntil(lambda: panel.live_updates >= 3, timeout=120000)
     qtbot.wait(1500)  # keep probing while it trains
     assert window.canvas.heatmap_layer.array is not None  # the live map is drawn on the image on screen
-    assert panel.live[1].shape == window.session.document.hw
+    assert view.live[1].shape == window.session.document.hw
     assert len(panel.losses) > 0
     t0 = time.perf_counter()
     panel.cancel_button.click()
@@ -110,14 +112,30 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     assert run.state == "cancelled" and run.setting == "un" and run.duration_s > 0
     ckpt = store.run_checkpoint_path(run)
     assert ckpt.is_file()
-    from semirest.core.train.method import SemiREST
+    from semirest.core.methods.semirest import SemiREST
 
     assert SemiREST.load(ckpt, "cpu").model is not None  # a usable last checkpoint
     assert "cancelled" in panel.status.text()
 
 
+def test_mouse_over_the_train_dock_is_input_to_the_window(window, qtbot):
+    """Every panel of the dock answers QWidget.window() with the main window: the time tracker's
+    event filter calls it on each input (a panel attribute named ``window`` had made every mouse
+    move over the dock raise "TypeError: 'MainWindow' object is not callable")."""
+    dock = window.train_panels
+    window.session.tracker.stop()
+    for panel in (dock.training, dock.inference, dock.proposals):
+        assert panel.window() is window
+        for target in [panel] + panel.findChildren(QWidget):
+            p = QPointF(target.rect().center())
+            ev = QMouseEvent(QEvent.Type.MouseMove, p, QPointF(target.mapToGlobal(p.toPoint())),
+                             Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+            QApplication.sendEvent(target, ev)
+    assert window.session.tracker.running  # the moves were noted as input
+
+
 def test_training_error_is_a_message_not_a_crash(window, qtbot):
-    panel = window.train_panel
+    panel = window.train_panels.training
     panel.overrides = TINY + ["train.steps=2", "model.embed_dim=33"]  # 33 is not divisible by 2 heads
     panel.device.setCurrentText("cpu")
     panel.start()
@@ -125,21 +143,21 @@ def test_training_error_is_a_message_not_a_crash(window, qtbot):
     assert "Training failed" in panel.status.text()
     assert window.session.store.runs() == []  # the config is refused before a run is recorded
     assert window.isVisible()
-    panel._error_box.close()
+    panel.error_box.close()
 
 
 def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_demo_project, clock, tmp_path):
     from semirest.core.cli import main as cli
-    from semirest.core.project.labels import BOX
+    from semirest.core.labels.image_labels import BOX
 
     window = open_window(qtbot, boxed_demo_project, clock)
-    panel = window.train_panel
+    panel, view, proposals = window.train_panels.training, window.train_panels.inference, window.train_panels.proposals
     assert "<b>semi</b>" in panel.setting_label.text()
     panel.overrides = TINY + ["train.steps=3"]
     panel.device.setCurrentText("cpu")
     panel.live_every = 1
     panel.live_min_interval_s = 0.0
-    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+    with qtbot.waitSignal(panel.run_ended, timeout=120000):
         panel.start()
     store = window.session.store
     run = store.runs()[-1]
@@ -160,35 +178,36 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
 
     # inference view: the map of an image equals `semirest predict`'s for the same run
     window.session.open_index(order[0])
-    qtbot.waitUntil(lambda: panel.current_map() is not None, timeout=60000)
-    m = panel.current_map()
+    qtbot.waitUntil(lambda: view.current_map() is not None, timeout=60000)
+    m = view.current_map()
     assert window.canvas.heatmap_layer.array is not None
     out = tmp_path / "pred"
     assert cli(["predict", "--run", str(store.run_checkpoint_path(run)), str(store.image_path(first)),
                 "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     cli_map = np.load(next((out / "maps").glob("*.npy")))
     np.testing.assert_allclose(m, cli_map, atol=1e-6)
-    panel.opacity.setValue(30)
-    panel.threshold.setValue(0)
+    view.opacity.setValue(30)
+    view.threshold.setValue(0)
     assert (window.canvas.heatmap_layer.array >> 24 == round(255 * 0.3)).all()
 
     # proposals from the thresholded map become ordinary, undoable box labels, timed as box time
-    panel.threshold.setValue(int(float(m.max()) * 100 * 0.8))
+    view.threshold.setValue(int(float(m.max()) * 100 * 0.8))
     before = len(window.session.document.boxes)
     box_s = window.session.seconds(first.id, BOX)
     key(qtbot, window, Qt.Key.Key_P)  # Propose boxes: reviewing them is box labeling
-    n = len(panel.proposals)
+    n = len(proposals.proposals)
     assert n >= 1 and window.canvas.tool is window.tools["box"]
+    assert len(window.canvas.proposal_layer.childItems()) == n  # drawn in the canvas's proposal layer
     clock.advance(2)
-    qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)  # input in the window
+    qtbot.mouseClick(proposals.accept_button, Qt.MouseButton.LeftButton)  # input in the window
     assert len(window.session.document.boxes) == before + n
     assert window.session.seconds(first.id, BOX) == pytest.approx(box_s + 2)
     window.session.undo()
     assert len(window.session.document.boxes) == before + n - 1
-    assert panel.proposals == []
+    assert proposals.proposals == [] and window.canvas.proposal_layer.childItems() == []
 
     # Retrain: a new run with the current labels and the last run's choices
-    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+    with qtbot.waitSignal(panel.run_ended, timeout=120000):
         panel.retrain_button.click()
     assert len(store.runs()) == 2 and store.runs()[-1].label_snapshot["choices"] == run.label_snapshot["choices"]
     window.close()

@@ -14,10 +14,10 @@ def block(name, *a, **k):
     return real(name, *a, **k)
 builtins.__import__ = block
 from semirest.app import main as m
-from semirest.app.main_window import make_train_panel
+from semirest.app.main_window import make_train_dock
 from PySide6.QtWidgets import QApplication
 app = QApplication.instance() or QApplication([])
-panel = make_train_panel(None)
+panel = make_train_dock(None, None)
 print("panel", type(panel).__name__, "PyTorch is not installed" in panel.label.text())
 panel.start(); panel.retrain(); panel.cancel(); panel.image_changed(); panel.shutdown()
 sys.argv = ["semirest-studio", "--self-check"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from semirest.core.data.images import read_image
-from semirest.core.train.anomalies import (
+from semirest.core.train.synthetic import (
     MEMSEG_FOREGROUND,
     ForegroundRule,
     PerlinField,

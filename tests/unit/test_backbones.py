@@ -27,11 +27,12 @@ def test_chelsea_is_a_cat(name):
     assert float(p[list(CAT_CLASSES)].sum()) > 0.8
 
 
-def test_feature_backbone_is_frozen_and_gives_stride_8_and_16():
-    bb = FeatureBackbone("efficientnet_lite0")
+@pytest.mark.cuda
+def test_feature_backbone_is_frozen_and_gives_stride_8_and_16(device):
+    bb = FeatureBackbone("efficientnet_lite0").to(device)
     bb.train()  # must stay in eval mode: BatchNorm statistics are part of the pretrained weights
     assert not bb.training and not any(p.requires_grad for p in bb.parameters())
-    low, high = bb(torch.rand(1, 3, 128, 96))
+    low, high = bb(torch.rand(1, 3, 128, 96, device=device))
     assert low.shape[-2:] == (16, 12) and high.shape[-2:] == (8, 6)
     assert bb.channels == [40, 112]
 

@@ -103,14 +103,15 @@ def test_predict_bagged_of_a_position_only_model_is_exact():
     assert torch.allclose(predict_whole(m, t), torch.sigmoid(t[..., 0]), atol=1e-6)
 
 
-def test_predict_bagged_with_swin():
+@pytest.mark.cuda
+def test_predict_bagged_with_swin(device):
     from semirest.core.model.swin import ResidualSwin
     torch.manual_seed(0)
     m = ResidualSwin(in_dim=6, embed_dim=8, depth=2, num_heads=2, window_size=4, mlp_ratio=1.0,
-                     drop_path=0.0, input_size=8)
-    t = torch.randn(12, 10, 6)
+                     drop_path=0.0, input_size=8).to(device)
+    t = torch.randn(12, 10, 6).to(device)
     p = predict_bagged(m, t, mu=8, step=4, batch_size=2)
-    assert p.shape == (12, 10) and torch.all((p > 0) & (p < 1))
+    assert p.shape == (12, 10) and p.device == t.device and torch.all((p > 0) & (p < 1))
     # first window alone, computed directly, agrees where only that window covers the map
     with torch.no_grad():
         m.eval()

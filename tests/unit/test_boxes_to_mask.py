@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from semirest.core.train.boxes import RotatedBox, boxes_from_mask, boxes_to_mask
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask, boxes_to_mask
 
 
 def test_axis_aligned_box_is_exact():

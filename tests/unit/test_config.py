@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from semirest.core.config import Config, ConfigError, make_config
@@ -56,15 +58,19 @@ def test_dict_round_trip():
 
 
 def test_retired_switches_load_when_off_and_refuse_when_on():
-    """A checkpoint written while train.box_prior / train.normal_quantile existed (session 4) still
-    loads if they were off; one trained with them on cannot be reproduced, so it is refused."""
+    """A checkpoint written while a retired switch existed still loads if it was off; one trained
+    with it on cannot be reproduced, so it is refused; --set no longer knows it."""
     cfg = make_config("fast", "semi")
     old = cfg.to_dict()
-    old["train"] |= {"box_prior": False, "normal_quantile": 0.0}
+    old["train"] |= {"box_prior": False, "normal_quantile": 0.0, "guess_with": "model",
+                     "unlabelled_norm": "unknown", "log_residual": False, "block_size": 8}
     assert Config.from_dict(old) == cfg
-    old["train"]["box_prior"] = True
-    with pytest.raises(ConfigError, match="train.box_prior = True: this option was removed"):
-        Config.from_dict(old)
+    for key, on in [("box_prior", True), ("guess_with", "start"), ("unlabelled_norm", "all"), ("log_residual", True)]:
+        changed = {**old, "train": {**old["train"], key: on}}
+        with pytest.raises(ConfigError, match=f"train.{key} = .*: this option was removed"):
+            Config.from_dict(changed)
+        with pytest.raises(ConfigError, match="unknown config field"):
+            make_config("fast", "semi", [f"train.{key}={json.dumps(on)}"])
     bad = cfg.to_dict()
     bad["train"]["box_priors"] = False
     with pytest.raises(ConfigError, match="unknown config field train.box_priors"):
@@ -75,7 +81,7 @@ def test_retired_switches_load_when_off_and_refuse_when_on():
 def test_semi_runs_its_un_stage_with_the_un_setting(preset):
     from dataclasses import asdict
 
-    from semirest.core.train.method import unsupervised_stage
+    from semirest.core.train.stages import unsupervised_stage
 
     stage = unsupervised_stage(make_config(preset, "semi"))
     un = make_config(preset, "un")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from semirest.core.memory.bank import MemoryBank, residuals
+from semirest.core.memory.bank import MemoryBank, residual
 from semirest.core.memory.coreset import coverage_radius, greedy_coreset, greedy_coreset_reference, select_coreset
 
 
@@ -62,10 +63,10 @@ def test_bank_state_round_trip():
 
 
 def test_residuals():
-    a = np.array([[1.0, -2.0, 3.0]])
-    b = np.array([[0.0, 1.0, 3.5]])
-    assert np.allclose(residuals(a, b), [[1.0, 9.0, 0.25]])
-    assert np.allclose(residuals(a, b, "abs"), [[1.0, 3.0, 0.5]])
-    with pytest.raises(ValueError, match="square' or 'abs'"):
-        residuals(a, b, "cube")
+    a = torch.tensor([[1.0, -2.0, 3.0]])
+    b = torch.tensor([[0.0, 1.0, 3.5]])
+    assert torch.allclose(residual(a, b), torch.tensor([[1.0, 9.0, 0.25]]))
+    assert torch.allclose(residual(a, b, "abs"), torch.tensor([[1.0, 3.0, 0.5]]))
+    with pytest.raises(ValueError, match="residual mode must be one of"):
+        residual(a, b, "cube")
 

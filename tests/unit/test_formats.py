@@ -7,9 +7,9 @@ import pytest
 from semirest.core.cli import main as cli_main
 from semirest.core.data.images import read_mask
 from semirest.core.project import formats
-from semirest.core.project.labels import ImageLabels, blocks_from_mask, blocks_to_mask
+from semirest.core.labels.image_labels import ImageLabels, blocks_from_mask, blocks_to_mask
 from semirest.core.project.store import NewImage, ProjectStore, TimeSpan
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 from tests.conftest import make_images
 
 
@@ -25,7 +25,7 @@ def _label(store, with_pixels=True, with_blocks=True, with_boxes=True):
     rng = np.random.default_rng(3)
     hws = {}
     for rec in store.images():
-        hw = formats.image_hw(store, rec)
+        hw = store.image_hw(rec)
         hws[rec.id] = hw
         lab = ImageLabels(hw)
         if with_pixels:

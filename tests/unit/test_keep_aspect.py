@@ -8,7 +8,9 @@ from semirest.core.config import ConfigError, make_config
 from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.data.demo import make_demo_dataset
 from semirest.core.features.patches import scaled_input_size
-from semirest.core.pipeline import FeatureExtractor, PatchCore, load_images
+from semirest.core.data.datasets import load_images
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.methods.patchcore import PatchCore
 from semirest.core.train.trainer import prepare_training_data
 
 SMALL = ["features.d_f=64", "features.pretrain_dim=64", "features.lambda_pe=0.0", "bank.coreset_ratio=1.0",

@@ -2,10 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from semirest.core.train.boxes import RotatedBox, boxes_from_mask
-from semirest.core.train.labels import (IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN, block_fractions,
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
+from semirest.core.labels.blocks import (IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN, block_fractions,
                                         block_labels, block_labels_from_blocks, labels_from_fractions,
-                                        mask_from_blocks, semi_labels, semi_labels_from_boxes)
+                                        semi_labels, semi_labels_from_boxes)
+from semirest.core.labels.image_labels import blocks_to_mask
 
 
 def test_constants_distinct():
@@ -106,7 +107,7 @@ def test_block_toggles_to_token_labels():
 
 
 def test_block_toggles_cut_by_border_and_out_of_range():
-    m = mask_from_blocks({(1, 2)}, 8, (12, 20))  # last row/col of blocks are partial
+    m = blocks_to_mask({(1, 2)}, 8, (12, 20))  # last row/col of blocks are partial
     assert m.sum() == 4 * 4 and m[8:12, 16:20].all()
-    with pytest.raises(ValueError):
-        mask_from_blocks({(2, 0)}, 8, (12, 20))
+    # a cell outside the grid (row 2 of a 12-px-high image) covers no pixel
+    assert not blocks_to_mask({(2, 0)}, 8, (12, 20)).any()

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from semirest.core.train.labels import IGNORE, NEGATIVE, POSITIVE, UNKNOWN
+from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN
 from semirest.core.train.losses import focal_loss, soft_focal_loss
 
 

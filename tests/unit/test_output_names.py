@@ -51,7 +51,7 @@ def test_predict_writes_one_output_per_image_when_file_names_repeat_in_a_batch(t
 def test_demo_heatmaps_get_one_file_each():
     from pathlib import Path
 
-    from semirest.core.cli import heatmap_names
+    from semirest.core.cli.benchmark import heatmap_names
     from semirest.core.data.datasets import Sample
 
     samples = [Sample(Path("demo/test/a_b/c.png"), "a_b", None), Sample(Path("demo/test/a/b_c.png"), "a", None),

@@ -33,13 +33,15 @@ def backbone():
     return FeatureBackbone("efficientnet_lite0")
 
 
-def test_pcf_is_feature_plus_weighted_code(backbone):
-    pf = PatchFeatures(backbone, d_f=64, pretrain_dim=128, lambda_pe=0.1)
-    x = torch.rand(2, 3, 64, 80)
+@pytest.mark.cuda
+def test_pcf_is_feature_plus_weighted_code(backbone, device):
+    pf = PatchFeatures(backbone, d_f=64, pretrain_dim=128, lambda_pe=0.1).to(device)
+    x = torch.rand(2, 3, 64, 80, device=device)
     plain = pf.patch_features(x)
     pcf = pf(x)
     assert plain.shape == (2, 8, 10, 64)
-    assert torch.allclose(pcf - plain, 0.1 * position_code(8, 10, 64).expand(2, -1, -1, -1), atol=1e-5)
+    code = position_code(8, 10, 64).to(device)
+    assert torch.allclose(pcf - plain, 0.1 * code.expand(2, -1, -1, -1), atol=1e-5)
     pf.lambda_pe = 0.0
     assert torch.equal(pf(x), plain)
 

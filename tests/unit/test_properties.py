@@ -22,7 +22,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from semirest.core.config import ConfigError, make_config, validate_config
 from semirest.core.data.images import ImageReadError, write_png
 from semirest.core.project import formats
-from semirest.core.project.labels import LABEL_TYPES, ImageLabels
+from semirest.core.labels.image_labels import LABEL_TYPES, ImageLabels
 from semirest.core.project.store import NewImage, ProjectError, ProjectStore
 from tests.conftest import label_rows
 from tests.summary import report

@@ -5,7 +5,7 @@ import stat
 import numpy as np
 import pytest
 
-from semirest.core.project.labels import ImageLabels
+from semirest.core.labels.image_labels import ImageLabels
 from semirest.core.project.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -18,7 +18,7 @@ from semirest.core.project.store import (
     ProjectStore,
     TimeSpan,
 )
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox
 
 
 def test_new_project_is_wal_and_versioned(small_project):

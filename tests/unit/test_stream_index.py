@@ -9,9 +9,11 @@ import torch
 from semirest.core.config import BankConfig, FeatureConfig
 from semirest.core.memory.bank import MemoryBank
 from semirest.core.memory.coreset import coverage_radius, select_coreset
-from semirest.core.memory.knn import BankSearcher
-from semirest.core.memory.stream import FeatureStore, memory_bound_bytes, stream_coreset
-from semirest.core.pipeline import FeatureExtractor, fit_memory_bank
+from semirest.core.memory.bank import BankSearcher
+from semirest.core.features.store import FeatureStore
+from semirest.core.memory.stream import memory_bound_bytes, stream_coreset
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.memory.fit import fit_memory_bank
 
 
 def _clustered(n=20000, d=24, seed=0, clusters=60):
@@ -139,8 +141,8 @@ def test_semirest_trains_with_spilled_features_streaming_coreset_and_ivf(tmp_pat
     from semirest.core.config import make_config
     from semirest.core.data.datasets import load_mvtec_category
     from semirest.core.data.demo import make_demo_dataset
-    from semirest.core.pipeline import load_images
-    from semirest.core.train.method import SemiREST
+    from semirest.core.data.datasets import load_images
+    from semirest.core.methods.semirest import SemiREST
 
     from .test_trainer import TINY
 
@@ -157,7 +159,7 @@ def test_semirest_trains_with_spilled_features_streaming_coreset_and_ivf(tmp_pat
 
 
 def test_patchcore_fits_from_spilled_features():
-    from semirest.core.pipeline import PatchCore
+    from semirest.core.methods.patchcore import PatchCore
 
     cfg = FeatureConfig(image_size=64, d_f=32, pretrain_dim=32, batch_size=2)
     rng = np.random.default_rng(1)

@@ -7,10 +7,11 @@ TINY = SwinConfig(in_dim=12, embed_dim=16, depth=2, num_heads=2, window_size=4, 
                   drop_path=0.0, input_size=8)
 
 
-def test_forward_shape_channels_last():
+@pytest.mark.cuda
+def test_forward_shape_channels_last(device):
     torch.manual_seed(0)
-    m = ResidualSwin(TINY).eval()
-    y = m(torch.randn(3, 8, 8, 12))
+    m = ResidualSwin(TINY).eval().to(device)
+    y = m(torch.randn(3, 8, 8, 12, device=device))
     assert y.shape == (3, 8, 8, 2)
     p = anomaly_probability(y)
     assert p.shape == (3, 8, 8)
@@ -48,10 +49,11 @@ def test_dynamic_mask_equals_precomputed_mask():
     assert torch.allclose(y_dyn, y_static, atol=1e-6)
 
 
-def test_fused_attention_matches_plain():
+@pytest.mark.cuda
+def test_fused_attention_matches_plain(device):
     torch.manual_seed(0)
-    m = ResidualSwin(TINY).eval()
-    x = torch.randn(2, 8, 8, 12)
+    m = ResidualSwin(TINY).eval().to(device)
+    x = torch.randn(2, 8, 8, 12, device=device)
     with torch.no_grad():
         y_fused = m(x)
         for b in m.stage.blocks:

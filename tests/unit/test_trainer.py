@@ -9,10 +9,10 @@ from semirest.core.config import make_config
 from semirest.core.data.datasets import load_mvtec_category
 from semirest.core.data.demo import make_demo_dataset
 from semirest.core.memory.bank import MemoryBank
-from semirest.core.memory.knn import BankSearcher
-from semirest.core.pipeline import load_images
+from semirest.core.memory.bank import BankSearcher
+from semirest.core.data.datasets import load_images
 from semirest.core.train.checkpoint import CheckpointError, load_checkpoint
-from semirest.core.train.method import SemiREST
+from semirest.core.methods.semirest import SemiREST
 from semirest.core.train.trainer import Trainer, lr_factor
 
 TINY = [
@@ -32,10 +32,10 @@ def demo(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fitted(demo):
+def fitted(demo, device):
     cat, train, _ = demo
-    cfg = make_config("fast", "un", TINY)
-    m = SemiREST(cfg, "cpu", cat)
+    cfg = make_config("fast", "un", TINY + [f"device=\"{device}\""])
+    m = SemiREST(cfg, device, cat)
     m.fit(train)
     return m
 
@@ -46,11 +46,12 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(99, 100, 0.1) < 0.01
 
 
-def test_searcher_matches_brute_force_and_excludes_source():
+@pytest.mark.cuda
+def test_searcher_matches_brute_force_and_excludes_source(device):
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(300, 16)).astype(np.float32)
     bank = MemoryBank(feats, np.repeat(np.arange(3), 100))
-    s = BankSearcher(bank, "cpu")
+    s = BankSearcher(bank, device)
     q = torch.from_numpy(rng.normal(size=(50, 16)).astype(np.float32))
     d = torch.cdist(q, torch.from_numpy(bank.features))
     assert torch.equal(s.search(q, 3), d.topk(3, largest=False).indices)
@@ -58,15 +59,17 @@ def test_searcher_matches_brute_force_and_excludes_source():
     assert not np.isin(bank.source_ids[rows.numpy()], [1]).any()
 
 
-def test_loss_decreases_on_a_fixed_batch(fitted):
+@pytest.mark.cuda
+def test_loss_decreases_on_a_fixed_batch(fitted, device):
     cfg = make_config("fast", "un", TINY + ["train.steps=40", "model.drop_path=0.0"])
-    trainer = Trainer(cfg, fitted.data, "cpu")
+    trainer = Trainer(cfg, fitted.data, device)
     tokens, labels = trainer.sample_batch()
     assert (labels == 1).any() and (labels == 0).any()
     losses = [trainer.train_on(tokens, labels) for _ in range(15)]
     assert losses[-1] < 0.7 * losses[0]
 
 
+@pytest.mark.cuda
 def test_fit_predicts_maps_at_image_resolution(fitted, demo):
     _, _, test = demo
     maps = fitted.predict(test[:3])
@@ -75,13 +78,37 @@ def test_fit_predicts_maps_at_image_resolution(fitted, demo):
     assert len(fitted.trainer.losses) == 6
 
 
-def test_checkpoint_round_trip_identical_predictions(fitted, demo, tmp_path):
+@pytest.mark.cuda
+def test_checkpoint_round_trip_identical_predictions(fitted, demo, tmp_path, device):
     _, _, test = demo
     path = fitted.save(tmp_path / "model.safetensors")
-    loaded = SemiREST.load(path, "cpu", expect=fitted.cfg)
+    loaded = SemiREST.load(path, device, expect=fitted.cfg)
+    assert next(loaded.model.parameters()).device.type == device.type
     for a, b in zip(fitted.predict(test[:3]), loaded.predict(test[:3])):
         np.testing.assert_array_equal(a, b)
     assert loaded.residual_scale == fitted.residual_scale
+
+
+@pytest.mark.cuda
+def test_bf16_autocast_trains_and_predicts_close_to_float32(fitted, demo, device):
+    """train.amp: the Swin runs under bf16 autocast in a training step and in prediction; the maps
+    of the same weights stay within bf16 rounding of the float32 ones (and do differ: autocast ran)."""
+    import copy
+
+    from semirest.core.maps import predict_maps
+
+    _, _, test = demo
+    amp = copy.deepcopy(fitted.cfg)
+    amp.train.amp = True
+    plain = fitted.predict(test[:3])
+    low = predict_maps(amp, fitted.model, fitted.extractor, fitted.searcher, fitted.residual_scale, test[:3])
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(plain, low))
+    assert 0 < diff < 0.05
+    trainer = Trainer(amp, fitted.data, device)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    losses = [trainer.step() for _ in range(2)]
+    assert all(np.isfinite(losses))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
 def test_foreign_or_corrupt_checkpoint_is_a_clear_error(fitted, tmp_path):
@@ -125,20 +152,27 @@ def test_ablation_switches_train_and_predict(demo, override):
 
 
 @pytest.mark.parametrize("setting", ["sup", "semi"])
-def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting):
+@pytest.mark.cuda
+def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting, device):
+    """sup, and semi with the paper's ResMixMatch (the fast preset's own box method: below)."""
     cat, train, _ = demo
-    cfg = make_config("fast", setting, TINY + ["train.steps=3"])
-    m = SemiREST(cfg, "cpu", cat)
+    cfg = make_config("fast", setting, TINY + ["train.steps=3", 'train.semi_method="resmixmatch"'])
+    m = SemiREST(cfg, device, cat)
     assert m.labelled and all(s not in m.test_samples for s in m.labelled)
-    m.fit(train)
+    steps = []
+    m.fit(train, on_step=steps.append)
     assert len(m.trainer.losses) == 3 and all(np.isfinite(m.trainer.losses))
+    assert [s["loss"] for s in steps[-3:]] == m.trainer.losses
+    # the step statistics name the sampled windows: the labelled images are in every step of the stage
+    assert all({w[0] for w in s["windows"]} == {"normal", "synthetic", "real"} for s in steps[-3:])
+    assert all(len(w[2]) >= 1 for s in steps for w in s["windows"])
     if setting == "semi":
-        assert len(m.un_losses) == 8  # un stage first: 3 * 8 / 3 steps
-        assert m.trainer.last_stats["n_u"] > 0 or m.trainer.last_stats["n_x"] > 0
-        assert len(m.trainer.guess_means) == 3  # one mean guess inside the boxes per step
-        st = m.trainer.last_stats  # positive_windows: every step's real window holds box tokens
-        assert len(m.trainer.unknown_shares) == 3 and all(0 < u < 1 for u in m.trainer.unknown_shares)
-        assert m.trainer.unknown_shares[-1] == st["n_u"] / (st["n_u"] + st["n_x"])
+        assert len(m.un_losses) == 8 and len(steps) == 11  # un stage first: 3 * 8 / 3 steps
+        semi = steps[8:]
+        # one mean guess inside the boxes per step; positive_windows: every step's real window holds box tokens
+        assert all(np.isfinite(s["guess_mean"]) and s["n_u"] > 0 and s["n_x"] > 0 for s in semi)
+        assert "guess_mean" not in steps[0] and {w[0] for w in steps[0]["windows"]} == {"normal", "synthetic"}
+        assert semi[-1]["n_u"] == m.trainer.last_stats["n_u"]
     maps = m.predict(load_images(m.test_samples[:2]))
     assert all(np.isfinite(x).all() for x in maps)
 
@@ -148,7 +182,7 @@ def test_positive_windows_always_sample_a_window_holding_the_defect(fitted):
     # in a fraction of the steps; train.positive_windows finds it every time, unknown tokens too.
     from dataclasses import replace
 
-    from semirest.core.train.labels import NEGATIVE, POSITIVE, UNKNOWN
+    from semirest.core.labels.blocks import NEGATIVE, POSITIVE, UNKNOWN
     from semirest.core.train.trainer import ImageSet
 
     base = fitted.data.synthetic
@@ -173,34 +207,40 @@ def test_positive_windows_always_sample_a_window_holding_the_defect(fitted):
     assert hits(["train.positive_windows=false"], POSITIVE) < 30
 
 
-def test_guess_with_names_the_guessing_model(fitted):
-    from semirest.core.config import ConfigError
-
-    with pytest.raises(ConfigError, match="guess_with"):
-        Trainer(make_config("fast", "semi", TINY + ["train.guess_with=\"teacher\""]), fitted.data, "cpu")
-    with pytest.raises(ConfigError, match="unlabelled_norm"):
-        Trainer(make_config("fast", "semi", TINY + ["train.unlabelled_norm=\"tokens\""]), fitted.data, "cpu")
-
-
-def test_guess_with_start_keeps_the_starting_weights_as_a_frozen_guesser(demo):
-    """train.guess_with=start: the semi stage's guesses come from the weights it started from (the
-    un model), unchanged while the model being trained moves (BENCHMARKS.md, session 6)."""
-    import copy
-    from dataclasses import replace
+def test_box_method_trains_real_images_on_box_targets_refreshed_from_the_ema_model(demo):
+    """The fast preset's semi stage: no ResMixMatch; every box-labelled image gets rank targets
+    (positives inside its boxes, negatives outside, never an unknown), made at step 0 from the un
+    model and again every train.box_refresh steps."""
+    from semirest.core.labels.blocks import NEGATIVE, POSITIVE, UNKNOWN, block_fractions
+    from semirest.core.labels.boxes import boxes_to_mask
 
     cat, train, _ = demo
-    m = SemiREST(make_config("fast", "semi", TINY + ["train.steps=3", "train.guess_with=\"start\""]), "cpu", cat)
-    m.fit(train)
-    assert len(m.trainer.guess_means) == 3 and np.isfinite(m.trainer.guess_means).all()
-    trainer = Trainer(m.cfg, m.trainer.data, "cpu", model=copy.deepcopy(m.model).train())
-    guesser = trainer.guess_model
-    assert guesser is not None and guesser is not trainer.model and not guesser.training
-    assert all(not p.requires_grad for p in guesser.parameters())
-    start = [p.clone() for p in trainer.model.parameters()]
-    assert all(torch.equal(g, s) for g, s in zip(guesser.parameters(), start))
-    trainer.step()
-    trainer.step()
-    assert all(torch.equal(g, s) for g, s in zip(guesser.parameters(), start))
-    assert any(not torch.equal(t, s) for t, s in zip(trainer.model.parameters(), start))
-    # the un stage of the same configuration has no box-labelled images, hence no guesser
-    assert Trainer(m.cfg, replace(m.trainer.data, real=None), "cpu").guess_model is None
+    cfg = make_config("fast", "semi", TINY + ["train.steps=4", "train.box_refresh=2"])
+    assert cfg.train.semi_method == "box"
+    m = SemiREST(cfg, "cpu", cat)
+    refreshed = []
+    original = Trainer.refresh_box_targets
+
+    def spy(self):
+        refreshed.append(self.step_count)
+        original(self)
+
+    Trainer.refresh_box_targets = spy
+    try:
+        m.fit(train)
+    finally:
+        Trainer.refresh_box_targets = original
+    tr = m.trainer
+    assert tr.box_semi and not tr.semi and not tr.last_stats
+    assert refreshed == [0, 2]
+    assert len(tr.losses) == 4 and np.isfinite(tr.losses).all()
+    real = tr.data.real
+    assert not (real.labels == UNKNOWN).any()
+    grid = tuple(real.labels.shape[1:])
+    for i, boxes in enumerate(real.boxes):
+        inside = block_fractions(boxes_to_mask(boxes, real.image_hw[i]), grid) > 0
+        lab = real.labels[i].numpy()
+        assert (lab[~inside] == NEGATIVE).all()
+        assert (lab[inside] == POSITIVE).any()
+    with pytest.raises(Exception, match="semi_method"):
+        Trainer(make_config("fast", "semi", TINY + ['train.semi_method="mil"']), m.data, "cpu")

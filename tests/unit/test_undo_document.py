@@ -3,7 +3,7 @@ import numpy as np
 
 from semirest.app.document import ImageDocument
 from semirest.app.undo import BlockToggleCommand, HistoryBook, PixelStrokeCommand, UndoHistory
-from semirest.core.project.labels import ImageLabels
+from semirest.core.labels.image_labels import ImageLabels
 
 
 def _stroke(doc, a, b, size=9, value=1):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPointF, Qt
 
-from semirest.core.project.labels import PIXEL
+from semirest.core.labels.image_labels import PIXEL
 
 
 class Tool:

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import BlockToggleCommand
-from semirest.core.project.labels import BLOCK8, BLOCK16
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16
 
 
 class BlockTool(Tool):
@@ -75,7 +75,7 @@ class BlockTool(Tool):
             self.canvas.document.commit_cells(self.grid, self._changed, self._value)
             on = self._changed if self._value else []
             off = [] if self._value else self._changed
-            self.canvas.push_command(BlockToggleCommand(self.grid, on, off))
+            self.canvas.command_done.emit(BlockToggleCommand(self.grid, on, off))
         self._changed = []
 
     def cancel(self) -> None:

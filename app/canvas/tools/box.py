@@ -12,8 +12,8 @@ from PySide6.QtCore import QPointF, Qt
 from semirest.app.canvas.layers import RotatedBoxItem
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import BoxAddCommand, BoxDeleteCommand, BoxEditCommand
-from semirest.core.project.labels import BOX
-from semirest.core.train.boxes import RotatedBox
+from semirest.core.labels.image_labels import BOX
+from semirest.core.labels.boxes import RotatedBox
 
 MIN_SIZE = 2.0
 
@@ -141,13 +141,13 @@ class BoxTool(Tool):
             self._drop_preview()
             if box.width >= MIN_SIZE and box.height >= MIN_SIZE:
                 local = doc.add_box(box)
-                c.push_command(BoxAddCommand(local, box))
+                c.command_done.emit(BoxAddCommand(local, box))
                 c.select_box(local)
             return
         local = c.selected_box
         if box != self._before:
             doc.update_box(local, box)
-            c.push_command(BoxEditCommand(local, self._before, box, "move box" if mode == "move" else f"{mode} box"))
+            c.command_done.emit(BoxEditCommand(local, self._before, box, "move box" if mode == "move" else f"{mode} box"))
 
     # -- keyboard actions -----------------------------------------------------------------------
     def rotate_selected(self, degrees: float) -> bool:
@@ -158,7 +158,7 @@ class BoxTool(Tool):
         b = c.document.boxes[local]
         nb = RotatedBox(b.cx, b.cy, b.width, b.height, b.angle + degrees)
         c.document.update_box(local, nb)
-        c.push_command(BoxEditCommand(local, b, nb, f"rotate box {degrees:+g} deg"))
+        c.command_done.emit(BoxEditCommand(local, b, nb, f"rotate box {degrees:+g} deg"))
         return True
 
     def delete_selected(self) -> bool:
@@ -169,7 +169,7 @@ class BoxTool(Tool):
         box = c.document.boxes[local]
         c.select_box(None)
         c.document.remove_box(local)
-        c.push_command(BoxDeleteCommand(local, box))
+        c.command_done.emit(BoxDeleteCommand(local, box))
         return True
 
     def status(self) -> str:

@@ -5,7 +5,7 @@ from PySide6.QtCore import Qt
 
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import PixelStrokeCommand
-from semirest.core.project.labels import PIXEL
+from semirest.core.labels.image_labels import PIXEL
 
 
 class BrushTool(Tool):
@@ -51,7 +51,7 @@ class BrushTool(Tool):
         self._last = None
         result = self.canvas.document.end_stroke()
         if result is not None:
-            self.canvas.push_command(PixelStrokeCommand(*result, erase=self.erase))
+            self.canvas.command_done.emit(PixelStrokeCommand(*result, erase=self.erase))
 
     def cancel(self) -> None:
         self.release(None, None)  # a stroke in progress is kept, not thrown away

@@ -27,7 +27,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.image_labels import blocks_to_mask
 
 POSITIVE = 1
 NEGATIVE = 0
@@ -87,28 +88,10 @@ def semi_labels_from_boxes(boxes: Iterable[RotatedBox], image_hw: tuple[int, int
     """Eq. 15 from rotated boxes (drawn by a person or from :func:`boxes_from_mask`).
 
     The boxes are in the pixel coordinates of an image of size ``image_hw`` (see
-    :mod:`semirest.core.train.boxes` for the convention); their union, rasterised at pixel centres,
+    :mod:`semirest.core.labels.boxes` for the convention); their union, rasterised at pixel centres,
     is the unknown region.
     """
     return semi_labels(boxes_to_mask(list(boxes), image_hw), grid, v)
-
-
-def mask_from_blocks(blocks: Iterable[tuple[int, int]], block_size: int,
-                     image_hw: tuple[int, int]) -> np.ndarray:
-    """Pixel mask (bool, ``image_hw``) of toggled image blocks.
-
-    ``blocks``: (row, col) indices on a ``block_size`` x ``block_size`` pixel grid aligned to the
-    image's top-left corner (as the studio's block toggles store them); blocks of the last row /
-    column may be cut by the image border. Indices outside the image raise ValueError.
-    """
-    h, w = image_hw
-    n_r, n_c = -(-h // block_size), -(-w // block_size)
-    mask = np.zeros((h, w), dtype=bool)
-    for r, c in blocks:
-        if not (0 <= r < n_r and 0 <= c < n_c):
-            raise ValueError(f"block ({r}, {c}) is outside the {n_r} x {n_c} block grid of a {h} x {w} image")
-        mask[r * block_size:(r + 1) * block_size, c * block_size:(c + 1) * block_size] = True
-    return mask
 
 
 def block_labels_from_blocks(blocks: Iterable[tuple[int, int]], block_size: int, image_hw: tuple[int, int],
@@ -118,4 +101,4 @@ def block_labels_from_blocks(blocks: Iterable[tuple[int, int]], block_size: int,
     64x64 grid, 8- or 16-px blocks) every token is POSITIVE or NEGATIVE and the thresholds do not
     matter; otherwise partly toggled tokens follow Eq. 14's thresholds.
     """
-    return block_labels(mask_from_blocks(blocks, block_size, image_hw), grid, eps_plus, eps_minus)
+    return block_labels(blocks_to_mask(blocks, block_size, image_hw), grid, eps_plus, eps_minus)

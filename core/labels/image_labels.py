@@ -5,7 +5,7 @@ Four label types, matching the paper's annotation-time study (section 4.7, Fig. 
 * ``pixel``: a free-hand mask painted with the brush (uint8 0/1, image resolution);
 * ``block8`` / ``block16``: whole cells of an 8x8 or 16x16 grid aligned to the image's top-left
   corner, kept as cell sets (row, col), never as pixels, so the trainer gets them exactly;
-* ``box``: rotated boxes (:class:`~semirest.core.train.boxes.RotatedBox`, same angle convention).
+* ``box``: rotated boxes (:class:`~semirest.core.labels.boxes.RotatedBox`, same angle convention).
 
 Cells on the right and bottom edges of an image whose size is not a multiple of the grid are
 partial: they cover only the pixels that exist.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from semirest.core.train.boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
 
 PIXEL = "pixel"
 BLOCK8 = "block8"

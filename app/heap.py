@@ -1,4 +1,5 @@
-"""Process memory settings for the studio.
+"""Process heap settings for the studio: where large arrays are allocated, and which objects the
+garbage collector skips (the memory bank is `semirest.core.memory`; this is the process heap).
 
 Each image switch allocates masks and overlays of image size (16-64 MB for 4096x4096) and frees
 those of images left behind. glibc raises its mmap threshold after such frees, so later large

@@ -1,25 +1,25 @@
 """`semirest project create|export|import|info`: the studio's projects without a window."""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
+from semirest.core.cli.common import CliError, TqdmProgress
+from semirest.core.config import ConfigError
 from semirest.core.data.datasets import DatasetLayoutError
 from semirest.core.data.images import ImageReadError
-from semirest.core.project.labels import BLOCK8, BLOCK16, PIXEL
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16, PIXEL
+from semirest.core.project import formats
+from semirest.core.project.formats import FORMATS, IMPORT_FORMATS
+from semirest.core.project.store import ProjectError, ProjectStore
 
 
-def _cli_error(exc: Exception):
-    from semirest.core.cli import CliError
-
+def _cli_error(exc: Exception) -> CliError:
     return CliError(str(exc))
 
 
 def _create(args) -> int:
-    import sys
-
-    from semirest.core.project import formats
-    from semirest.core.project.store import ProjectError, ProjectStore
-
     try:
         if Path(args.project).exists():
             raise ProjectError(f"{Path(args.project).absolute()}: already exists; open it, or choose another file name")
@@ -56,9 +56,6 @@ def _create(args) -> int:
 
 
 def _export(args) -> int:
-    from semirest.core.project import formats
-    from semirest.core.project.store import ProjectError, ProjectStore
-
     try:
         bench = formats.load_benchmark(args.benchmark) if args.benchmark else None
         with ProjectStore.open(args.project) as store:
@@ -75,9 +72,6 @@ def _export(args) -> int:
 
 
 def _import(args) -> int:
-    from semirest.core.project import formats
-    from semirest.core.project.store import ProjectError, ProjectStore
-
     try:
         with ProjectStore.open(args.project, require_write=True) as store:
             report = formats.import_labels(store, args.format, args.source, as_type=args.as_type, replace=args.replace)
@@ -101,8 +95,6 @@ def _copy(args) -> int:
 
 
 def _info(args) -> int:
-    from semirest.core.project.store import ProjectError, ProjectStore
-
     try:
         with ProjectStore.open(args.project) as store:  # upgrades an older schema (adds the runs table)
             imgs = store.images()
@@ -129,10 +121,6 @@ def format_metrics(metrics: dict) -> str:
 
 
 def _runs(args) -> int:
-    import json
-
-    from semirest.core.project.store import ProjectError, ProjectStore
-
     try:
         with ProjectStore.open(args.project) as store:  # upgrades an older schema (adds the runs table)
             rows = store.runs()
@@ -154,12 +142,7 @@ def _runs(args) -> int:
 
 def _train(args) -> int:
     """The studio's Train button without a window: the setting follows from the labels."""
-    import sys
-
-    from semirest.core.cli import TqdmProgress
-    from semirest.core.config import ConfigError
-    from semirest.core.project.store import ProjectError
-    from semirest.core.train.project_run import train_project
+    from semirest.core.project.run import train_project  # PyTorch: loaded when the command runs, so `semirest project` starts without it
 
     overrides = list(args.overrides)
     if args.steps is not None:
@@ -181,8 +164,6 @@ def _train(args) -> int:
 
 
 def register(sub) -> None:
-    from semirest.core.project.formats import FORMATS, IMPORT_FORMATS
-
     p = sub.add_parser("project", help="create, export and inspect labeling projects")
     p.set_defaults(func=lambda args: p.print_help())
     ps = p.add_subparsers(dest="project_command", metavar="ACTION")

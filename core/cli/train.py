@@ -9,10 +9,22 @@ A run folder holds ``model.safetensors`` (config, EMA weights, bank, residual sc
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
 from pathlib import Path
+
+import cv2
+import numpy as np
+
+from semirest.core import files
+from semirest.core.cli.common import CliError, TqdmProgress, add_config_arguments, config_from_args
+from semirest.core.cli.labelled_export import read_labelled_export
+from semirest.core.data.datasets import load_images, load_mvtec_category
+from semirest.core.data.images import is_image_file, read_image, write_png
+from semirest.core.progress import ProgressEvent
+from semirest.core.visual import overlay
 
 CHECKPOINT_NAME = "model.safetensors"
 
@@ -20,8 +32,7 @@ CHECKPOINT_NAME = "model.safetensors"
 def cmd_train(args: argparse.Namespace) -> int:
     """Train; under ``torchrun`` every rank runs this, and only rank 0 prints, shows progress and
     writes the run folder (:mod:`semirest.core.distributed`)."""
-    from semirest.core import distributed
-    from semirest.core.cli import CliError, config_from_args
+    from semirest.core import distributed  # PyTorch: loaded when the command runs, so `semirest project` starts without it
 
     cfg = config_from_args(args)
     try:
@@ -35,12 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
+    # PyTorch: loaded when the command runs, so `semirest project` starts without it
     from semirest.core.benchmark import machine_description, write_json
-    from semirest.core.cli import TqdmProgress
-    from semirest.core.data.datasets import load_mvtec_category
     from semirest.core.distributed import unwrap
-    from semirest.core.pipeline import load_images
-    from semirest.core.train.method import SemiREST
+    from semirest.core.methods.semirest import SemiREST
 
     cat = load_mvtec_category(args.data, args.category)
     out = Path(args.out)
@@ -53,9 +62,6 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
               file=sys.stderr)
     labelled = None
     if getattr(args, "labels", None):
-        from semirest.core.cli import CliError
-        from semirest.core.train.labelled_export import read_labelled_export
-
         if cfg.setting == "un":
             raise CliError("--labels needs --setting sup (pixel / block masks) or semi (box masks)")
         try:
@@ -66,7 +72,7 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
             print(f"[{args.category}] {len(labelled)} labelled images from {args.labels}", file=sys.stderr)
     model = SemiREST(cfg, device, cat, labelled=labelled)
     if getattr(args, "checkpoint_every", 0):
-        from semirest.core.train.periodic import PARTIAL_NAME, PeriodicCheckpoint
+        from semirest.core.cli.periodic import PARTIAL_NAME, PeriodicCheckpoint  # PyTorch: loaded when the command runs, so `semirest project` starts without it
 
         progress = PeriodicCheckpoint(model, out / PARTIAL_NAME, args.checkpoint_every, progress)
     t0 = time.perf_counter()
@@ -96,9 +102,7 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
 
 def _dump_rank_weights(folder: Path, ctx, model, trainer, wrote_checkpoint: bool) -> None:
     """Debugging / tests: this rank's final EMA weights and what it did, one pair of files per rank."""
-    from safetensors.torch import save
-
-    from semirest.core import files
+    from safetensors.torch import save  # PyTorch: loaded when the command runs, so `semirest project` starts without it
 
     folder.mkdir(parents=True, exist_ok=True)
     files.write_atomic(folder / f"rank{ctx.rank}.safetensors",
@@ -111,8 +115,6 @@ def _dump_rank_weights(folder: Path, ctx, model, trainer, wrote_checkpoint: bool
 
 
 def _collect_images(items: list[str]) -> list[Path]:
-    from semirest.core.data.images import is_image_file
-
     paths: list[Path] = []
     for item in items:
         p = Path(item)
@@ -126,18 +128,10 @@ def _collect_images(items: list[str]) -> list[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import io
-
-    import cv2
-    import numpy as np
-
-    from semirest.core import files
-    from semirest.core.cli import CliError, TqdmProgress
-    from semirest.core.data.images import read_image, write_png
-    from semirest.core.maps import overlay
-    from semirest.core.pipeline import pick_device
+    # PyTorch: loaded when the command runs, so `semirest project` starts without it
+    from semirest.core.device import pick_device
+    from semirest.core.methods.semirest import SemiREST
     from semirest.core.train.checkpoint import CheckpointError
-    from semirest.core.train.method import SemiREST
 
     run = Path(args.run)
     ckpt = run / CHECKPOINT_NAME if run.is_dir() else run
@@ -186,13 +180,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def progress_event(progress, done: int, total: int) -> None:
-    from semirest.core.pipeline import ProgressEvent
-
     progress(ProgressEvent("predict", done, total))
 
 
 def register(sub) -> None:
-    from semirest.core.cli import add_config_arguments
 
     p = sub.add_parser("train", help="train a SemiREST model on a category's normal images")
     p.add_argument("--data", required=True, help="dataset root (<root>/<category>/train/good ...)")

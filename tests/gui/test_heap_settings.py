@@ -1,4 +1,4 @@
-"""The studio's process memory settings (app/memory.py) as a real window applies them."""
+"""The studio's process heap settings (app/heap.py) as a real window applies them."""
 from __future__ import annotations
 
 import gc
@@ -6,7 +6,7 @@ import sys
 import time
 import types
 
-from semirest.app.memory import freeze_long_lived_objects
+from semirest.app.heap import freeze_long_lived_objects
 
 
 def _full_collection_ms() -> float:

@@ -1,35 +1,33 @@
-"""The SemiREST method object (fit / predict), as registered in ``benchmark.METHODS["semirest"]``.
+"""The SemiREST method object (fit / predict / save / load), registered as ``"semirest"``.
 
 ``fit`` runs the whole of paper 4.2: PCFs, memory bank, precomputed k-NN and synthetic pool, the
 training loop, and keeps the EMA model; ``predict`` gives maps at each image's own resolution, like
-:class:`semirest.core.pipeline.PatchCore`, so the benchmark treats both alike. For sup / semi the
+:class:`semirest.core.methods.patchcore.PatchCore`, so the benchmark treats both alike. For sup / semi the
 10 drawn test images (``split_budget``) are trained on and removed from ``test_samples``.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import os
-from dataclasses import replace
 import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from semirest.core import distributed
-from semirest.core.config import Config, apply_setting
+from semirest.core.config import Config
 from semirest.core.data.datasets import Category, Sample, split_budget
-from semirest.core.memory.knn import BankSearcher
-from semirest.core.pipeline import FeatureExtractor, ProgressFn
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.maps import predict_maps
+from semirest.core.memory.bank import BankSearcher
+from semirest.core.methods.registry import register_method
+from semirest.core.progress import ProgressFn
+from semirest.core.progress import no_progress as _no_progress
 from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
-from semirest.core.train.trainer import Trainer, TrainingData, predict_maps, prepare_training_data, relabel
+from semirest.core.train.stages import train_stages, unsupervised_stage
+from semirest.core.train.trainer import Trainer, TrainingData, prepare_training_data, relabel
 
 log = logging.getLogger(__name__)
-
-
-def _no_progress(_) -> None:
-    pass
 
 
 def cpu_warning(cfg: Config, device: torch.device) -> str | None:
@@ -81,25 +79,21 @@ class SemiREST:
             out.append((im, s.load_mask(im.shape[:2])))
         return out
 
-    def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> None:
+    def fit(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress,
+            on_step: Callable[[dict], None] | None = None) -> None:
         """un / sup: one training run. semi: the unsupervised model first (paper 4.2: semi starts from
         it), then the semi stage on the same precomputed data, relabelled with the semi epsilons
-        (synthetic, Eq. 14) and boxes (real images, Eq. 15)."""
+        (synthetic, Eq. 14) and boxes (real images) (:func:`train_stages`). ``on_step``: every
+        optimiser step's statistics (:class:`Trainer`)."""
         setting = self.cfg.setting
         real = self._real() if setting in ("sup", "semi") else None
         first = unsupervised_stage(self.cfg) if setting == "semi" else self.cfg
         self.data = prepare_training_data(first, self.extractor, images, self.category_name, progress, real)
-        self.trainer = Trainer(distributed.local_config(first), self.data, self.device)
-        distributed.prepare_trainer(self.trainer)  # DDP + per-rank sampling under torchrun (no-op otherwise)
-        self.model = self.trainer.run(progress, self.should_stop)
-        if setting == "semi":
-            self.un_losses = list(self.trainer.losses)
-            data = replace(self.data, synthetic=relabel(self.cfg, self.data.synthetic),
-                           real=relabel(self.cfg, self.data.real, semi=True) if self.data.real is not None else None)
-            self.trainer = Trainer(distributed.local_config(self.cfg), data, self.device,
-                                   model=copy.deepcopy(self.model).train())
-            distributed.prepare_trainer(self.trainer)
-            self.model = self.trainer.run(progress, self.should_stop)
+        labelled = self.data.real
+        if setting == "semi" and labelled is not None:
+            labelled = relabel(self.cfg, labelled, semi=True)
+        result = train_stages(self.cfg, self.data, labelled, self.device, progress, self.should_stop, on_step=on_step)
+        self.model, self.trainer, self.un_losses = result.model, result.trainer, result.un_losses
         self.bank = self.data.bank
         self.residual_scale = self.data.residual_scale
         self.searcher = BankSearcher(self.bank, self.device)
@@ -127,14 +121,6 @@ class SemiREST:
         return obj
 
 
-def unsupervised_stage(cfg: Config) -> Config:
-    """The un configuration that precedes a semi run: same model, features and bank, the un
-    hyper-parameters of paper 4.2, and the un length (make_config gives semi 3/8 of it)."""
-    un = copy.deepcopy(cfg)
-    apply_setting(un, "un")
-    un.train.steps = max(1, int(round(cfg.train.steps * 8 / 3)))
-    return un
-
-
+@register_method("semirest")
 def semirest_factory(cfg: Config, device: torch.device, category: Category) -> SemiREST:
     return SemiREST(cfg, device, category)

@@ -1,6 +1,6 @@
 """One training run on a labeling project: the API the studio's worker thread calls (no Qt).
 
-Config and a :class:`~semirest.core.train.project_data.TrainingPlan` in; progress events, live
+Config and a :class:`~semirest.core.project.plan.TrainingPlan` in; progress events, live
 heatmaps of the current EMA model and a :class:`RunResult` out. It runs the same pieces as
 ``semirest train`` (:func:`prepare_training_data`, :class:`Trainer`, the un stage before semi of
 :meth:`SemiREST.fit`, :func:`save_checkpoint`), with the real images' token labels taken from the
@@ -14,36 +14,38 @@ started, the current EMA model is saved, so a cancelled run still leaves a usabl
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from semirest.core.config import Config
+from semirest.core.config import Config, make_config
 from semirest.core.data.images import read_image
-from semirest.core.memory.knn import BankSearcher
-from semirest.core.pipeline import ProgressEvent, ProgressFn
+from semirest.core.device import pick_device
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.files import write_json
+from semirest.core.maps import predict_maps
+from semirest.core.memory.bank import BankSearcher
+from semirest.core.methods.semirest import SemiREST
+from semirest.core.metrics import evaluate
+from semirest.core.progress import ProgressEvent, ProgressFn
+from semirest.core.progress import no_progress as _no_progress
+from semirest.core.project.plan import TrainingPlan, box_targets_wanted, plan_from_store, token_labels
+from semirest.core.project.store import ProjectStore
 from semirest.core.train.checkpoint import save_checkpoint
-from semirest.core.train.project_data import TrainingPlan, token_labels
+from semirest.core.train.stages import train_stages, unsupervised_stage
 from semirest.core.train.trainer import (
     Trainer,
     TrainingCancelled,
     make_image_set,
-    predict_maps,
     prepare_training_data,
-    relabel,
     token_grid,
 )
 
 CHECKPOINT_NAME = "model.safetensors"
-
-
-def _no_progress(_: ProgressEvent) -> None:
-    pass
 
 
 @dataclass
@@ -140,14 +142,11 @@ class ProjectTrainingRun:
             self._progress(ProgressEvent(stage, i + 1, len(items)))
         return out
 
-    def _train_stage(self, cfg: Config, data, name: str, model=None):
-        self.stage_cfg = cfg
-        self.data = data
-        self._stage = name
-        self.trainer = Trainer(cfg, data, self.device, model=model)
-        result = self.trainer.run(self._progress, self.should_stop)
-        self.losses += self.trainer.losses
-        return result
+    def _on_stage(self, name: str, cfg: Config, data, trainer: Trainer) -> None:
+        """A stage begins: keep what a save on cancel and the live heatmaps need."""
+        if self.trainer is not None:
+            self.losses += self.trainer.losses
+        self.stage_cfg, self.data, self._stage, self.trainer = cfg, data, name, trainer
 
     def _save(self) -> Path:
         path = self.out_dir / CHECKPOINT_NAME
@@ -156,9 +155,6 @@ class ProjectTrainingRun:
         return path
 
     def run(self) -> RunResult:
-        from semirest.core.pipeline import FeatureExtractor
-        from semirest.core.train.method import unsupervised_stage
-
         t0 = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         plan, cfg = self.plan, self.cfg
@@ -182,12 +178,12 @@ class ProjectTrainingRun:
                     if item.hw is None:
                         item.hw = real_images[i].shape[:2]
                     real_set.labels[i] = torch.from_numpy(token_labels(item, plan.setting, grid, cfg))
-            if plan.setting == "semi":
-                model = self._train_stage(first, data, "train un")
-                data = replace(data, synthetic=relabel(cfg, data.synthetic), real=real_set)
-                self._train_stage(cfg, data, "train semi", model=copy.deepcopy(model).train())
-            else:
-                self._train_stage(cfg, replace(data, real=real_set), "train " + plan.setting)
+                # the box method makes the targets of box-only images from their boxes while it trains
+                real_set.boxes = [list(item.boxes) if box_targets_wanted(item, plan.setting, cfg) else None
+                                  for item in plan.labelled]
+                real_set.image_hw = [tuple(item.hw) for item in plan.labelled]
+            train_stages(cfg, data, real_set, self.device, self._progress, self.should_stop, on_stage=self._on_stage)
+            self.losses += self.trainer.losses
         except TrainingCancelled as exc:
             ckpt = self._save() if self.trainer is not None and self.trainer.step_count > 0 else None
             msg = f"{exc}" + ("; the last EMA model was saved" if ckpt else "; no checkpoint (training had not started)")
@@ -205,8 +201,6 @@ class ProjectTrainingRun:
         m["final_loss"] = float(np.mean(self.losses[-20:])) if self.losses else None
         m["loss_every_10"] = [round(float(x), 5) for x in self.losses[::10]]
         dur = time.perf_counter() - t0
-        from semirest.core.files import write_json
-
         write_json(self.out_dir / "train.json", {
             "state": state, "message": message, "duration_s": round(dur, 2), "metrics": m,
             "plan": self.plan.snapshot(), "config": self.cfg.to_dict()})
@@ -215,9 +209,6 @@ class ProjectTrainingRun:
     def _score(self, ckpt: Path) -> tuple[dict, dict[int, float]]:
         """Maps of the held-out images with the saved checkpoint (as ``semirest predict``): image
         scores, and pixel AUROC / PRO / AP where masks exist."""
-        from semirest.core.metrics import evaluate
-        from semirest.core.train.method import SemiREST
-
         model = SemiREST.load(ckpt, self.device)
         items = self.score_images if self.score_images is not None else self.plan.evaluation + list(self.plan.labelled)
         eval_ids = {p.image_id for p in self.plan.evaluation}
@@ -261,11 +252,6 @@ def train_project(project_path: str | Path, preset: str = "fast", device: str = 
     should_stop, live_image, on_heatmap, live_every, ...). A failure is recorded as a failed run
     and re-raised.
     """
-    from semirest.core.config import make_config
-    from semirest.core.pipeline import pick_device
-    from semirest.core.project.store import ProjectStore
-    from semirest.core.train.project_data import plan_from_store
-
     store = ProjectStore.open(project_path, require_write=True)
     run_id = None
     try:

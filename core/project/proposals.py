@@ -1,7 +1,7 @@
 """Model-assisted labeling: rotated-box suggestions from a thresholded anomaly map (no Qt).
 
 Each 8-connected region of ``heatmap > threshold`` becomes one minimum-area rotated box
-(:func:`~semirest.core.train.boxes.boxes_from_mask`, the same fit that simulates an inspector's
+(:func:`~semirest.core.labels.boxes.boxes_from_mask`, the same fit that simulates an inspector's
 boxes in the benchmark), in the image's pixel coordinates and the studio's angle convention.
 Regions smaller than ``min_area`` pixels are dropped (noise), and at most ``max_boxes`` boxes are
 returned, largest regions first.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from semirest.core.train.boxes import RotatedBox, boxes_from_mask
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
 
 
 def propose_boxes(heatmap: np.ndarray, threshold: float, min_area: int = 16, max_boxes: int = 20) -> list[RotatedBox]:

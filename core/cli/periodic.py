@@ -16,7 +16,7 @@ PARTIAL_NAME = "last.safetensors"
 
 
 class PeriodicCheckpoint:
-    """Wraps a progress function; ``method`` is a :class:`semirest.core.train.method.SemiREST`."""
+    """Wraps a progress function; ``method`` is a :class:`semirest.core.methods.semirest.SemiREST`."""
 
     def __init__(self, method, path: str | Path, every: int, progress=None):
         if every < 1:

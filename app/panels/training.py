@@ -1,0 +1,326 @@
+"""The training panel: the setting the labels give, preset, device, steps, Start / Cancel / Retrain,
+progress, ETA, the loss curve and the metrics of the run.
+
+Views and wiring only: the setting rule, training and evaluation are in ``semirest.core``; the run
+goes on in the training lane (:mod:`semirest.app.workers.training`). Every signal from the job
+arrives here as a queued call in the GUI thread; the slots only copy small results into widgets,
+and progress is drawn at most every 100 ms. Live heatmaps are passed on (``live_map``) to the inference view.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch  # the desktop package has no torch: the window then shows NoTrainingPanel
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
+from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
+
+from semirest.app.session import LabelingSession
+from semirest.app.workers.training import TrainingController, TrainingJob
+from semirest.core.project.plan import choose_setting
+
+
+def device_choices() -> list[str]:
+    return ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{s} s"
+
+
+def metrics_text(m: dict) -> str:
+    parts = [f"{name} {m[k]:.3f}" for k, name in (("pixel_auroc", "pixel AUROC"), ("pro", "PRO"), ("ap", "AP"))
+             if isinstance(m.get(k), (int, float))]
+    if parts:
+        return " · ".join(parts) + f"  (on {m.get('eval_images', '?')} held-out images)"
+    return m.get("note", "no reference masks among the held-out images: no metrics")
+
+
+class LossCurve(QWidget):
+    """The smoothed training loss, drawn as a polyline (log scale), newest value written in the corner."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.values: list[float] = []
+        self.setMinimumHeight(90)
+
+    def set_values(self, values: list[float]) -> None:
+        self.values = values
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(30, 32, 36))
+        v = [x for x in self.values if x is not None and x > 0 and math.isfinite(x)]
+        p.setPen(QColor(150, 150, 150))
+        if len(v) < 2:
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "loss curve")
+            return
+        lv = np.log10(np.asarray(v))
+        lo, hi = float(lv.min()), float(lv.max())
+        span = max(hi - lo, 1e-6)
+        w, h = self.width() - 8, self.height() - 20
+        n = len(lv)
+        step = max(1, n // max(w, 1))
+        pts = [QPointF(4 + w * i / (n - 1), 14 + h * (1 - (lv[i] - lo) / span)) for i in range(0, n, step)]
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setPen(QPen(QColor(90, 200, 255), 1.5))
+        p.drawPolyline(QPolygonF(pts))
+        p.setPen(QColor(220, 220, 220))
+        p.drawText(4, 12, f"loss {v[-1]:.4g}  (log scale, {n} steps)")
+
+
+class TrainingPanel(QWidget):
+    """Starts, follows and ends training runs on the session's project."""
+
+    running_changed = Signal(bool)  # True from Start until the run's end has been shown
+    live_map = Signal(int, object)  # image id, (H, W) map of the live EMA model
+    run_ended = Signal(object)  # after the run's row is stored: the run whose maps to show, or None
+    message = Signal(str)  # for the status bar
+
+    def __init__(self, session: LabelingSession, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.store = session.store
+        self.training = TrainingController(self)
+        self.live_updates = 0
+        self.losses: list[float] = []
+        self.overrides: list[str] = []  # extra config overrides (tests: a tiny model)
+        self.live_every = 10
+        self.live_min_interval_s = 1.0
+        self.error_box: QMessageBox | None = None
+        self.last_error = ""
+        self._latest_event = None
+        self._last_choices: dict | None = None
+        self.busy = False  # from Start until the run's end has been shown (finished / failed handled)
+        self._build()
+        self._ui_timer = QTimer(self)
+        self._ui_timer.setInterval(100)
+        self._ui_timer.timeout.connect(self._refresh_progress)
+        session.summary_changed.connect(lambda _id: self.refresh_setting())
+        session.image_changed.connect(lambda _index: self._follow_current_image())
+        self.refresh_setting()
+        self._recall_last_choices()
+
+    # -- layout ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        box = QGroupBox("Training")
+        form = QFormLayout(box)
+        self.setting_label = QLabel()
+        self.setting_label.setWordWrap(True)
+        self.setting_label.setObjectName("setting_label")
+        form.addRow("Setting", self.setting_label)
+        self.preset = QComboBox()
+        self.preset.addItems(["fast", "paper"])
+        form.addRow("Preset", self.preset)
+        self.device = QComboBox()
+        self.device.addItems(device_choices())
+        form.addRow("Device", self.device)
+        self.steps = QSpinBox()
+        self.steps.setRange(0, 100000)
+        self.steps.setSpecialValueText("preset")
+        self.steps.setToolTip("Training steps of the last stage; 'preset' uses the preset's (semi: 3/8 of it after an un stage of the full length)")
+        form.addRow("Steps", self.steps)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start (Ctrl+T)")
+        self.cancel_button = QPushButton("Cancel")
+        self.retrain_button = QPushButton("Retrain")
+        self.retrain_button.setToolTip("A new run with the current labels and the last run's preset, device and steps")
+        for b in (self.start_button, self.cancel_button, self.retrain_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # single-letter shortcuts stay with the window
+            buttons.addWidget(b)
+        form.addRow(buttons)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        form.addRow(self.progress)
+        self.status = QLabel("No training yet.")
+        self.status.setWordWrap(True)
+        form.addRow(self.status)
+        self.loss_curve = LossCurve()
+        form.addRow(self.loss_curve)
+        self.live_label = QLabel("")
+        form.addRow(self.live_label)
+        self.metrics_label = QLabel("")
+        self.metrics_label.setWordWrap(True)
+        self.metrics_label.setObjectName("metrics_label")
+        form.addRow("Metrics", self.metrics_label)
+        lay.addWidget(box)
+        self.start_button.clicked.connect(lambda: self.start())
+        self.cancel_button.clicked.connect(lambda: self.cancel())
+        self.retrain_button.clicked.connect(lambda: self.retrain())
+        self._set_running(False)
+
+    # -- setting --------------------------------------------------------------------------------
+    def refresh_setting(self) -> None:
+        """The setting the current labels give (the same rule the run applies)."""
+        n_mask = n_box = 0
+        for s in self.session.summaries.values():
+            if s.pixel_count or s.block8 or s.block16:
+                n_mask += 1
+            if s.boxes:
+                n_box += 1
+        setting, why = choose_setting(n_mask, n_box)
+        self.setting_label.setText(f"<b>{setting}</b>: {why}")
+        self.current_setting = setting
+
+    def choices(self) -> dict:
+        return {"preset": self.preset.currentText(), "device": self.device.currentText(), "steps": self.steps.value()}
+
+    def show_metrics(self, metrics: dict) -> None:
+        """The metrics of a finished run (this panel's, or the one the inference view shows)."""
+        self.metrics_label.setText(metrics_text(metrics))
+
+    def _recall_last_choices(self) -> None:
+        """Retrain repeats the last stored run's choices."""
+        rows = self.store.runs()
+        if rows:
+            last = rows[-1]
+            self._last_choices = last.label_snapshot.get("choices") or {
+                "preset": last.preset, "device": last.config.get("device", "auto"), "steps": 0}
+        self._set_running(self.training.running)
+
+    # -- training -------------------------------------------------------------------------------
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running and not self.store.read_only)
+        self.retrain_button.setEnabled(not running and not self.store.read_only and self._last_choices is not None)
+        self.cancel_button.setEnabled(running)
+        for w in (self.preset, self.device, self.steps):
+            w.setEnabled(not running)
+
+    def start(self, choices: dict | None = None) -> TrainingJob | None:
+        """Start a run with the panel's choices (Ctrl+T), or with ``choices`` (Retrain)."""
+        if self.busy or self.training.running:
+            self.message.emit("A training run is already in progress.")
+            return None
+        if self.store.read_only:
+            QMessageBox.warning(self, "Cannot train", "The project is open read-only; runs cannot be stored.")
+            return None
+        if self.session.has_unsaved and not self.session.retry_saves():
+            self.message.emit("Some edits are not saved yet; training uses the saved labels.")
+        choices = dict(choices or self.choices())
+        overrides = list(self.overrides)
+        if choices.get("steps"):
+            overrides.append(f"train.steps={int(choices['steps'])}")
+        job = TrainingJob(self.store.path, choices["preset"], choices["device"], overrides,
+                          self.live_every, self.live_min_interval_s, choices)
+        job.signals.plan_ready.connect(self._on_plan)
+        job.signals.progress.connect(self._on_progress)
+        job.signals.heatmap.connect(self._on_live_heatmap)
+        job.signals.returned.connect(self._on_finished)
+        job.signals.errored.connect(self._on_failed)
+        self._follow_current_image(job)
+        self._last_choices = choices
+        self.losses = []
+        self.live_updates = 0
+        self.loss_curve.set_values([])
+        self.progress.setRange(0, 0)
+        self.status.setText("Starting…")
+        self.metrics_label.setText("")
+        self.live_label.setText("")
+        self._set_running(True)
+        self._ui_timer.start()
+        self.busy = True
+        self.running_changed.emit(True)
+        return self.training.start(job)
+
+    def retrain(self) -> TrainingJob | None:
+        if self._last_choices is None:
+            return None
+        return self.start(self._last_choices)
+
+    def cancel(self) -> None:
+        if self.training.running:
+            self.training.cancel()
+            self.status.setText("Cancelling…")
+
+    def _follow_current_image(self, job: TrainingJob | None = None) -> None:
+        """The live heatmap maps the image on screen."""
+        job = job or (self.training.job if self.training.running else None)
+        if job is None:
+            return
+        rec = self.session.record
+        job.set_live_target(rec.id if rec else None, self.store.image_path(rec) if rec else None)
+
+    @Slot(int, str, str)
+    def _on_plan(self, run_id: int, setting: str, explanation: str) -> None:
+        self.status.setText(f"Run #{run_id}: {setting}. {explanation}")
+
+    @Slot(object)
+    def _on_progress(self, ev) -> None:
+        if ev.stage.startswith("train") and "loss" in ev.info:
+            self.losses.append(float(ev.info["loss"]))
+        self._latest_event = ev
+
+    def _refresh_progress(self) -> None:
+        ev = self._latest_event
+        if ev is None:
+            return
+        self._latest_event = None
+        if ev.total > 0:
+            self.progress.setRange(0, ev.total)
+            self.progress.setValue(ev.done)
+            self.progress.setFormat(f"{ev.stage}: {ev.done}/{ev.total}")
+        text = f"{ev.stage} {ev.done}/{ev.total}"
+        if ev.stage.startswith("train"):
+            stage_note = " (stage 1 of 2: unsupervised start)" if ev.stage == "train un" else ""
+            eta = format_eta(ev.info.get("eta_s"))
+            text = f"Training{stage_note}: step {ev.done} of {ev.total}" + (f", ETA {eta}" if eta else "")
+            if ev.stage == "train un":
+                text += " + the semi stage"
+            self.loss_curve.set_values(self.losses)
+        self.status.setText(text)
+
+    @Slot(object)
+    def _on_live_heatmap(self, live) -> None:
+        self.live_updates += 1
+        self.live_label.setText(f"live heatmap: EMA model at step {live.step} ({live.stage})")
+        self.live_map.emit(live.image_id, live.heatmap)
+
+    def _ended(self, show_run: int | None) -> None:
+        self._ui_timer.stop()
+        self._set_running(False)
+        self.busy = False
+        self.running_changed.emit(False)
+        self.run_ended.emit(show_run)
+
+    @Slot(object)
+    def _on_finished(self, payload) -> None:
+        self.training.wait(10000)  # the job has returned; its worker ends at once
+        self._refresh_progress()
+        res, run_id = payload["result"], payload["run_id"]
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if res.state == "finished" else 0)
+        self.progress.setFormat(res.state)
+        self.status.setText(f"Run #{run_id} {res.state} in {res.duration_s:.1f} s." + (f" {res.message}" if res.message else ""))
+        self.metrics_label.setText(metrics_text(res.metrics) if res.state == "finished" else "—")
+        self.live_label.setText(f"{self.live_updates} live heatmaps during the run" if self.live_updates else "")
+        self._recall_last_choices()
+        self._ended(run_id if res.checkpoint else None)
+
+    @Slot(str)
+    def _on_failed(self, text: str) -> None:
+        self.training.wait(10000)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("failed")
+        first = text.splitlines()[0] if text else "unknown error"
+        self.status.setText(f"Training failed: {first}")
+        self.last_error = text
+        self._recall_last_choices()
+        self._ended(None)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Training failed", first, parent=self)
+        box.setDetailedText(text)
+        box.setModal(False)
+        box.show()  # not exec(): a failure never blocks the window (or a test)
+        self.error_box = box
+
+    def shutdown(self, wait_ms: int = 30000) -> None:
+        if self.training.running:
+            self.training.cancel()
+            self.training.wait(wait_ms)
