@@ -47,6 +47,7 @@ ACTION_SPECS = (
     ActionSpec("open", "Open project…", ("Ctrl+O",)),
     ActionSpec("add_folder", "Add image folder…"),
     ActionSpec("export", "Export…", ("Ctrl+E",)),
+    ActionSpec("save_copy", "Save a copy…", tip="One self-contained project file with every saved edit"),
     ActionSpec("quit", "Quit", ("Ctrl+Q",)),
 )
 

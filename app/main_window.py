@@ -112,7 +112,7 @@ class MainWindow(QMainWindow):
         self.addToolBar(bar)
         m = self.menuBar()
         groups = {
-            "&File": ("open", "add_folder", "export", None, "quit"),
+            "&File": ("open", "add_folder", "export", "save_copy", None, "quit"),
             "&Edit": ("undo", "redo", None, "delete_box", "rotate_minus1", "rotate_plus1", "rotate_minus15", "rotate_plus15"),
             "&Tools": ("brush", "eraser", "brush_smaller", "brush_bigger", None, "block8", "block16", None, "box"),
             "&View": ("zoom_in", "zoom_out", "zoom_fit", None, "reference", "study", None, "previous_image", "next_image"),
@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         on_triggered(a["open"], self._open_other)
         on_triggered(a["add_folder"], self._add_folder)
         on_triggered(a["export"], self._export)
+        on_triggered(a["save_copy"], self._save_copy)
         on_triggered(a["quit"], self.close)
         t = self.train_panels
         on_triggered(a["train"], t.start)
@@ -326,6 +327,24 @@ class MainWindow(QMainWindow):
     def show_warning(self, title: str, text: str) -> None:
         """A warning dialog (tests replace it)."""
         QMessageBox.warning(self, title, text)
+
+    def _save_copy(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save a copy of the project", str(self.session.store.root),
+                                              "SemiREST project (*.sqlite)")
+        if path:
+            self.save_copy(path)
+
+    def save_copy(self, path) -> bool:
+        """A self-contained copy of the project (core ProjectStore.save_copy); True if written."""
+        from semirest.core.project.store import ProjectError
+
+        try:
+            self.session.store.save_copy(path)
+        except ProjectError as exc:
+            self.show_warning("Copy not saved", str(exc))
+            return False
+        self.statusBar().showMessage(f"Saved a copy: {path}", 8000)
+        return True
 
     def _export(self) -> None:
         fmt, ok = QInputDialog.getItem(self, "Export", "Format:", list(FORMATS), 0, False)

@@ -48,6 +48,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 # -- demo -----------------------------------------------------------------------------------------
+def heatmap_names(samples) -> dict[str, str]:
+    """{image path: file stem} of the demo's heatmaps: ``<defect type>_<stem>``, unique (types
+    ``a_b`` + stem ``c`` and ``a`` + ``b_c`` get a hash of the full path each)."""
+    return unique_names([(str(s.path), safe_file_name(f"{s.defect_type}_{s.path.stem}")) for s in samples])
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from semirest.core.benchmark import evaluate_category, format_table, write_json  # PyTorch: loaded when the command runs, so `semirest project` starts without it
 
@@ -68,7 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # one colour scale for all images, so maps are comparable: 1st to 99.9th percentile
     allv = np.concatenate([m.ravel() for m in ev.maps])
     vmin, vmax = float(np.percentile(allv, 1)), float(np.percentile(allv, 99.9))
-    names = unique_names([(str(s.path), safe_file_name(f"{s.defect_type}_{s.path.stem}")) for s in ev.samples])
+    names = heatmap_names(ev.samples)
     for s, im, m, mask in zip(ev.samples, ev.images, ev.maps, ev.masks):
         panel = np.concatenate([im, overlay(im, m, vmin, vmax, 0.5), np.repeat(mask[:, :, None], 3, 2).astype(np.uint8) * 255], axis=1)
         write_png(heat_dir / f"{names[str(s.path)]}.png", panel)

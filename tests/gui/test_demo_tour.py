@@ -96,6 +96,22 @@ def test_add_folder_adds_readable_images_and_lists_the_refused_ones(qtbot, small
     w.close()
 
 
+def test_save_a_copy_writes_one_file_with_the_edits(qtbot, small_project, clock, tmp_path):
+    from semirest.core.project.store import ProjectStore
+
+    w = open_window(qtbot, small_project, clock)
+    rec = w.session.records[0]
+    w.session.store.set_blocks(rec.id, 8, on=[(2, 1)])
+    warnings = []
+    w.show_warning = lambda title, text: warnings.append((title, text))
+    assert w.save_copy(tmp_path / "copy.sqlite")
+    assert not w.save_copy(tmp_path / "copy.sqlite") and "already exists" in warnings[0][1]
+    w.close()
+    assert not (tmp_path / "copy.sqlite-wal").exists()
+    with ProjectStore.open(tmp_path / "copy.sqlite", read_only=True) as copy:
+        assert (2, 1) in copy.load_labels(rec.id, (120, 160)).blocks[8]
+
+
 def test_demo_images_are_made_again_if_deleted(tmp_path):
     import shutil
 

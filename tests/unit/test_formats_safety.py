@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semirest.core import files
 from semirest.core.cli import main as cli_main
 from semirest.core.data.demo import make_demo_dataset
 from semirest.core.project import formats
@@ -99,11 +98,11 @@ def test_a_folder_that_is_not_empty_needs_overwrite_and_the_manifest_comes_last(
         err = capsys.readouterr().err
         assert rc == 2 and "folder is not empty" in err and "--overwrite" in err
         assert _tree(out) == {"mine.txt": b"keep me"}
-        order = []
-        real = files.write_atomic
-        monkeypatch.setattr(files, "write_atomic", lambda path, data: (order.append(Path(path).name), real(path, data))[1])
+        order = []  # every checked write ends in the rename of its finished file
+        real = os.replace
+        monkeypatch.setattr(os, "replace", lambda src, dst: (order.append(Path(dst).name), real(src, dst))[1])
         assert cli_main(["project", "export", str(small_project), "--format", fmt, "--out", str(out), "--overwrite"]) == 0
-        monkeypatch.setattr(files, "write_atomic", real)
+        monkeypatch.setattr(os, "replace", real)
         assert order[-1] == "manifest.csv" and len(order) >= 2, (fmt, order)
         assert (out / "mine.txt").read_text() == "keep me"
 

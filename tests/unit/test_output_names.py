@@ -46,3 +46,15 @@ def test_predict_writes_one_output_per_image_when_file_names_repeat_in_a_batch(t
     assert len(overlays) == 4 and len(maps) == 4 and "001.png" in overlays
     scores = json.loads((out / "scores.json").read_text())
     assert len({s["stem"] for s in scores}) == 4 and {s["image"] for s in scores} == {str(p) for p in imgs.rglob("*.png")}
+
+
+def test_demo_heatmaps_get_one_file_each():
+    from pathlib import Path
+
+    from semirest.core.cli.benchmark import heatmap_names
+    from semirest.core.data.datasets import Sample
+
+    samples = [Sample(Path("demo/test/a_b/c.png"), "a_b", None), Sample(Path("demo/test/a/b_c.png"), "a", None),
+               Sample(Path("demo/test/good/000.png"), "good", None)]
+    names = heatmap_names(samples)
+    assert len(set(names.values())) == 3 and names["demo/test/good/000.png"] == "good_000"

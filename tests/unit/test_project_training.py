@@ -219,13 +219,18 @@ def test_cli_project_runs_lists_runs(boxed_demo_project, capsys):
         rid = store.create_run("semi", "fast", {"a": 1}, {"labelled": []})
         store.finish_run(rid, "finished", 12.5, None, {"pixel_auroc": 0.9123, "pro": 0.5, "ap": 0.25, "final_loss": 0.01})
         store.create_run("un", "paper", {}, {})
-    assert main(["project", "runs", str(boxed_demo_project)]) == 0
-    out = capsys.readouterr().out
-    assert "semi" in out and "finished" in out and "12.5 s" in out and "pixel_auroc 0.912" in out
-    assert "running" in out and "paper" in out
+        # listed while this program still has the project open (as the studio does while it trains)
+        assert main(["project", "runs", str(boxed_demo_project)]) == 0
+        out = capsys.readouterr().out
+        assert "semi" in out and "finished" in out and "12.5 s" in out and "pixel_auroc 0.912" in out
+        assert "running" in out and "paper" in out
+        assert main(["project", "runs", str(boxed_demo_project), "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert rows[0]["metrics"]["pro"] == 0.5 and rows[1]["state"] == "running"
+    # opened again after that program ended: the run that was left running was interrupted
     assert main(["project", "runs", str(boxed_demo_project), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["metrics"]["pro"] == 0.5 and rows[1]["state"] == "running"
+    assert rows[1]["state"] == "failed" and rows[1]["message"].startswith("interrupted")
 
 
 def test_old_project_is_upgraded_with_a_runs_table(small_project):
