@@ -132,6 +132,11 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     sigma: float = 4.0  # Gaussian smoothing of the upsampled map
+    # Calibration at the end of training (core/calibration.py): the threshold calls this share of
+    # normal images NG, measured on up to calibration_images normal training images scored with
+    # their own bank entries excluded (those the Swin never trained on first); 0: all, -1: no calibration.
+    false_alarm: float = 0.01
+    calibration_images: int = 200
 
 
 @dataclass

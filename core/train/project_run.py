@@ -101,6 +101,7 @@ class ProjectTrainingRun:
         self.losses: list[float] = []
         self._last_live = 0.0
         self._stage = ""
+        self.calibration = None
 
     # -- hooks ---------------------------------------------------------------------------------
     def _progress(self, ev: ProgressEvent) -> None:
@@ -152,8 +153,18 @@ class ProjectTrainingRun:
     def _save(self) -> Path:
         path = self.out_dir / CHECKPOINT_NAME
         save_checkpoint(path, self.stage_cfg, self.trainer.ema.model, self.data.bank, self.data.residual_scale,
-                        {"category": self.plan.category, "setting": self.stage_cfg.setting})
+                        {"category": self.plan.category, "setting": self.stage_cfg.setting}, self.calibration)
         return path
+
+    def _calibrate(self, real_images) -> None:
+        """Threshold and normalisation as :meth:`SemiREST.fit` makes them (leave-one-out scores of
+        the normal training images, read again from their files)."""
+        from semirest.core.train.calibrate import calibrate
+
+        normal = self.plan.normal
+        self.calibration = calibrate(self.stage_cfg, self.trainer.ema.model, self.extractor, self.searcher,
+                                     self.data.residual_scale, lambda i: read_image(normal[i].path), len(normal),
+                                     self.data.pool, real_images, self._progress)
 
     def run(self) -> RunResult:
         from semirest.core.pipeline import FeatureExtractor
@@ -172,6 +183,7 @@ class ProjectTrainingRun:
             del normal
             self.searcher = BankSearcher(data.bank, self.device)
             real_set = None
+            real_images = None
             if plan.labelled and plan.setting in ("sup", "semi"):
                 real_images = self._load(plan.labelled, "load labelled")
                 feats = self.extractor.extract_all(real_images, self._progress, stage="features real")
@@ -192,6 +204,7 @@ class ProjectTrainingRun:
                 self._train_stage(cfg, data, "train semi", model=copy.deepcopy(model).train())
             else:
                 self._train_stage(cfg, replace(data, real=real_set), "train " + plan.setting)
+            self._calibrate(real_images)
         except TrainingCancelled as exc:
             ckpt = self._save() if self.trainer is not None and self.trainer.step_count > 0 else None
             msg = f"{exc}" + ("; the last EMA model was saved" if ckpt else "; no checkpoint (training had not started)")

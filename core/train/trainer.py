@@ -106,6 +106,9 @@ class TrainingData:
     synthetic: ImageSet
     real: ImageSet | None = None
     seconds: float = 0.0
+    # indices (into the training images) of the normal images the Swin trains on (train.normal_pool);
+    # the others were only put in the bank, and calibration scores them first
+    pool: np.ndarray | None = None
 
 
 def token_grid(cfg: Config, feature_hw: tuple[int, int]) -> tuple[int, int]:
@@ -225,7 +228,7 @@ def prepare_training_data(cfg: Config, extractor: FeatureExtractor, images: Sequ
         real_feats = extractor.extract_all([im for im, _ in real], progress, stage="features real")
         real_set = make_image_set(cfg, real_feats, [m for _, m in real], [None] * len(real), searcher, progress, "knn real")
     scale = residual_scale(cfg, normal, searcher.features.cpu())
-    return TrainingData(bank, scale, normal, synthetic, real_set, time.perf_counter() - t0)
+    return TrainingData(bank, scale, normal, synthetic, real_set, time.perf_counter() - t0, pool)
 
 
 # -- schedule and EMA ------------------------------------------------------------------------------
@@ -499,10 +502,12 @@ class Trainer:
 
 
 # -- prediction ------------------------------------------------------------------------------------
-def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, scale: float) -> torch.Tensor:
-    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7."""
+def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, scale: float,
+                    exclude_source: int | None = None) -> torch.Tensor:
+    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7.
+    ``exclude_source``: a training image's own bank entries are not matched (calibration)."""
     h, w, d = feats.shape
-    rows = searcher.search(feats.reshape(-1, d), 1)[:, 0]
+    rows = searcher.search(feats.reshape(-1, d), 1, exclude_source=exclude_source)[:, 0]
     matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
     r = scale_residual(residual(feats, matched, cfg.bank.residual), scale, cfg.train.log_residual)
     return pcr_to_tokens(r, cfg.model.rho)
@@ -530,14 +535,16 @@ def token_scores(cfg: Config, model: nn.Module, images: ImageSet, bank_features:
 
 
 def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
-                       scale: float, images: Sequence[np.ndarray], window_batch: int = 64) -> list[np.ndarray]:
+                       scale: float, images: Sequence[np.ndarray], window_batch: int = 64,
+                       exclude_sources: Sequence[int | None] | None = None) -> list[np.ndarray]:
     """Anomaly probability per feature position ((h_f, w_f) float32 each) by bagging (Eq. 10) or
-    one whole-map Swin (ablation)."""
+    one whole-map Swin (ablation); ``exclude_sources``: per image, a bank source not to match."""
     feats = extractor(images)
     device = next(model.parameters()).device
     out = []
-    for f in feats:
-        tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale).to(device)
+    for i, f in enumerate(feats):
+        exclude = exclude_sources[i] if exclude_sources is not None else None
+        tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale, exclude).to(device)
         with autocast(cfg, device):
             if cfg.model.bagging:
                 m = predict_bagged(model, tokens, cfg.model.mu, cfg.model.step, window_batch)
@@ -558,3 +565,23 @@ def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, sea
         maps += to_image_maps(np.stack(tm), [im.shape[:2] for im in batch], cfg.eval.sigma)
         progress(ProgressEvent("predict", min(i + bs, len(images)), len(images)))
     return maps
+
+
+def detector_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
+                  images: Sequence[np.ndarray], exclude_sources: Sequence[int | None] | None = None) -> np.ndarray:
+    """(B, H, W) maps at the model's input size (bilinear + Gaussian sigma at that size): the maps
+    the image score is taken from (:mod:`semirest.core.calibration`) and the exported detector
+    outputs, whatever the size of the images."""
+    maps: list[np.ndarray] = []
+    bs = extractor.cfg.batch_size
+    size = extractor.input_size
+    for i in range(0, len(images), bs):
+        ex = None if exclude_sources is None else exclude_sources[i:i + bs]
+        tm = predict_token_maps(cfg, model, extractor, searcher, scale, images[i:i + bs], exclude_sources=ex)
+        maps += to_image_maps(np.stack(tm), [size] * len(tm), cfg.eval.sigma)
+    return np.stack(maps) if maps else np.zeros((0,) + tuple(size), dtype=np.float32)
+
+
+def image_scores(maps: np.ndarray) -> np.ndarray:
+    """Image score of each (H, W) detector map: its maximum (:mod:`semirest.core.calibration`)."""
+    return np.asarray(maps, dtype=np.float32).reshape(len(maps), -1).max(axis=1)
