@@ -192,10 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_demo)
 
+    from semirest.core import inspection
     from semirest.core.project import commands as project_commands
     from semirest.core.train import commands as train_commands
+    from semirest.core.train import export_command
 
-    for module in (project_commands, train_commands):
+    for module in (project_commands, train_commands, export_command, inspection):
         module.register(sub)
     return parser
 
