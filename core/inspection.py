@@ -56,7 +56,10 @@ def open_detector(args: argparse.Namespace):
     if bool(args.run) == bool(args.model):
         raise CliError("give one of --run RUN_DIR or --model detector.onnx")
     if args.model:
-        from semirest.core.deploy import Detector, DetectorError
+        try:
+            from semirest.core.deploy import Detector, DetectorError
+        except ModuleNotFoundError as exc:
+            raise CliError(f"inspect --model needs {exc.name}, which is not installed (pip install onnxruntime)") from None
 
         try:
             return Detector(args.model, threads=args.threads)

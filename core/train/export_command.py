@@ -31,11 +31,15 @@ def cmd_export_model(args) -> int:
         from semirest.core.train.export import export_detector
 
         wrote = export_detector(detector, out)
+    except ModuleNotFoundError as exc:
+        if exc.name != "onnx":
+            raise
+        raise CliError("export-model needs the onnx package, which is not installed (pip install onnx)") from None
     except ValueError as exc:
         raise CliError(f"{ckpt}: {exc}") from None
     thr = f"threshold {detector.calibration.threshold:.4g}" if detector.calibration else "uncalibrated"
     h, w = detector.extractor.input_size
-    print(f"wrote {wrote} ({wrote.stat().st_size / 1e6:.1f} MB; input 1 x 3 x {h} x {w}; {thr})", file=sys.stderr)
+    print(f"wrote {wrote} ({wrote.stat().st_size / 1e6:.1f} MB; input N x 3 x {h} x {w}; {thr})", file=sys.stderr)
     return 0
 
 
