@@ -23,7 +23,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime
+
+# onnxruntime 1.31 otherwise writes a telemetry device id and database under ~/.cache/Microsoft
+# (measured: a first InferenceSession creates them); inspect writes nothing outside --out
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import onnxruntime  # noqa: E402
 
 from semirest.core.calibration import NORMALISED_THRESHOLD, Calibration, denormalise
 from semirest.core.data.images import read_image

@@ -118,7 +118,10 @@ def test_watch_scores_new_files_and_stops_cleanly_on_ctrl_c_without_torch(detect
     tests = [s.path for s in tiny_run.category.test]
     shutil.copy(tests[0], watched / "first.png")
     code = BLOCKED + "from semirest.core.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    home = tmp_path / "home"  # onnxruntime would write telemetry files under ~/.cache
+    home.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), HOME=str(home))
+    env.pop("ORT_DISABLE_TELEMETRY", None)
     proc = subprocess.Popen([sys.executable, "-c", code, "inspect", "--model", str(detector_file), str(watched),
                              "--out", str(out), "--watch", "--poll", "0.2", "--quiet", "--threshold", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -143,3 +146,4 @@ def test_watch_scores_new_files_and_stops_cleanly_on_ctrl_c_without_torch(detect
     assert "Traceback" not in stderr
     assert stdout.strip().splitlines()[-1].startswith("2 images: 2 OK, 0 NG;")
     assert [Path(r["file"]).name for r in read_rows(out)] == ["first.png", "second.png"]
+    assert not any(home.iterdir())  # nothing written outside --out
