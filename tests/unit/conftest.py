@@ -34,3 +34,13 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     model.fit(train)
     model.save(root / "run" / CHECKPOINT_NAME)
     return TinyRun(root / "run", root / "data", model, train, cat)
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run exported with `semirest export-model` (one export for the export and inspect tests)."""
+    from semirest.core.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_detector") / "detector.onnx"
+    assert main(["export-model", "--run", str(tiny_run.run_dir), "--out", str(out)]) == 0
+    return out

@@ -42,11 +42,9 @@ print(json.dumps({"metadata": det.metadata, "threshold": det.threshold}))
 """
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "detector.onnx"
-    assert main(["export-model", "--run", str(tiny_run.run_dir), "--out", str(out)]) == 0
-    return out
+@pytest.fixture
+def exported(tiny_detector):
+    return tiny_detector
 
 
 def _real_images(tiny_run, tmp_path) -> list[Path]:

@@ -19,11 +19,9 @@ from semirest.core.files import csv_uncell
 from tests.unit.test_export import BLOCKED
 
 
-@pytest.fixture(scope="module")
-def detector_file(tiny_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("inspect_model") / "detector.onnx"
-    assert main(["export-model", "--run", str(tiny_run.run_dir), "--out", str(out)]) == 0
-    return out
+@pytest.fixture
+def detector_file(tiny_detector):
+    return tiny_detector
 
 
 @pytest.fixture
