@@ -4,9 +4,10 @@ Torch-free (numpy only): the training code builds a :class:`Calibration` from th
 images the model has not fit on (:mod:`semirest.core.train.calibrate`), the checkpoint and the
 exported detector carry it as JSON, and :mod:`semirest.core.deploy` and ``semirest inspect`` read it.
 
-Image score: the maximum of the anomaly map at the model's input size (bilinear upsampling and
-Gaussian smoothing at that size, ``eval.sigma``), so it does not depend on the size of the camera
-image and the torch checkpoint and the ONNX detector compute the same number.
+Image score: from the anomaly map at the model's input size (bilinear upsampling and Gaussian
+smoothing at that size, ``eval.sigma``), so it does not depend on the size of the camera image and
+the torch checkpoint and the ONNX detector compute the same number; ``eval.image_score`` "max" (its
+maximum, the default) or "top:S" (the mean of its top share S of values), see :func:`score_top_k`.
 
 Decision: an image is NG when its score is above the threshold. The threshold is the smallest
 calibration score with at most ``false_alarm`` of the calibration scores above it (with fewer than
@@ -30,6 +31,33 @@ NORMALISED_THRESHOLD = 0.5
 # an uncalibrated model's scores are used as they are, against this threshold
 UNCALIBRATED_NOTE = ("this model has no calibration (trained before calibration existed): scores are not "
                      "normalised and the threshold is 0.5 on the raw score; retrain, or pass --threshold")
+
+
+IMAGE_SCORES = ("max", "top:S")
+
+
+def score_top_k(spec: str, n_pixels: int) -> int:
+    """How many of a map's ``n_pixels`` values the image score averages (``eval.image_score``):
+    1 for "max", round(S * n_pixels) (at least 1) for "top:S"."""
+    if spec == "max":
+        return 1
+    if spec.startswith("top:"):
+        try:
+            share = float(spec[4:])
+        except ValueError:
+            share = -1.0
+        if 0.0 < share <= 1.0:
+            return max(1, int(round(share * n_pixels)))
+    raise ValueError(f"eval.image_score must be 'max' or 'top:S' with 0 < S <= 1 (e.g. top:0.001), got {spec!r}")
+
+
+def image_score(maps, spec: str = "max") -> np.ndarray:
+    """Image scores of (N, H, W) maps: the mean of each map's top k values (k from :func:`score_top_k`)."""
+    flat = np.asarray(maps, dtype=np.float32).reshape(len(maps), -1)
+    k = score_top_k(spec, flat.shape[1])
+    if k == 1:
+        return flat.max(axis=1)
+    return np.sort(flat, axis=1)[:, -k:].mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
 def normalise(score, threshold: float):
@@ -57,7 +85,7 @@ class Calibration:
     mean: float = 0.0
     std: float = 0.0
     method: str = "leave-one-out"  # each image's own bank entries excluded when it is scored
-    score: str = "map-max"  # the image score (see the module docstring)
+    score: str = "max"  # the image score, eval.image_score (see the module docstring)
     measured_false_alarm: float = 0.0  # share of the calibration scores above the threshold
     n_defect: int = 0  # labelled defective images scored (sup / semi), trained on
     miss_rate: float | None = None  # their share at or below the threshold
@@ -93,14 +121,14 @@ def threshold_at(scores, false_alarm: float) -> float:
 
 
 def calibrate_scores(scores, false_alarm: float = DEFAULT_FALSE_ALARM, n_unseen: int = 0,
-                     defect_scores=None) -> Calibration:
+                     defect_scores=None, score: str = "max") -> Calibration:
     """A :class:`Calibration` from normal images' scores (and labelled defective ones' for the miss rate)."""
     s = np.asarray(scores, dtype=np.float64)
     thr = threshold_at(s, false_alarm)
     cal = Calibration(
         false_alarm=float(false_alarm), threshold=thr, n_images=int(s.size), n_unseen=int(n_unseen),
         quantiles={f"{q:g}": float(np.quantile(s, q)) for q in QUANTILES},
-        mean=float(s.mean()), std=float(s.std()), measured_false_alarm=float((s > thr).mean()))
+        mean=float(s.mean()), std=float(s.std()), measured_false_alarm=float((s > thr).mean()), score=score)
     if defect_scores is not None and len(defect_scores):
         d = np.asarray(defect_scores, dtype=np.float64)
         cal.n_defect = int(d.size)

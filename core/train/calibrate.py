@@ -59,9 +59,10 @@ def calibrate(cfg: Config, model: nn.Module, extractor: FeatureExtractor, search
     for j in range(0, len(ids), bs):
         part = ids[j:j + bs]
         maps = detector_maps(cfg, model, extractor, searcher, scale, [load_image(i) for i in part], exclude_sources=part)
-        scores += image_scores(maps).tolist()
+        scores += image_scores(maps, cfg.eval.image_score).tolist()
         progress(ProgressEvent("calibrate", min(j + bs, len(ids)), len(ids)))
     defect_scores = None
     if defects:
-        defect_scores = image_scores(detector_maps(cfg, model, extractor, searcher, scale, list(defects)))
-    return calibrate_scores(scores, cfg.eval.false_alarm, n_unseen, defect_scores)
+        defect_scores = image_scores(detector_maps(cfg, model, extractor, searcher, scale, list(defects)),
+                                     cfg.eval.image_score)
+    return calibrate_scores(scores, cfg.eval.false_alarm, n_unseen, defect_scores, cfg.eval.image_score)

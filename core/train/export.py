@@ -16,6 +16,11 @@ shifted slices, ``adaptive_avg_pool1d`` (from 360 or 720 values to 1024 in the f
 divisor, which ONNX pooling cannot express) as a constant averaging matrix, the reflect border as a
 constant index gather. tests/unit/test_export.py checks the ONNX outputs against the checkpoint's.
 
+One known difference: a feature that is itself a bank entry (an image of the training set, scored
+without leave-one-out) has a residual of exactly 0 in torch, which the magnitude skip reads as a
+dropped token (:mod:`semirest.core.model.swin`); the graph's features differ from torch's by ~1e-6
+(pooling as a matmul), so there that token's score differs. New images never match exactly.
+
 Metadata properties (``metadata_props``) are listed in :data:`METADATA_KEYS`.
 """
 from __future__ import annotations
@@ -54,7 +59,7 @@ METADATA_KEYS = {
     "false_alarm": "requested false-alarm rate of the threshold ('' when uncalibrated)",
     "calibrated": "'true' or 'false'",
     "calibration": "JSON of the calibration (score quantiles, images used, miss rate), or ''",
-    "score": "how the image score is made: 'map-max' (maximum of anomaly_map)",
+    "score": "how the image score is made from anomaly_map (eval.image_score): 'max', or 'top:S' (mean of its top share S)",
     "preset": "configuration preset the model was trained with",
     "setting": "un, sup or semi",
     "category": "category / product name given at training",
@@ -132,6 +137,9 @@ class DetectorGraph(nn.Module):
             self.register_buffer("rows_idx", reflect_indices(self.h, radius))
             self.register_buffer("cols_idx", reflect_indices(self.w, radius))
         self.threshold = float(calibration.threshold) if calibration is not None else None
+        from semirest.core.calibration import score_top_k
+
+        self.top_k = score_top_k(cfg.eval.image_score, self.h * self.w)
 
     def _neighbourhoods(self, fmap: torch.Tensor) -> torch.Tensor:
         """F.unfold(kernel k, padding k // 2) as k * k shifted slices: (B, C, h, w) -> (B, h, w, C*k*k)."""
@@ -207,7 +215,8 @@ class DetectorGraph(nn.Module):
 
     def forward(self, image: torch.Tensor):
         maps = self.smooth(self.token_maps(self.features(image)))
-        score = maps.flatten(1).amax(dim=1)
+        flat = maps.flatten(1)
+        score = flat.amax(dim=1) if self.top_k == 1 else flat.topk(self.top_k, dim=1).values.mean(dim=1)
         if self.threshold is None:
             normalised = score
         else:
@@ -230,7 +239,7 @@ def metadata(detector) -> dict[str, str]:
         "false_alarm": repr(float(cal.false_alarm)) if cal else "",
         "calibrated": "true" if cal else "false",
         "calibration": cal.to_json() if cal else "",
-        "score": cal.score if cal else "map-max",
+        "score": cfg.eval.image_score,
         "preset": cfg.preset,
         "setting": cfg.setting,
         "category": str(meta.get("category", detector.category_name)),

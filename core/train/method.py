@@ -131,7 +131,7 @@ class SemiREST:
         if self.model is None or self.searcher is None:
             raise RuntimeError("fit() or load() must run before prediction")
         maps = detector_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images)
-        return maps, image_scores(maps)
+        return maps, image_scores(maps, self.cfg.eval.image_score)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike):

@@ -301,6 +301,12 @@ class Trainer:
             raise ConfigError(f"train.semi_method must be one of {', '.join(SEMI_METHODS)}, got {cfg.train.semi_method!r}")
         if cfg.train.box_refresh < 1:
             raise ConfigError(f"train.box_refresh must be at least 1 step, got {cfg.train.box_refresh}")
+        from semirest.core.calibration import score_top_k
+
+        try:  # checked before training, not when the calibration after it needs it
+            score_top_k(cfg.eval.image_score, 1)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
@@ -582,6 +588,8 @@ def detector_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, se
     return np.stack(maps) if maps else np.zeros((0,) + tuple(size), dtype=np.float32)
 
 
-def image_scores(maps: np.ndarray) -> np.ndarray:
-    """Image score of each (H, W) detector map: its maximum (:mod:`semirest.core.calibration`)."""
-    return np.asarray(maps, dtype=np.float32).reshape(len(maps), -1).max(axis=1)
+def image_scores(maps: np.ndarray, spec: str = "max") -> np.ndarray:
+    """Image score of each (H, W) detector map (``eval.image_score``, :mod:`semirest.core.calibration`)."""
+    from semirest.core.calibration import image_score
+
+    return image_score(maps, spec)

@@ -70,3 +70,40 @@ def test_calibration_json_round_trip_and_miss_rate():
     assert cal.miss_rate == pytest.approx(0.0) and cal.n_defect == 3
     assert Calibration.from_json(cal.to_json()) == cal
     assert Calibration.from_json(None) is None
+
+
+def test_top_share_image_score_in_numpy_and_in_the_export_graph(tiny_run):
+    import copy
+
+    import torch
+
+    from semirest.core.calibration import image_score, score_top_k
+    from semirest.core.config import ConfigError
+    from semirest.core.data.images import read_image
+    from semirest.core.features.patches import images_to_tensor
+    from semirest.core.train.export import DetectorGraph
+    from semirest.core.train.trainer import Trainer
+
+    maps = np.zeros((2, 10, 10), dtype=np.float32)
+    maps[0, 0, 0] = 1.0  # one hot pixel
+    maps[1, :2, :5] = 0.5  # a spot of ten
+    assert image_score(maps, "max").tolist() == [1.0, 0.5]
+    assert image_score(maps, "top:0.1") == pytest.approx([0.1, 0.5])
+    assert score_top_k("top:0.001", 4096) == 4
+    for bad in ("mean", "top:0", "top:x", "top:2"):
+        with pytest.raises(ValueError, match="eval.image_score"):
+            score_top_k(bad, 10)
+    m = copy.copy(tiny_run.model)
+    m.cfg = copy.deepcopy(m.cfg)
+    m.cfg.eval.image_score = "top:0.05"
+    # not training images: a feature that is itself a bank entry has a residual of exactly 0, which
+    # the magnitude skip reads as a dropped token; the graph's features differ by ~1e-6 from it
+    images = [read_image(s.path) for s in tiny_run.category.test[:3]]
+    got_maps, got = m.detect(images)
+    assert got == pytest.approx(image_score(got_maps, "top:0.05"))
+    with torch.no_grad():
+        _, graph_scores, _ = DetectorGraph(m, m.calibration)(images_to_tensor(images, m.extractor.input_size))
+    assert np.abs(graph_scores.numpy() - got).max() < 1e-5
+    m.cfg.eval.image_score = "median"
+    with pytest.raises(ConfigError, match="image_score"):
+        Trainer(m.cfg, m.data, "cpu")
