@@ -140,7 +140,8 @@ class EvalConfig:
     # The image score of the calibrated decision (inspect, the exported detector), taken from the
     # map at the model's input size: "max" (its maximum) or "top:S", the mean of its top share S of
     # values (e.g. "top:0.001"), which one isolated hot spot on a good image sets less. Measured on
-    # screw's validation part (BENCHMARKS.md, image score): top:0.001 97.1 vs max 96.0 image AUROC.
+    # screw's validation part (BENCHMARKS.md, image score; a 100-step model): top:0.001 97.1 vs max 96.0
+    # image AUROC; the default stays max until the dev categories' test parts are measured.
     image_score: str = "max"
 
 
