@@ -73,10 +73,12 @@ def to_image_maps(token_maps: np.ndarray, sizes: Sequence[tuple[int, int]], sigm
 
 
 # -- SemiREST's map: residual tokens -> bagged Swin -> image maps ------------------------------------------------------------------------------------
-def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, scale: float) -> torch.Tensor:
-    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7."""
+def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, scale: float,
+                    exclude_source: int | None = None) -> torch.Tensor:
+    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7.
+    ``exclude_source``: a training image's own bank entries are not matched (calibration)."""
     h, w, d = feats.shape
-    rows = searcher.search(feats.reshape(-1, d), 1)[:, 0]
+    rows = searcher.search(feats.reshape(-1, d), 1, exclude_source=exclude_source)[:, 0]
     matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
     r = scale_residual(residual(feats, matched, cfg.bank.residual), scale)
     return pcr_to_tokens(r, cfg.model.rho)
@@ -95,14 +97,16 @@ def swin_token_map(cfg: Config, model: nn.Module, tokens: torch.Tensor, window_b
 
 
 def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
-                       scale: float, images: Sequence[np.ndarray], window_batch: int = 64) -> list[np.ndarray]:
+                       scale: float, images: Sequence[np.ndarray], window_batch: int = 64,
+                       exclude_sources: Sequence[int | None] | None = None) -> list[np.ndarray]:
     """Anomaly probability per feature position ((h_f, w_f) float32 each) by bagging (Eq. 10) or
-    one whole-map Swin (ablation)."""
+    one whole-map Swin (ablation); ``exclude_sources``: per image, a bank source not to match."""
     feats = extractor(images)
     device = next(model.parameters()).device
     out = []
-    for f in feats:
-        tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale).to(device)
+    for i, f in enumerate(feats):
+        exclude = exclude_sources[i] if exclude_sources is not None else None
+        tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale, exclude).to(device)
         out.append(expand_token_map(swin_token_map(cfg, model, tokens, window_batch), cfg.model.rho).cpu().numpy())
     return out
 
@@ -118,3 +122,18 @@ def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, sea
         maps += to_image_maps(np.stack(tm), [im.shape[:2] for im in batch], cfg.eval.sigma)
         progress(ProgressEvent("predict", min(i + bs, len(images)), len(images)))
     return maps
+
+
+def detector_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
+                  images: Sequence[np.ndarray], exclude_sources: Sequence[int | None] | None = None) -> np.ndarray:
+    """(B, H, W) maps at the model's input size (bilinear + Gaussian sigma at that size): the maps
+    the image score is taken from (:mod:`semirest.core.calibration`) and the exported detector
+    outputs, whatever the size of the images."""
+    maps: list[np.ndarray] = []
+    bs = extractor.cfg.batch_size
+    size = extractor.input_size
+    for i in range(0, len(images), bs):
+        ex = None if exclude_sources is None else exclude_sources[i:i + bs]
+        tm = predict_token_maps(cfg, model, extractor, searcher, scale, images[i:i + bs], exclude_sources=ex)
+        maps += to_image_maps(np.stack(tm), [size] * len(tm), cfg.eval.sigma)
+    return np.stack(maps) if maps else np.zeros((0,) + tuple(size), dtype=np.float32)

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from semirest.core import __version__
-from semirest.core.cli import benchmark, project, train
+from semirest.core.cli import benchmark, export_model, inspect, project, train
 from semirest.core.cli.common import CliError, user_errors
 
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    for module in (benchmark, project, train):
+    for module in (benchmark, project, train, export_model, inspect):
         module.register(sub)
     return parser
 

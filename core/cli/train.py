@@ -34,6 +34,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     writes the run folder (:mod:`semirest.core.distributed`)."""
     from semirest.core import distributed  # PyTorch: loaded when the command runs, so `semirest project` starts without it
 
+    if getattr(args, "false_alarm", None) is not None:
+        if not 0.0 < args.false_alarm < 1.0:
+            raise CliError(f"--false-alarm must be a share between 0 and 1 (0.01 = 1 %), got {args.false_alarm}")
+        args.overrides = list(args.overrides) + [f"eval.false_alarm={args.false_alarm!r}"]
     cfg = config_from_args(args)
     try:
         ctx, device = distributed.init_from_env(cfg.device)
@@ -92,9 +96,15 @@ def _train(args: argparse.Namespace, cfg, ctx, device) -> int:
             "steps": len(losses), "final_loss": (sum(losses[-50:]) / len(losses[-50:])) if losses else None,
             "loss_every_10": [round(x, 5) for x in losses[::10]],
             "labelled_images": [str(s.path) for s in model.labelled],
+            "calibration": json.loads(model.calibration.to_json()) if model.calibration else None,
             "machine": machine_description(), "config": cfg.to_dict(),
         }, out / "train.json")
         print(f"trained in {fit_s:.1f} s; checkpoint {wrote}", file=sys.stderr)
+        cal = model.calibration
+        if cal is not None:
+            miss = f", miss rate {cal.miss_rate:.1%} on {cal.n_defect} labelled defective images" if cal.miss_rate is not None else ""
+            print(f"calibrated on {cal.n_images} normal images ({cal.n_unseen} never trained on): threshold "
+                  f"{cal.threshold:.4g} for {cal.false_alarm:.1%} false alarms{miss}", file=sys.stderr)
     if args.rank_weights:
         _dump_rank_weights(Path(args.rank_weights), ctx, unwrap(model.model), model.trainer, wrote is not None)
     return 0
@@ -196,6 +206,9 @@ def register(sub) -> None:
                    help="train sup / semi on labels exported by the studio: `semirest project export PROJECT "
                         "--format masks` (sup: pixel and block labels; semi: export the boxes only, each box "
                         "region becomes one rotated box again) instead of 10 images drawn from the test set")
+    p.add_argument("--false-alarm", type=float, default=None, metavar="RATE",
+                   help="calibrate the OK/NG threshold for this share of normal images called NG "
+                        "(default 0.01, i.e. 1 %%; config eval.false_alarm)")
     p.add_argument("--rank-weights", metavar="DIR", default=None,
                    help="debugging: every process writes its final EMA weights to DIR/rank<R>.safetensors "
                         "(compare ranks under torchrun)")

@@ -15,15 +15,17 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from semirest.core.calibration import Calibration, image_score
 from semirest.core.config import Config
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.features.extractor import FeatureExtractor
-from semirest.core.maps import predict_maps
+from semirest.core.maps import detector_maps, predict_maps
 from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.registry import register_method
 from semirest.core.progress import ProgressFn
 from semirest.core.progress import no_progress as _no_progress
 from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
+from semirest.core.train.calibrate import calibrate
 from semirest.core.train.stages import train_stages, unsupervised_stage
 from semirest.core.train.trainer import Trainer, TrainingData, prepare_training_data, relabel
 
@@ -64,6 +66,8 @@ class SemiREST:
         self.labelled: list[Sample] = []
         self.test_samples: list[Sample] | None = None
         self.un_losses: list[float] = []
+        self.calibration: Calibration | None = None  # threshold and normalisation (end of fit, or the checkpoint's)
+        self.metadata: dict = {}  # a loaded checkpoint's metadata (trained_at, category, ...)
         # labelled images given by the caller (``semirest train --labels``: a studio export) win over
         # the benchmark's budget drawn from the test set
         self.given = list(labelled) if labelled is not None else None
@@ -97,18 +101,36 @@ class SemiREST:
         self.bank = self.data.bank
         self.residual_scale = self.data.residual_scale
         self.searcher = BankSearcher(self.bank, self.device)
+        self.calibrate(images, [im for im, _ in real] if real else None, progress)
+
+    def calibrate(self, images: Sequence[np.ndarray], defects: Sequence[np.ndarray] | None = None,
+                  progress: ProgressFn = _no_progress) -> Calibration | None:
+        """Threshold and normalisation from the normal training ``images`` (the ones fit on, in
+        that order: their bank source ids), leave-one-out (:mod:`semirest.core.train.calibrate`)."""
+        pool = self.data.pool if self.data is not None else None
+        self.calibration = calibrate(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale,
+                                     lambda i: images[i], len(images), pool, defects, progress)
+        return self.calibration
 
     def predict(self, images: Sequence[np.ndarray], progress: ProgressFn = _no_progress) -> list[np.ndarray]:
         if self.model is None or self.searcher is None:
             raise RuntimeError("fit() or load() must run before prediction")
         return predict_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images, progress)
 
+    def detect(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(maps (B, H, W) at the model's input size, image scores (B,)): what the exported detector
+        computes (:func:`detector_maps`); the score is the one the calibration is about."""
+        if self.model is None or self.searcher is None:
+            raise RuntimeError("fit() or load() must run before prediction")
+        maps = detector_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images)
+        return maps, image_score(maps, self.cfg.eval.image_score)
+
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike):
         if self.model is None or self.bank is None:
             raise RuntimeError("nothing to save: fit() has not run")
         return save_checkpoint(path, self.cfg, self.model, self.bank, self.residual_scale,
-                               {"category": str(self.category_name)})
+                               {"category": str(self.category_name)}, self.calibration)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", expect: Config | None = None) -> "SemiREST":
@@ -118,6 +140,8 @@ class SemiREST:
         obj.bank = ck.bank
         obj.residual_scale = ck.residual_scale
         obj.searcher = BankSearcher(ck.bank, obj.device)
+        obj.calibration = ck.calibration
+        obj.metadata = dict(ck.metadata or {})
         return obj
 
 

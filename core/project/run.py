@@ -35,6 +35,7 @@ from semirest.core.progress import ProgressEvent, ProgressFn
 from semirest.core.progress import no_progress as _no_progress
 from semirest.core.project.plan import TrainingPlan, box_targets_wanted, plan_from_store, token_labels
 from semirest.core.project.store import ProjectStore
+from semirest.core.train.calibrate import calibrate
 from semirest.core.train.checkpoint import save_checkpoint
 from semirest.core.train.stages import train_stages, unsupervised_stage
 from semirest.core.train.trainer import (
@@ -103,6 +104,7 @@ class ProjectTrainingRun:
         self.losses: list[float] = []
         self._last_live = 0.0
         self._stage = ""
+        self.calibration = None
 
     # -- hooks ---------------------------------------------------------------------------------
     def _progress(self, ev: ProgressEvent) -> None:
@@ -151,8 +153,16 @@ class ProjectTrainingRun:
     def _save(self) -> Path:
         path = self.out_dir / CHECKPOINT_NAME
         save_checkpoint(path, self.stage_cfg, self.trainer.ema.model, self.data.bank, self.data.residual_scale,
-                        {"category": self.plan.category, "setting": self.stage_cfg.setting})
+                        {"category": self.plan.category, "setting": self.stage_cfg.setting}, self.calibration)
         return path
+
+    def _calibrate(self, real_images) -> None:
+        """Threshold and normalisation as :meth:`SemiREST.fit` makes them (leave-one-out scores of
+        the normal training images, read again from their files)."""
+        normal = self.plan.normal
+        self.calibration = calibrate(self.stage_cfg, self.trainer.ema.model, self.extractor, self.searcher,
+                                     self.data.residual_scale, lambda i: read_image(normal[i].path), len(normal),
+                                     self.data.pool, real_images, self._progress)
 
     def run(self) -> RunResult:
         t0 = time.perf_counter()
@@ -168,6 +178,7 @@ class ProjectTrainingRun:
             del normal
             self.searcher = BankSearcher(data.bank, self.device)
             real_set = None
+            real_images = None
             if plan.labelled and plan.setting in ("sup", "semi"):
                 real_images = self._load(plan.labelled, "load labelled")
                 feats = self.extractor.extract_all(real_images, self._progress, stage="features real")
@@ -184,6 +195,7 @@ class ProjectTrainingRun:
                 real_set.image_hw = [tuple(item.hw) for item in plan.labelled]
             train_stages(cfg, data, real_set, self.device, self._progress, self.should_stop, on_stage=self._on_stage)
             self.losses += self.trainer.losses
+            self._calibrate(real_images)
         except TrainingCancelled as exc:
             ckpt = self._save() if self.trainer is not None and self.trainer.step_count > 0 else None
             msg = f"{exc}" + ("; the last EMA model was saved" if ckpt else "; no checkpoint (training had not started)")

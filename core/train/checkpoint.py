@@ -1,5 +1,7 @@
 """SemiREST checkpoints: one safetensors file with the EMA weights, the memory bank and the residual
-scale, and the full config (JSON) in its metadata.
+scale, and the full config (JSON) in its metadata; also, from training runs since calibration
+exists, ``calibration`` (JSON of :class:`semirest.core.calibration.Calibration`) and ``trained_at``
+(ISO 8601 UTC). Checkpoints without them load with ``calibration`` None.
 
 Why safetensors: loading never unpickles (a checkpoint from elsewhere cannot run code). Why one
 file: the studio copies or deletes a model as one thing. Writes go to a temporary file in the same
@@ -11,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from semirest.core.calibration import Calibration
 from semirest.core.config import Config
 from semirest.core.files import write_atomic
 from semirest.core.memory.bank import MemoryBank
@@ -39,10 +43,13 @@ class Checkpoint:
     model: ResidualSwin  # EMA weights, eval mode, on the CPU
     bank: MemoryBank
     residual_scale: float
+    calibration: Calibration | None = None  # None: a checkpoint written before calibration existed
+    metadata: dict | None = None  # the file's metadata strings (category, trained_at, ...)
 
 
 def save_checkpoint(path: str | os.PathLike, cfg: Config, model: torch.nn.Module, bank: MemoryBank,
-                    residual_scale: float, extra: dict[str, str] | None = None) -> Path:
+                    residual_scale: float, extra: dict[str, str] | None = None,
+                    calibration: Calibration | None = None) -> Path:
     """Write checked and atomically (:func:`semirest.core.files.write_atomic`); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +57,10 @@ def save_checkpoint(path: str | os.PathLike, cfg: Config, model: torch.nn.Module
     tensors.update({k: v.contiguous() for k, v in bank.state().items()})
     tensors["residual_scale"] = torch.tensor([residual_scale], dtype=torch.float64)
     meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(cfg.to_dict())}
+    meta["trained_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     meta.update(extra or {})
+    if calibration is not None:
+        meta["calibration"] = calibration.to_json()
 
     return write_atomic(path, save(tensors, metadata=meta))
 
@@ -141,4 +151,8 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
         first = str(exc).splitlines()[0:3]
         raise CheckpointError(f"{path}: weights do not fit the model of its config: {' '.join(first)}") from None
     model.eval()
-    return Checkpoint(cfg, model, bank, float(scale.reshape(-1)[0]))
+    try:
+        calibration = Calibration.from_json(meta.get("calibration"))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: unreadable calibration in the checkpoint ({exc})") from None
+    return Checkpoint(cfg, model, bank, float(scale.reshape(-1)[0]), calibration, dict(meta))

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from semirest.core import distributed
+from semirest.core.calibration import score_top_k
 from semirest.core.config import SEMI_METHODS, Config, ConfigError
 from semirest.core.device import autocast
 from semirest.core.features.extractor import FeatureExtractor
@@ -102,6 +103,9 @@ class TrainingData:
     synthetic: ImageSet
     real: ImageSet | None = None
     seconds: float = 0.0
+    # indices (into the training images) of the normal images the Swin trains on (train.normal_pool);
+    # the others were only put in the bank, and calibration scores them first
+    pool: np.ndarray | None = None
 
 
 def token_grid(cfg: Config, feature_hw: tuple[int, int]) -> tuple[int, int]:
@@ -226,7 +230,7 @@ def prepare_training_data(cfg: Config, extractor: FeatureExtractor, images: Sequ
         real_feats = extractor.extract_all([im for im, _ in real], progress, stage="features real")
         real_set = make_image_set(cfg, real_feats, [m for _, m in real], [None] * len(real), searcher, progress, "knn real")
     scale = residual_scale(cfg, normal, searcher.features.cpu())
-    return TrainingData(bank, scale, normal, synthetic, real_set, time.perf_counter() - t0)
+    return TrainingData(bank, scale, normal, synthetic, real_set, time.perf_counter() - t0, pool)
 
 
 # -- schedule and EMA ------------------------------------------------------------------------------
@@ -301,6 +305,10 @@ class Trainer:
             raise ConfigError(f"train.semi_method must be one of {', '.join(SEMI_METHODS)}, got {cfg.train.semi_method!r}")
         if cfg.train.box_refresh < 1:
             raise ConfigError(f"train.box_refresh must be at least 1 step, got {cfg.train.box_refresh}")
+        try:  # checked before training, not when the calibration after it needs it
+            score_top_k(cfg.eval.image_score, 1)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)

@@ -1,0 +1,115 @@
+"""Run an exported SemiREST detector (``semirest export-model``) with onnxruntime: no torch, no faiss.
+
+Imports only numpy, OpenCV and onnxruntime (and this package's torch-free image reading and
+calibration formulas), so a line PC needs ``pip install numpy opencv-python-headless onnxruntime``
+and this module. Images are read as RGB (grayscale, RGBA and 16-bit files converted as everywhere
+in semirest: :func:`semirest.core.data.images.read_image`), resized to the model's input size
+exactly as training did (OpenCV, area interpolation when shrinking, bilinear when enlarging) and
+scaled to [0, 1]; the file does the rest (:mod:`semirest.core.train.export`).
+
+Example::
+
+    from semirest.core.deploy import Detector
+    det = Detector("detector.onnx")
+    result = det.inspect_files(["part.png"])[0]
+    print(result.score, result.normalised_score, "NG" if result.ng else "OK")
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# onnxruntime 1.31 otherwise writes a telemetry device id and database under ~/.cache/Microsoft
+# (measured: a first InferenceSession creates them); inspect writes nothing outside --out
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import onnxruntime  # noqa: E402
+
+from semirest.core.calibration import NORMALISED_THRESHOLD, Calibration, denormalise
+from semirest.core.data.images import read_image
+
+FORMAT = "semirest-detector"
+
+
+class DetectorError(ValueError):
+    """The file is not a usable exported detector; the message names it."""
+
+
+@dataclass
+class Verdict:
+    score: float  # raw image score (map maximum, a probability)
+    normalised_score: float  # 0.5 at the calibrated threshold
+    ng: bool
+    anomaly_map: np.ndarray  # (H, W) float32 at the model's input size
+
+
+def to_input(images: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 images of any sizes -> float32 (N, 3, H, W) in [0, 1] at the model input size,
+    resized as :func:`semirest.core.features.patches.images_to_tensor` does."""
+    h, w = size
+    batch = np.empty((len(images), h, w, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        if img.shape[:2] == (h, w):
+            batch[i] = img
+        else:
+            shrink = img.shape[0] > h or img.shape[1] > w
+            batch[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255.0)
+
+
+class Detector:
+    """An exported detector file, ready to score images (CPU by default)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0, providers: Sequence[str] | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DetectorError(f"{self.path}: no such detector file")
+        opts = onnxruntime.SessionOptions()
+        if threads > 0:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = onnxruntime.InferenceSession(str(self.path), opts,
+                                                        providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own several types
+            raise DetectorError(f"{self.path}: not a readable ONNX file ({str(exc).splitlines()[0]})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if self.metadata.get("format") != FORMAT:
+            raise DetectorError(f"{self.path}: not a SemiREST detector (format {self.metadata.get('format')!r}); "
+                                "make one with `semirest export-model`")
+        try:
+            h, w = (int(v) for v in self.metadata["input_size"].split("x"))
+            self.threshold = float(self.metadata["threshold"])
+        except (KeyError, ValueError):
+            raise DetectorError(f"{self.path}: unreadable input_size / threshold metadata") from None
+        self.input_size = (h, w)
+        self.calibrated = self.metadata.get("calibrated") == "true"
+        self.calibration = Calibration.from_json(self.metadata.get("calibration") or None)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float32 (N, 3, H, W) in [0, 1] -> (maps (N, H, W), scores (N,), normalised scores (N,))."""
+        maps, scores, normalised = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})
+        return maps, scores, normalised
+
+    def detect(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RGB uint8 images of any size -> (maps at the input size, scores, normalised scores)."""
+        return self.run(to_input(images, self.input_size))
+
+    def score_threshold(self, normalised: float = NORMALISED_THRESHOLD) -> float:
+        """The raw score threshold of a threshold in normalised units (uncalibrated: the same number)."""
+        return denormalise(normalised, self.threshold) if self.calibrated else float(normalised)
+
+    def inspect(self, images: Sequence[np.ndarray], threshold: float = NORMALISED_THRESHOLD) -> list[Verdict]:
+        """OK / NG per image: NG when the normalised score is above ``threshold`` (0.5: the calibrated
+        one), decided on the raw score against :meth:`score_threshold` (no float32 rounding of the
+        normalisation at the threshold)."""
+        maps, scores, normalised = self.detect(images)
+        raw = self.score_threshold(threshold)
+        return [Verdict(float(s), float(n), bool(s > raw), m) for m, s, n in zip(maps, scores, normalised)]
+
+    def inspect_files(self, paths: Sequence[str | os.PathLike], threshold: float = NORMALISED_THRESHOLD) -> list[Verdict]:
+        return self.inspect([read_image(p) for p in paths], threshold)

@@ -1,0 +1,70 @@
+"""Calibration at the end of training: score normal images the model has not fit on.
+
+Every normal training image is in the bank, so each is scored leave-one-out: its own bank entries
+(the bank remembers each entry's source image) are excluded from the nearest-neighbour search, the
+situation of a new image on the line, at the cost of one prediction per image and no image taken
+away from training. Images outside the Swin's normal pool (``train.normal_pool``: the fast preset
+trains on 256, screw has 320) were never seen by the Swin either and are taken first; the rest of
+the ``eval.calibration_images`` are a seeded draw from the pool (the Swin saw them, but with the
+k-NN augmented residuals of training, not these). The scores, the threshold and the normalisation
+are stored in the checkpoint (:mod:`semirest.core.calibration`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from torch import nn
+
+from semirest.core.calibration import Calibration, calibrate_scores
+from semirest.core.config import Config
+from semirest.core.memory.bank import BankSearcher
+from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.progress import ProgressEvent, ProgressFn
+from semirest.core.calibration import image_score as image_scores
+from semirest.core.maps import detector_maps
+
+
+def _no_progress(_: ProgressEvent) -> None:
+    pass
+
+
+def calibration_indices(n_images: int, pool: np.ndarray | None, limit: int, seed: int) -> tuple[list[int], int]:
+    """Which training images to score: those outside the Swin's pool first, then a seeded draw from
+    it, at most ``limit`` (0: all); returns (indices, how many are outside the pool)."""
+    all_ids = np.arange(n_images)
+    inside = np.zeros(n_images, dtype=bool)
+    if pool is not None:
+        inside[np.asarray(pool, dtype=np.int64)] = True
+    else:
+        inside[:] = True
+    rng = np.random.default_rng(seed + 7919)
+    unseen = all_ids[~inside]
+    seen = rng.permutation(all_ids[inside])
+    limit = n_images if limit <= 0 else min(limit, n_images)
+    unseen = rng.permutation(unseen)[:limit]
+    chosen = np.concatenate([unseen, seen[:limit - len(unseen)]])
+    return [int(i) for i in np.sort(chosen)], len(unseen)
+
+
+def calibrate(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
+              load_image: Callable[[int], np.ndarray], n_images: int, pool: np.ndarray | None = None,
+              defects: Sequence[np.ndarray] | None = None, progress: ProgressFn = _no_progress) -> Calibration | None:
+    """Scores of the chosen normal training images (``load_image(i)`` gives image i of the training
+    list, whose bank source id is i), leave-one-out; ``defects``: labelled defective images, for the
+    miss rate at the threshold. None when ``eval.calibration_images`` < 0 or there are no images."""
+    if cfg.eval.calibration_images < 0 or n_images == 0:
+        return None
+    ids, n_unseen = calibration_indices(n_images, pool, cfg.eval.calibration_images, cfg.seed)
+    scores: list[float] = []
+    bs = extractor.cfg.batch_size
+    for j in range(0, len(ids), bs):
+        part = ids[j:j + bs]
+        maps = detector_maps(cfg, model, extractor, searcher, scale, [load_image(i) for i in part], exclude_sources=part)
+        scores += image_scores(maps, cfg.eval.image_score).tolist()
+        progress(ProgressEvent("calibrate", min(j + bs, len(ids)), len(ids)))
+    defect_scores = None
+    if defects:
+        defect_scores = image_scores(detector_maps(cfg, model, extractor, searcher, scale, list(defects)),
+                                     cfg.eval.image_score)
+    return calibrate_scores(scores, cfg.eval.false_alarm, n_unseen, defect_scores, cfg.eval.image_score)

@@ -1,0 +1,110 @@
+"""Calibration: threshold at the requested false-alarm rate from leave-one-out scores, normalisation
+that maps it to 0.5, stored in the checkpoint; checkpoints without it still load."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semirest.core.calibration import Calibration, calibrate_scores, denormalise, normalise, threshold_at
+from semirest.core.train.calibrate import calibration_indices
+from semirest.core.train.checkpoint import load_checkpoint, save_checkpoint
+from semirest.core.methods.semirest import SemiREST
+from semirest.core.calibration import image_score as image_scores
+from semirest.core.maps import detector_maps
+
+
+def test_threshold_leaves_at_most_the_requested_share_above():
+    rng = np.random.default_rng(0)
+    s = rng.random(1000)
+    for fa in (0.0, 0.01, 0.05, 0.2):
+        t = threshold_at(s, fa)
+        assert (s > t).mean() <= fa
+        assert (s >= t).mean() > fa  # and it is the smallest such score
+    with pytest.raises(ValueError, match="false-alarm"):
+        threshold_at(s, 1.0)
+
+
+def test_normalisation_maps_threshold_to_half_monotonically_and_inverts():
+    t = 0.37
+    x = np.linspace(0, 1, 101)
+    y = normalise(x, t)
+    assert normalise(t, t) == pytest.approx(0.5)
+    assert y[0] == 0.0 and y[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(y) > 0)
+    for v in (0.0, 0.2, 0.5, 0.8, 1.0):
+        assert normalise(denormalise(v, t), t) == pytest.approx(v)
+
+
+def test_calibration_indices_prefer_images_the_swin_never_saw():
+    ids, unseen = calibration_indices(10, np.array([0, 1, 2, 3, 4, 5]), 6, seed=0)
+    assert unseen == 4 and len(ids) == 6 and {6, 7, 8, 9} <= set(ids)
+    assert calibration_indices(10, None, 0, 0) == (list(range(10)), 0)
+
+
+def test_fit_calibrates_on_leave_one_out_scores_and_the_checkpoint_keeps_it(tiny_run, tmp_path):
+    m = tiny_run.model
+    cal = m.calibration
+    assert cal is not None and cal.n_images == len(tiny_run.train_images) and cal.false_alarm == 0.01
+    # the stored threshold is the 99 % quantile of the scores with each image's own bank entries excluded
+    ids = list(range(len(tiny_run.train_images)))
+    loo = image_scores(detector_maps(m.cfg, m.model, m.extractor, m.searcher, m.residual_scale,
+                                     tiny_run.train_images, exclude_sources=ids))
+    assert cal.threshold == pytest.approx(threshold_at(loo, 0.01), abs=1e-6)
+    own = image_scores(detector_maps(m.cfg, m.model, m.extractor, m.searcher, m.residual_scale, tiny_run.train_images))
+    assert loo.mean() > own.mean()  # matching an image against itself would set the threshold too low
+    assert cal.quantiles["0.5"] == pytest.approx(float(np.median(loo)), abs=1e-6)
+    loaded = SemiREST.load(tiny_run.run_dir / "model.safetensors")
+    assert loaded.calibration == cal
+    assert loaded.metadata["trained_at"].endswith("+00:00")
+
+
+def test_checkpoint_without_calibration_loads_with_none(tiny_run, tmp_path):
+    m = tiny_run.model
+    path = save_checkpoint(tmp_path / "old.safetensors", m.cfg, m.model, m.bank, m.residual_scale, {"category": "demo"})
+    assert load_checkpoint(path).calibration is None
+    assert SemiREST.load(path).calibration is None
+
+
+def test_calibration_json_round_trip_and_miss_rate():
+    cal = calibrate_scores([0.1, 0.2, 0.3, 0.4], 0.25, 2, defect_scores=[0.35, 0.5, 0.9])
+    assert cal.threshold == 0.3 and cal.measured_false_alarm == 0.25
+    assert cal.miss_rate == pytest.approx(0.0) and cal.n_defect == 3
+    assert Calibration.from_json(cal.to_json()) == cal
+    assert Calibration.from_json(None) is None
+
+
+def test_top_share_image_score_in_numpy_and_in_the_export_graph(tiny_run):
+    import copy
+
+    import torch
+
+    from semirest.core.calibration import image_score, score_top_k
+    from semirest.core.config import ConfigError
+    from semirest.core.data.images import read_image
+    from semirest.core.features.patches import images_to_tensor
+    from semirest.core.train.export import DetectorGraph
+    from semirest.core.train.trainer import Trainer
+
+    maps = np.zeros((2, 10, 10), dtype=np.float32)
+    maps[0, 0, 0] = 1.0  # one hot pixel
+    maps[1, :2, :5] = 0.5  # a spot of ten
+    assert image_score(maps, "max").tolist() == [1.0, 0.5]
+    assert image_score(maps, "top:0.1") == pytest.approx([0.1, 0.5])
+    assert score_top_k("top:0.001", 4096) == 4
+    for bad in ("mean", "top:0", "top:x", "top:2"):
+        with pytest.raises(ValueError, match="eval.image_score"):
+            score_top_k(bad, 10)
+    m = copy.copy(tiny_run.model)
+    m.cfg = copy.deepcopy(m.cfg)
+    m.cfg.eval.image_score = "top:0.05"
+    # not training images: a feature that is itself a bank entry has a residual of exactly 0, which
+    # the magnitude skip reads as a dropped token; the graph's features differ by ~1e-6 from it
+    images = [read_image(s.path) for s in tiny_run.category.test[:3]]
+    got_maps, got = m.detect(images)
+    assert got == pytest.approx(image_score(got_maps, "top:0.05"))
+    with torch.no_grad():
+        _, graph_scores, _ = DetectorGraph(m, m.calibration)(images_to_tensor(images, m.extractor.input_size))
+    assert np.abs(graph_scores.numpy() - got).max() < 1e-5
+    m.cfg.eval.image_score = "median"
+    with pytest.raises(ConfigError, match="image_score"):
+        Trainer(m.cfg, m.data, "cpu")
