@@ -257,12 +257,15 @@ def _field_names() -> list[str]:
 def test_set_overrides_on_generated_values():
     tally = Tally("--set")
     names = _field_names()
-    values = st.one_of(number_text, json_values.map(json.dumps), st.sampled_from(["null", "true", "false", '"x"', "[]", "{}"]))
+    plausible = st.one_of(st.integers(1, 64).map(str), st.floats(0.001, 1).map(repr), st.sampled_from(["true", "false"]))
+    values = st.one_of(plausible, plausible, number_text, json_values.map(json.dumps),
+                       st.sampled_from(["null", "true", "false", '"x"', "[]", "{}"]))
     keys = st.one_of(st.sampled_from(names), st.text(max_size=10), st.sampled_from(["train", "train.", ".lr", "train.lr.x"]))
-    item = st.one_of(st.tuples(keys, values).map(lambda kv: f"{kv[0]}={kv[1]}"), st.text(max_size=12))
+    item = st.one_of(st.tuples(st.sampled_from(names), values).map(lambda kv: f"{kv[0]}={kv[1]}"),
+                     st.tuples(keys, values).map(lambda kv: f"{kv[0]}={kv[1]}"), st.text(max_size=12))
 
     @SETTINGS
-    @given(overrides=st.lists(item, min_size=1, max_size=3), preset=st.sampled_from(["fast", "paper", "patchcore"]),
+    @given(overrides=st.lists(item, min_size=1, max_size=2), preset=st.sampled_from(["fast", "paper", "patchcore"]),
            setting=st.sampled_from(["un", "sup", "semi"]))
     def check(overrides, preset, setting):
         try:
