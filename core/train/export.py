@@ -40,6 +40,7 @@ from torch import nn
 from semirest.core import __version__
 from semirest.core.calibration import Calibration
 from semirest.core.maps import gaussian_radius
+from semirest.core.memory.bank import residual, scale_residual
 from semirest.core.model.bagging import window_origins
 from semirest.core.model.swin import anomaly_probability
 from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
@@ -178,12 +179,7 @@ class DetectorGraph(nn.Module):
         """PCFs (B, h_f, w_f, d) -> anomaly probability per feature position (B, h_f, w_f)."""
         b, h, w, d = feats.shape
         q = feats.reshape(b * h * w, d)
-        diff = q - self.nearest(q)
-        r = diff * diff if self.cfg.bank.residual == "square" else diff.abs()
-        if self.scale != 1.0:
-            r = r / self.scale
-        if self.cfg.train.log_residual:
-            r = torch.log1p(r)
+        r = scale_residual(residual(q, self.nearest(q), self.cfg.bank.residual), self.scale)
         tokens = pcr_to_tokens(r.reshape(b, h, w, d), self.cfg.model.rho)
         if not self.bagging:
             m = anomaly_probability(self.swin(tokens))
