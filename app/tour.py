@@ -20,7 +20,7 @@ TOUR_STEPS: tuple[tuple[str, str, str | None], ...] = (
     (
         "Pixels: brush B, eraser E",
         "Hold the left button and paint over the defect. <b>[</b> and <b>]</b> change the brush "
-        "size; the mouse wheel zooms, the right button pans.",
+        "size; the mouse wheel zooms; the middle button (or Space + left drag) pans.",
         "brush",
     ),
     (
