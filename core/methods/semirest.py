@@ -96,12 +96,18 @@ class SemiREST:
         labelled = self.data.real
         if setting == "semi" and labelled is not None:
             labelled = relabel(self.cfg, labelled, semi=True)
-        result = train_stages(self.cfg, self.data, labelled, self.device, progress, self.should_stop, on_step=on_step)
+        result = train_stages(self.cfg, self.data, labelled, self.device, progress, self.should_stop,
+                              on_stage=self._on_stage, on_step=on_step)
         self.model, self.trainer, self.un_losses = result.model, result.trainer, result.un_losses
         self.bank = self.data.bank
         self.residual_scale = self.data.residual_scale
         self.searcher = BankSearcher(self.bank, self.device)
         self.calibrate(images, [im for im, _ in real] if real else None, progress)
+
+    def _on_stage(self, name: str, cfg: Config, data: TrainingData, trainer: Trainer) -> None:
+        """A stage begins: its trainer is ``self.trainer`` while it trains (periodic checkpoints
+        save its EMA model)."""
+        self.trainer = trainer
 
     def calibrate(self, images: Sequence[np.ndarray], defects: Sequence[np.ndarray] | None = None,
                   progress: ProgressFn = _no_progress) -> Calibration | None:
