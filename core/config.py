@@ -109,19 +109,13 @@ class TrainConfig:
     gamma_u: float = 4.0
     lambda_u: float = 5.0
     rampup_steps: int = 400
-    box_unknown_fraction: float = 0.5  # v of Eq. 15; the box method's "inside a box" cut too
+    box_unknown_fraction: float = 0.5  # v of Eq. 15
     # -- this project's choices where the paper is silent (docs/algorithm-reference.md) --
     positive_windows: bool = False  # an image with positive tokens always gives one window holding some
     synthetic_pool: int = 0  # synthetic images prepared up front; 0 = one per normal pool image
     normal_pool: int = 0  # normal images with precomputed k-NN used for training; 0 = all
     residual_norm: bool = True  # divide residuals by their mean on normal tokens (defaults row 6)
     amp: bool = False  # bf16 autocast for the Swin in training and prediction (CPU AMX / GPU)
-    # How the semi stage learns from boxes: "resmixmatch" (paper 3.4, Algorithm 1: Eq. 15 unknown
-    # regions, guesses by the model being trained) or "box" (core/train/box_targets.py: in-box
-    # targets by rank from a frozen scorer refreshed every box_refresh steps, through the focal loss)
-    semi_method: str = "resmixmatch"
-    box_refresh: int = 50  # steps between refreshes of the box method's scorer (the EMA model)
-    box_positive_ratio: float = 1.0  # in-box tokens >= this x the median strip winner are positive
     # -- ablation switches (paper Table 8 and our own; on = the method as specified) --
     knn_aug: bool = True  # Eq. 12
     pcr_dropout: bool = False  # Eq. 13 in the fully supervised part
@@ -246,10 +240,8 @@ def _fast() -> Config:
     # with v = 50 % calls known-normal (20 such blocks against 51 unknown ones on screw); a block
     # more than eps- = 8 % inside a box is unknown instead. Real images' single window per step
     # is drawn among those holding unknown tokens (positive_windows).
-    # Boxes train through the box method, not ResMixMatch: its guesses collapse to "normal" at this
-    # scale (docs/experiments/2026-11-28-semi-guess-collapse.md); the paper preset keeps ResMixMatch.
     cfg.train = TrainConfig(steps=500, ema_decay=0.99, normal_pool=256, synthetic_pool=256,
-                            positive_windows=True, box_unknown_fraction=0.08, semi_method="box")
+                            positive_windows=True, box_unknown_fraction=0.08)
     return cfg
 
 
@@ -268,7 +260,6 @@ def _patchcore() -> Config:
     return cfg
 
 
-SEMI_METHODS = ("resmixmatch", "box")
 PRESETS = {"fast": _fast, "paper": _paper, "patchcore": _patchcore}
 SEMI_PAPER_STEPS = 3000  # the paper preset's semi fine-tuning length (8000 * 3 / 8)
 # The per-setting learning rates of paper 4.2 are for the 1024-wide Swin; the fast preset's
@@ -289,13 +280,13 @@ PRESET_SETTING_TRAIN = {"fast": {"semi": dict(b2=0)}}
 CHOICES = {
     "setting": ("un", "sup", "semi"), "bank.projection": ("pca", "random"), "bank.residual": ("square", "abs"),
     "bank.index": ("flat", "ivf", "auto"), "bank.stream_stage1": ("greedy", "random"),
-    "bank.stream_dtype": ("float32", "float16"), "train.semi_method": SEMI_METHODS,
+    "bank.stream_dtype": ("float32", "float16"),
 }
 AT_LEAST_ONE = (
     "features.image_size", "features.d_f", "features.pretrain_dim", "features.neighbourhood", "features.batch_size",
     "bank.projection_dim", "bank.knn", "bank.max_in_memory", "bank.stream_chunk", "bank.ivf_nprobe",
     "model.embed_dim", "model.depth", "model.num_heads", "model.window_size", "model.rho", "model.mu", "model.step",
-    "train.steps", "train.b1", "train.m_copies", "train.rampup_steps", "train.box_refresh",
+    "train.steps", "train.b1", "train.m_copies", "train.rampup_steps",
 )
 RANGES: dict[str, tuple] = {name: (1, None) for name in AT_LEAST_ONE}
 RANGES.update({
@@ -310,10 +301,10 @@ RANGES.update({
     "train.dropout_alpha": (0, 1), "train.synthetic_pool": (0, None), "train.normal_pool": (0, None),
     "train.m_copies": (1, 64), "train.sharpen_t": (0, None), "train.mixup_alpha": (0, None), "train.alpha_u": (0, 1),
     "train.gamma_u": (0, None), "train.lambda_u": (0, None), "train.box_unknown_fraction": (0, 1),
-    "train.box_positive_ratio": (0, None), "eval.sigma": (0, None), "eval.false_alarm": (0, 1),
+    "eval.sigma": (0, None), "eval.false_alarm": (0, 1),
     "eval.calibration_images": (-1, None),
 })
-OPEN_LOW = {"eval.false_alarm", "bank.coreset_ratio", "model.mlp_ratio", "train.lr", "train.box_positive_ratio", "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
+OPEN_LOW = {"eval.false_alarm", "bank.coreset_ratio", "model.mlp_ratio", "train.lr" "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
 OPEN_HIGH = {"eval.false_alarm", "model.drop_path", "train.warmup_fraction", "train.ema_decay"}
 
 

@@ -8,16 +8,12 @@ images and which are left for evaluation, and turns each labelled image into tok
 * pixel masks and block toggles -> Eq. 14 (:func:`~semirest.core.labels.blocks.block_labels`): the
   union of the painted pixels and the toggled cells (cells are exact pixel rectangles, so a token
   that covers whole cells gets POSITIVE or NEGATIVE without any threshold);
-* rotated boxes (centre, size, angle as the studio stores them), semi setting: with the box method
-  (``train.semi_method = "box"``, the fast preset) the boxes go with the image and the trainer makes
-  their targets (:mod:`semirest.core.train.box_targets`); with ResMixMatch, Eq. 15
+* rotated boxes (centre, size, angle as the studio stores them) -> Eq. 15
   (:func:`~semirest.core.labels.blocks.semi_labels_from_boxes`): UNKNOWN inside, NORMAL outside.
 
 Setting rule: no defect labels -> ``un``; pixel or block labels only -> ``sup``; boxes only ->
-``semi``; both kinds -> ``semi``. Mixed labels with the box method use each label for what it is:
-an image with pixel or block labels gets their Eq. 14 targets (its boxes, where they reach beyond
-the painted pixels, are ignored rather than called normal), a box-only image gets box targets. With
-ResMixMatch every region is an Eq. 15 unknown region (the explanation says so).
+``semi``; both kinds -> ``semi``, with the pixel / block regions used as Eq. 15 unknown regions like
+boxes (their extra precision is not used; the explanation says so).
 
 Normal training images: unlabelled images of the ``train`` split when the project has one, else
 unlabelled images marked ``good`` (an MVTec test-split import), else every unlabelled image (a
@@ -32,10 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from semirest.core.config import Config
-from semirest.core.labels.blocks import (IGNORE, NEGATIVE, block_fractions, block_labels, semi_labels,
-                                        semi_labels_from_boxes)
+from semirest.core.labels.blocks import block_labels, semi_labels, semi_labels_from_boxes
 from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
-from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, PIXEL, ImageLabels
+from semirest.core.labels.image_labels import BLOCK8, BLOCK16, PIXEL, ImageLabels
 
 MASK_TYPES = (PIXEL, BLOCK8, BLOCK16)
 
@@ -81,19 +76,14 @@ class TrainingPlan:
         }
 
 
-def choose_setting(n_mask_images: int, n_box_images: int, semi_method: str = "box") -> tuple[str, str]:
+def choose_setting(n_mask_images: int, n_box_images: int) -> tuple[str, str]:
     """(setting, one-line explanation) from the numbers of images with mask-type and box labels."""
     if n_mask_images == 0 and n_box_images == 0:
         return "un", "no defect labels: unsupervised (normal images and synthetic anomalies only)"
     if n_box_images == 0:
         return "sup", f"pixel or block labels on {n_mask_images} image(s): supervised (Eq. 14 block labels)"
-    how = ("box targets ranked by the un model inside each box" if semi_method == "box"
-           else "Eq. 15 labels, ResMixMatch")
     if n_mask_images == 0:
-        return "semi", f"boxes on {n_box_images} image(s): semi-supervised ({how})"
-    if semi_method == "box":
-        return "semi", (f"mixed labels: boxes on {n_box_images} image(s), pixels or blocks on {n_mask_images}: "
-                        f"semi-supervised; pixel and block labels as Eq. 14 targets, boxes as box targets")
+        return "semi", f"boxes on {n_box_images} image(s): semi-supervised (Eq. 15 labels, ResMixMatch)"
     return "semi", (f"mixed labels: boxes on {n_box_images} image(s), pixels or blocks on {n_mask_images}: "
                     "semi-supervised; pixel and block regions are used like boxes (Eq. 15 unknown regions), "
                     "so their extra precision is not used")
@@ -113,14 +103,6 @@ def token_labels(item: LabelledImage, setting: str, grid: tuple[int, int], cfg: 
         if item.mask is None:
             raise ValueError(f"{item.key}: a supervised run needs pixel or block labels, this image has only boxes")
         return block_labels(item.mask, grid, tc.eps_plus, tc.eps_minus)
-    if setting == "semi" and tc.semi_method == "box":
-        if item.mask is None:  # box targets come from the trainer (it scores the image)
-            return semi_labels_from_boxes(item.boxes, item.hw, grid, tc.box_unknown_fraction)
-        labels = block_labels(item.mask, grid, tc.eps_plus, tc.eps_minus)
-        if item.boxes:
-            beyond = (block_fractions(boxes_to_mask(item.boxes, item.hw), grid) > 0) & (labels == NEGATIVE)
-            labels[beyond] = IGNORE
-        return labels
     if setting == "semi":
         if item.mask is None:
             return semi_labels_from_boxes(item.boxes, item.hw, grid, tc.box_unknown_fraction)
@@ -135,11 +117,6 @@ def category_from_source(source: str | None) -> str:
     if "category" in words and words.index("category") + 1 < len(words):
         return words[words.index("category") + 1]
     return "auto"
-
-
-def box_targets_wanted(item: LabelledImage, setting: str, cfg: Config) -> bool:
-    """Whether the trainer makes this image's targets from its boxes (box method, box-only image)."""
-    return setting == "semi" and cfg.train.semi_method == "box" and item.mask is None and bool(item.boxes)
 
 
 def plan_from_store(store) -> TrainingPlan:

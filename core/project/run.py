@@ -33,7 +33,7 @@ from semirest.core.methods.semirest import SemiREST
 from semirest.core.metrics import evaluate
 from semirest.core.progress import ProgressEvent, ProgressFn
 from semirest.core.progress import no_progress as _no_progress
-from semirest.core.project.plan import TrainingPlan, box_targets_wanted, plan_from_store, token_labels
+from semirest.core.project.plan import TrainingPlan, plan_from_store, token_labels
 from semirest.core.project.store import ProjectStore
 from semirest.core.train.calibrate import calibrate
 from semirest.core.train.checkpoint import save_checkpoint
@@ -189,10 +189,6 @@ class ProjectTrainingRun:
                     if item.hw is None:
                         item.hw = real_images[i].shape[:2]
                     real_set.labels[i] = torch.from_numpy(token_labels(item, plan.setting, grid, cfg))
-                # the box method makes the targets of box-only images from their boxes while it trains
-                real_set.boxes = [list(item.boxes) if box_targets_wanted(item, plan.setting, cfg) else None
-                                  for item in plan.labelled]
-                real_set.image_hw = [tuple(item.hw) for item in plan.labelled]
             train_stages(cfg, data, real_set, self.device, self._progress, self.should_stop, on_stage=self._on_stage)
             self.losses += self.trainer.losses
             self._calibrate(real_images)

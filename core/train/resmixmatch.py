@@ -101,8 +101,8 @@ def guess_labels(model: nn.Module, copies: torch.Tensor, temperature: float = 0.
     around a quantile of the known-normal tokens, stopped the collapse but over-labelled the boxes
     and cost AP on both benchmark categories; guesses from the frozen un model or from the residual
     did not beat it either (with perfect guesses the stage does reach sup), so the paper's guess
-    stands (docs/experiments/2026-11-28-semi-guess-collapse.md); the fast preset's semi setting
-    uses the box method instead (:mod:`semirest.core.train.box_targets`).
+    stands (docs/experiments/2026-11-28-semi-guess-collapse.md; in-box targets by rank from the un
+    model's scores were measured too, and lost: docs/experiments/2026-12-02-box-rank-targets.md).
     """
     m, b = copies.shape[:2]
     with torch.no_grad():

@@ -24,7 +24,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,12 +32,11 @@ from torch import nn
 
 from semirest.core import distributed
 from semirest.core.calibration import score_top_k
-from semirest.core.config import SEMI_METHODS, Config, ConfigError
+from semirest.core.config import Config, ConfigError
 from semirest.core.device import autocast
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
 from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
-from semirest.core.maps import swin_token_map
 from semirest.core.memory.bank import BankSearcher, MemoryBank, residual, scale_residual
 from semirest.core.memory.fit import fit_memory_bank
 from semirest.core.model.bagging import window_origins
@@ -46,7 +45,6 @@ from semirest.core.model.tokens import pcr_to_tokens
 from semirest.core.progress import ProgressEvent, ProgressFn
 from semirest.core.progress import no_progress as _no_progress
 from semirest.core.train.augment import KnnAugmenter, pcr_dropout
-from semirest.core.train.box_targets import box_token_targets
 from semirest.core.train.losses import focal_loss
 from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
 from semirest.core.train.synthetic import SyntheticAnomalies
@@ -86,10 +84,6 @@ class ImageSet:
     neighbours: torch.Tensor
     labels: torch.Tensor
     masks: list | None = None  # pixel masks the labels came from (synthetic / real), for relabelling
-    # semi, box method: each image's rotated boxes (None: its labels are fixed, e.g. Eq. 14 of a
-    # pixel or block label) and its pixel size, the frame of the boxes
-    boxes: list[list[RotatedBox] | None] | None = None
-    image_hw: list[tuple[int, int]] | None = None
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -148,26 +142,21 @@ def make_image_set(cfg: Config, feats: np.ndarray, masks: Sequence[np.ndarray | 
 def relabel(cfg: Config, images: ImageSet, semi: bool = False,
             boxes: Sequence[list[RotatedBox]] | None = None) -> ImageSet:
     """The same images with labels recomputed from their masks: Eq. 14 with ``cfg``'s eps, or
-    (``semi``) boxes: ``boxes`` per image when given (e.g. jittered, as a person draws them), else one
-    rotated box per defect region (:func:`boxes_from_mask`). The boxes are kept with the set (the box
-    method makes its targets from them during training) and give Eq. 15 labels (ResMixMatch)."""
+    (``semi``) Eq. 15 from rotated boxes: ``boxes`` per image when given (e.g. jittered, as a person
+    draws them), else one rotated box per defect region (:func:`boxes_from_mask`)."""
     if images.masks is None:
         return images
     grid = tuple(images.labels.shape[1:])
     labels = images.labels.clone()
-    kept = [None] * len(images.masks)
     for i, m in enumerate(images.masks):
         if m is None:
             continue
         if semi:
-            kept[i] = list(boxes[i]) if boxes is not None else boxes_from_mask(m)
-            labels[i] = torch.from_numpy(semi_labels_from_boxes(kept[i], m.shape[:2], grid,
-                                                                cfg.train.box_unknown_fraction))
+            drawn = list(boxes[i]) if boxes is not None else boxes_from_mask(m)
+            labels[i] = torch.from_numpy(semi_labels_from_boxes(drawn, m.shape[:2], grid, cfg.train.box_unknown_fraction))
         else:
             labels[i] = torch.from_numpy(block_labels(m, grid, cfg.train.eps_plus, cfg.train.eps_minus))
-    hw = [m.shape[:2] if m is not None else None for m in images.masks]
-    return ImageSet(images.features, images.neighbours, labels, images.masks,
-                    kept if semi else None, hw if semi else None)
+    return ImageSet(images.features, images.neighbours, labels, images.masks)
 
 
 def residual_scale(cfg: Config, normal: ImageSet, bank_features: torch.Tensor, max_images: int = 64) -> float:
@@ -301,10 +290,6 @@ class Trainer:
 
     def __init__(self, cfg: Config, data: TrainingData, device: torch.device | str = "cpu",
                  model: ResidualSwin | None = None, on_step: Callable[[dict], None] | None = None):
-        if cfg.train.semi_method not in SEMI_METHODS:
-            raise ConfigError(f"train.semi_method must be one of {', '.join(SEMI_METHODS)}, got {cfg.train.semi_method!r}")
-        if cfg.train.box_refresh < 1:
-            raise ConfigError(f"train.box_refresh must be at least 1 step, got {cfg.train.box_refresh}")
         try:  # checked before training, not when the calibration after it needs it
             score_top_k(cfg.eval.image_score, 1)
         except ValueError as exc:
@@ -329,11 +314,7 @@ class Trainer:
                                       cfg.model.rho, data.residual_scale)
         self.step_count = 0
         self.losses: list[float] = []
-        semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
-        # the box method: the real images train through the focal loss like sup's, with targets
-        # from their boxes and a frozen scorer (refresh_box_targets); else ResMixMatch (self.semi)
-        self.box_semi = semi and tc.semi_method == "box"
-        self.semi = semi and not self.box_semi
+        self.semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
         self.mix_params = ResMixMatchParams(
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,
@@ -451,26 +432,7 @@ class Trainer:
         self._step_windows = []
         return value
 
-    def refresh_box_targets(self) -> None:
-        """New targets for the box-labelled real images from the EMA model's token scores (at step 0
-        the EMA model is the weights this stage starts from: the un model). The scorer never takes
-        a gradient, so the targets cannot drift with the model they teach; refreshing every
-        ``train.box_refresh`` steps lets them improve with it (self-training rounds)."""
-        real, tc = self.data.real, self.cfg.train
-        boxed = [i for i, b in enumerate(real.boxes or []) if b is not None]
-        labels = real.labels.clone()
-        labels[labels == UNKNOWN] = IGNORE  # images with fixed labels never hold unknowns here
-        if boxed:
-            subset = ImageSet(real.features[boxed], real.neighbours[boxed], real.labels[boxed])
-            scores = token_scores(self.cfg, self.ema.model, subset, self.bank_features, self.data.residual_scale)
-            for i, sc in zip(boxed, scores):
-                labels[i] = torch.from_numpy(box_token_targets(real.boxes[i], real.image_hw[i], self.grid, sc,
-                                                               tc.box_unknown_fraction, tc.box_positive_ratio))
-        self.data = replace(self.data, real=replace(real, labels=labels))
-
     def step(self) -> float:
-        if self.box_semi and self.step_count % self.cfg.train.box_refresh == 0:
-            self.refresh_box_targets()
         tokens, labels = self.sample_batch()
         return self.train_on(tokens, labels, self.sample_semi() if self.semi else None)
 
@@ -492,19 +454,3 @@ class Trainer:
                 "loss": smooth, "lr": self.scheduler.get_last_lr()[0],
                 "eta_s": round(per_step * (total - self.step_count), 1)}))
         return self.ema.model
-
-
-# -- the box method's scorer -------------------------------------------------------------------
-@torch.no_grad()
-def token_scores(cfg: Config, model: nn.Module, images: ImageSet, bank_features: torch.Tensor,
-                 scale: float, window_batch: int = 64) -> list[np.ndarray]:
-    """Anomaly probability per token ((h_t, w_t) float32 each) of precomputed training images, from
-    their stored PCFs and nearest bank rows (the test-time residual, no augmentation), bagged."""
-    device = next(model.parameters()).device
-    out = []
-    for i in range(len(images)):
-        f = images.features[i].float()
-        matched = bank_features[images.neighbours[i, ..., 0]].float()
-        r = scale_residual(residual(f, matched, cfg.bank.residual), scale)
-        out.append(swin_token_map(cfg, model, pcr_to_tokens(r, cfg.model.rho).to(device), window_batch).cpu().numpy())
-    return out

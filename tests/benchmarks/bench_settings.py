@@ -8,10 +8,8 @@ images' PCFs and neighbours) and shared:
 * ``patchcore``: nearest-bank-entry distance on the same bank (PatchCore of core/methods/patchcore.py);
 * ``un``: trained on normal + synthetic images only (paper 4.2, un hyper-parameters);
 * ``sup``: trained from scratch with the 10 real images' Eq. 14 block labels (b3 real images);
-* ``semi``: starts from the un model, one rotated box per defect region (``boxes_from_mask``), the
-  preset's semi method (fast: the box method of core/train/box_targets.py; paper: ResMixMatch);
-* ``semi (ResMixMatch)`` (``--resmixmatch``): the same boxes through the paper's ResMixMatch
-  (Algorithm 1, Eq. 15 labels);
+* ``semi``: starts from the un model, Eq. 15 labels from one rotated box per defect region
+  (``boxes_from_mask``), ResMixMatch (Algorithm 1);
 * ``semi (jittered boxes)`` (``--jitter``): boxes as a person draws them: every box 25 % larger,
   its centre moved by up to 10 % of its size and its angle by up to 10 degrees (seeded);
 * ``semi, no MixMatch`` (``--mixmatch-ablation``): ResMixMatch with ``train.mixmatch=false``.
@@ -20,8 +18,6 @@ Selection without peeking: the test images left after the budget are split once,
 defect type (``split_validation``), into a validation part and a test part; every row is scored on
 both, and the ``part`` column says which figure is which. Design choices are made on ``val``;
 BENCHMARKS.md reports ``test``. ``--no-validation-split`` scores the whole remainder as ``all``.
-Box-method rows also give the in-box token AUROC of the scorer at the start (the un model) and the
-end of the stage (``inbox_auroc_start`` / ``_end``; tokens touched by a box, truth: any defect pixel).
 
 Fit time of a row = its training time; the shared preparation time is printed once per category.
 ``--train-seed`` (repeatable) trains the SemiREST rows once per seed on the same preparation, to
@@ -40,20 +36,19 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from semirest.core.benchmark import machine_description
 from semirest.core.config import make_config, use_schedule_of
 from semirest.core.data.datasets import load_images, load_mvtec_category, split_budget, split_validation
 from semirest.core.device import pick_device
 from semirest.core.features.extractor import FeatureExtractor
-from semirest.core.labels.blocks import POSITIVE, block_fractions, block_labels
-from semirest.core.labels.boxes import RotatedBox, boxes_from_mask, boxes_to_mask
+from semirest.core.labels.blocks import POSITIVE, block_labels
+from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
 from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.patchcore import PatchCore
 from semirest.core.metrics import evaluate
 from semirest.core.maps import predict_maps
-from semirest.core.train.trainer import Trainer, prepare_training_data, relabel, token_scores
+from semirest.core.train.trainer import Trainer, prepare_training_data, relabel
 
 
 def pct(m: dict) -> dict:
@@ -84,28 +79,13 @@ def jittered(boxes: list[RotatedBox], rng: np.random.Generator) -> list[RotatedB
     return out
 
 
-def inbox_auroc(cfg, model, real, bank_features, scale) -> float:
-    """AUROC of a model's token scores on the tokens touched by the boxes of the real images
-    (truth: the token holds a defect pixel)."""
-    scores = token_scores(cfg, model, real, bank_features, scale)
-    grid = tuple(real.labels.shape[1:])
-    ys, ss = [], []
-    for sc, boxes, m in zip(scores, real.boxes, real.masks):
-        touched = block_fractions(boxes_to_mask(boxes, m.shape[:2]), grid) > 0
-        ys.append(block_fractions(m, grid)[touched] > 0)
-        ss.append(sc[touched])
-    y, s = np.concatenate(ys), np.concatenate(ss)
-    return round(100 * float(roc_auc_score(y, s)), 1) if 0 < y.sum() < len(y) else float("nan")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", action="append", required=True)
     ap.add_argument("--category", action="append", required=True)
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--mixmatch-ablation", action="store_true", help="also ResMixMatch with train.mixmatch=false")
-    ap.add_argument("--resmixmatch", action="store_true", help="also semi with the paper's ResMixMatch")
+    ap.add_argument("--mixmatch-ablation", action="store_true", help="also semi with train.mixmatch=false")
     ap.add_argument("--jitter", action="store_true", help="also semi with boxes as a person draws them")
     ap.add_argument("--no-validation-split", action="store_true",
                     help="score the whole test remainder (part 'all') instead of validation and test parts")
@@ -167,8 +147,7 @@ def main() -> None:
                      **(extra or {})}
                 rows.append(r)
                 print(json.dumps({k: r[k] for k in ("category", "method", "setting", "part")} | pct(r["metrics"]) | r["timing_s"]
-                                 | {k: r[k] for k in ("train_seed", "guess_mean_first", "guess_mean_last",
-                                                      "inbox_auroc_start", "inbox_auroc_end") if k in r}), flush=True)
+                                 | {k: r[k] for k in ("train_seed", "guess_mean_first", "guess_mean_last") if k in r}), flush=True)
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)
 
@@ -183,27 +162,19 @@ def main() -> None:
         def run_seed(seed: int) -> None:
             def train(c, d, model=None):
                 """(EMA model, seconds, the semi rows' mean guess inside the boxes over the first and
-                last 20 steps with ResMixMatch, the in-box token AUROC of the scorer at the start and
-                end of the stage with the box method)."""
+                last 20 steps; empty without ResMixMatch)."""
                 t1 = time.perf_counter()
                 c = copy.deepcopy(c)
                 c.seed = seed
                 stats = []
                 tr = Trainer(c, d, device, model=model, on_step=stats.append)
-                built_s = time.perf_counter() - t1
-                # the start probe is not part of the fit time
-                start = inbox_auroc(c, tr.ema.model, d.real, tr.bank_features, d.residual_scale) if tr.box_semi else None
-                t2 = time.perf_counter()
                 m = tr.run()
-                fit_s = built_s + time.perf_counter() - t2
+                fit_s = time.perf_counter() - t1
                 g = np.array([st["guess_mean"] for st in stats if "guess_mean" in st], dtype=float)
                 guesses = {}
                 if len(g) and not np.isnan(g).all():
                     guesses = dict(guess_mean_first=round(float(np.nanmean(g[:20])), 3),
                                    guess_mean_last=round(float(np.nanmean(g[-20:])), 3))
-                if start is not None:
-                    guesses = dict(inbox_auroc_start=start,
-                                   inbox_auroc_end=inbox_auroc(c, m, d.real, tr.bank_features, d.residual_scale))
                 return m, fit_s, guesses
 
             un_model = None
@@ -227,10 +198,6 @@ def main() -> None:
                                                                    "train_seed": seed})
             if "semi" in want:
                 variants = [] if args.no_default_semi else [("semi", cfg["semi"])]
-                if args.resmixmatch:
-                    rmm = copy.deepcopy(cfg["semi"])
-                    rmm.train.semi_method = "resmixmatch"
-                    variants.append(("semi (ResMixMatch)", rmm))
                 if args.jitter:
                     variants.append(("semi (jittered boxes)", cfg["semi"]))
                 if args.mixmatch_ablation:

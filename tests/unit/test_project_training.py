@@ -14,7 +14,6 @@ from semirest.core.project.store import NewImage, ProjectStore
 from semirest.core.labels.blocks import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
 from semirest.core.labels.boxes import RotatedBox
 from semirest.core.project.plan import (
-    box_targets_wanted,
     LabelledImage,
     category_from_source,
     choose_setting,
@@ -37,8 +36,6 @@ def test_setting_follows_the_labels_present():
     assert choose_setting(3, 0)[0] == "sup"
     assert choose_setting(0, 2)[0] == "semi"
     setting, why = choose_setting(1, 2)
-    assert setting == "semi" and "mixed" in why and "Eq. 14 targets, boxes as box targets" in why
-    setting, why = choose_setting(1, 2, "resmixmatch")
     assert setting == "semi" and "mixed" in why and "pixel and block regions are used like boxes" in why
 
 
@@ -90,8 +87,8 @@ def test_boxes_give_eq15_unknown_tokens_and_angle_is_respected():
         token_labels(_item(lab), "sup", (8, 8), cfg)
 
 
-def test_mixed_labels_with_resmixmatch_use_masks_as_unknown_regions():
-    cfg = make_config("fast", "semi", ['train.semi_method="resmixmatch"'])
+def test_mixed_labels_use_masks_as_unknown_regions():
+    cfg = make_config("fast", "semi")
     lab = ImageLabels((64, 64))
     lab.blocks[8].add((0, 0))
     lab.boxes[1] = RotatedBox(60, 60, 8, 8, 0)
@@ -99,26 +96,6 @@ def test_mixed_labels_with_resmixmatch_use_masks_as_unknown_regions():
     want = np.full((8, 8), NORMAL)
     want[0, 0] = want[7, 7] = UNKNOWN
     np.testing.assert_array_equal(got, want)
-
-
-def test_mixed_labels_with_the_box_method_use_each_label_for_what_it_is():
-    """Blocks give Eq. 14 targets; a box on the same image is ignored where it reaches beyond
-    them; a box-only image is left to the trainer's box targets."""
-    cfg = make_config("fast", "semi")
-    lab = ImageLabels((64, 64))
-    lab.blocks[8].add((0, 0))
-    lab.boxes[1] = RotatedBox(60, 60, 8, 8, 0)
-    item = _item(lab)
-    got = token_labels(item, "semi", (8, 8), cfg)
-    want = np.full((8, 8), NEGATIVE)
-    want[0, 0] = POSITIVE
-    want[7, 7] = IGNORE
-    np.testing.assert_array_equal(got, want)
-    assert not box_targets_wanted(item, "semi", cfg)
-    boxes_only = ImageLabels((64, 64))
-    boxes_only.boxes[1] = RotatedBox(60, 60, 8, 8, 0)
-    assert box_targets_wanted(_item(boxes_only), "semi", cfg)
-    assert not box_targets_wanted(_item(boxes_only), "semi", make_config("fast", "semi", ['train.semi_method="resmixmatch"']))
 
 
 def test_proposals_are_boxes_around_thresholded_regions():

@@ -154,9 +154,8 @@ def test_ablation_switches_train_and_predict(demo, override):
 @pytest.mark.parametrize("setting", ["sup", "semi"])
 @pytest.mark.cuda
 def test_sup_and_semi_settings_train_on_the_drawn_images(demo, setting, device):
-    """sup, and semi with the paper's ResMixMatch (the fast preset's own box method: below)."""
     cat, train, _ = demo
-    cfg = make_config("fast", setting, TINY + ["train.steps=3", 'train.semi_method="resmixmatch"'])
+    cfg = make_config("fast", setting, TINY + ["train.steps=3"])
     m = SemiREST(cfg, device, cat)
     assert m.labelled and all(s not in m.test_samples for s in m.labelled)
     steps = []
@@ -205,42 +204,3 @@ def test_positive_windows_always_sample_a_window_holding_the_defect(fitted):
     assert hits(["train.positive_windows=true"], POSITIVE) == 30
     assert hits(["train.positive_windows=true"], UNKNOWN) == 30
     assert hits(["train.positive_windows=false"], POSITIVE) < 30
-
-
-def test_box_method_trains_real_images_on_box_targets_refreshed_from_the_ema_model(demo):
-    """The fast preset's semi stage: no ResMixMatch; every box-labelled image gets rank targets
-    (positives inside its boxes, negatives outside, never an unknown), made at step 0 from the un
-    model and again every train.box_refresh steps."""
-    from semirest.core.labels.blocks import NEGATIVE, POSITIVE, UNKNOWN, block_fractions
-    from semirest.core.labels.boxes import boxes_to_mask
-
-    cat, train, _ = demo
-    cfg = make_config("fast", "semi", TINY + ["train.steps=4", "train.box_refresh=2"])
-    assert cfg.train.semi_method == "box"
-    m = SemiREST(cfg, "cpu", cat)
-    refreshed = []
-    original = Trainer.refresh_box_targets
-
-    def spy(self):
-        refreshed.append(self.step_count)
-        original(self)
-
-    Trainer.refresh_box_targets = spy
-    try:
-        m.fit(train)
-    finally:
-        Trainer.refresh_box_targets = original
-    tr = m.trainer
-    assert tr.box_semi and not tr.semi and not tr.last_stats
-    assert refreshed == [0, 2]
-    assert len(tr.losses) == 4 and np.isfinite(tr.losses).all()
-    real = tr.data.real
-    assert not (real.labels == UNKNOWN).any()
-    grid = tuple(real.labels.shape[1:])
-    for i, boxes in enumerate(real.boxes):
-        inside = block_fractions(boxes_to_mask(boxes, real.image_hw[i]), grid) > 0
-        lab = real.labels[i].numpy()
-        assert (lab[~inside] == NEGATIVE).all()
-        assert (lab[inside] == POSITIVE).any()
-    with pytest.raises(Exception, match="semi_method"):
-        Trainer(make_config("fast", "semi", TINY + ['train.semi_method="mil"']), m.data, "cpu")
