@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 # onnxruntime 1.31 otherwise writes a telemetry device id and database under ~/.cache/Microsoft
@@ -30,7 +29,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime  # noqa: E402
 
 from semirest.core.calibration import NORMALISED_THRESHOLD, Calibration, denormalise
-from semirest.core.data.images import read_image
+from semirest.core.data.images import read_image, resize_batch
 
 FORMAT = "semirest-detector"
 
@@ -50,14 +49,7 @@ class Verdict:
 def to_input(images: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
     """RGB uint8 images of any sizes -> float32 (N, 3, H, W) in [0, 1] at the model input size,
     resized as :func:`semirest.core.features.patches.images_to_tensor` does."""
-    h, w = size
-    batch = np.empty((len(images), h, w, 3), dtype=np.uint8)
-    for i, img in enumerate(images):
-        if img.shape[:2] == (h, w):
-            batch[i] = img
-        else:
-            shrink = img.shape[0] > h or img.shape[1] > w
-            batch[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    batch = resize_batch(images, size)
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255.0)
 
 

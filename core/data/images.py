@@ -230,6 +230,21 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return ((img.astype(np.float64) - lo) * scale + 0.5).astype(np.uint8)
 
 
+def resize_batch(images, size: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 images of any sizes -> one (N, h, w, 3) uint8 batch at ``size`` (area averaging
+    when shrinking, bilinear when growing): the model input of training, prediction and the
+    exported detector alike."""
+    h, w = size
+    batch = np.empty((len(images), h, w, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        if img.shape[:2] == (h, w):
+            batch[i] = img
+        else:
+            shrink = img.shape[0] > h or img.shape[1] > w
+            batch[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return batch
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read any supported image as RGB uint8 (H, W, 3)."""
     path = Path(path)

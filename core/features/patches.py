@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semirest.core.data.images import resize_batch
 from semirest.core.features.backbones import FeatureBackbone
 
 
@@ -123,14 +124,4 @@ def scaled_input_size(image_hw: tuple[int, int], scale: float) -> tuple[int, int
 
 def images_to_tensor(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
     """RGB uint8 images of any sizes -> float (B, 3, h, w) in [0, 1] at the model input size."""
-    import cv2
-
-    h, w = size
-    batch = np.empty((len(images), h, w, 3), dtype=np.uint8)
-    for i, img in enumerate(images):
-        if img.shape[:2] == (h, w):
-            batch[i] = img
-        else:
-            shrink = img.shape[0] > h or img.shape[1] > w
-            batch[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+    return torch.from_numpy(resize_batch(images, size)).permute(0, 3, 1, 2).float().div_(255.0)
