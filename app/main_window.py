@@ -153,6 +153,10 @@ class MainWindow(QMainWindow):
         on_triggered(a["zoom_fit"], c.fit)
         a["reference"].toggled.connect(s.set_reference_visible)
         a["study"].toggled.connect(self._set_study_mode)
+        # the dock's own close button hides it without the action: F2 stayed checked and then
+        # needed two presses to open the dock again
+        self.study_dock.visibilityChanged.connect(
+            lambda visible: a["study"].setChecked(False) if not visible and self.study_dock.isHidden() else None)
         on_triggered(a["open"], self._open_other)
         on_triggered(a["add_folder"], self._add_folder)
         on_triggered(a["export"], self._export)
