@@ -304,7 +304,7 @@ RANGES.update({
     "eval.sigma": (0, None), "eval.false_alarm": (0, 1),
     "eval.calibration_images": (-1, None),
 })
-OPEN_LOW = {"eval.false_alarm", "bank.coreset_ratio", "model.mlp_ratio", "train.lr" "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
+OPEN_LOW = {"eval.false_alarm", "bank.coreset_ratio", "model.mlp_ratio", "train.lr", "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
 OPEN_HIGH = {"eval.false_alarm", "model.drop_path", "train.warmup_fraction", "train.ema_decay"}
 
 
