@@ -142,12 +142,26 @@ class ImageListPanel(QWidget):
         h.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         h.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
         self.view.clicked.connect(lambda idx: self.image_chosen.emit(self.proxy.mapToSource(idx).row()))
+        self._indicator = self._indicator_before = -1
+        h.sortIndicatorChanged.connect(self._remember_sort_section)
+        h.sectionClicked.connect(self._scores_sort_high_first)
         self.progress = QLabel()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.progress)
         lay.addWidget(self.view)
         self.update_progress()
+
+    def _remember_sort_section(self, section: int, _order) -> None:
+        self._indicator_before, self._indicator = self._indicator, section
+
+    def _scores_sort_high_first(self, section: int) -> None:
+        """A click on Score that starts sorting by it shows the most anomalous images first (Qt's
+        first click sorts ascending, which put the least anomalous on top); further clicks toggle.
+        Sorting asked for in code (``sort_by_score``) is left as asked."""
+        h = self.view.horizontalHeader()
+        if section == 3 and self._indicator_before != 3 and h.sortIndicatorOrder() == Qt.SortOrder.AscendingOrder:
+            self.view.sortByColumn(3, Qt.SortOrder.DescendingOrder)
 
     def select_row(self, row: int) -> None:
         idx = self.proxy.mapFromSource(self.model.index(row, 0))
