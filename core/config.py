@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from semirest.core.calibration import score_top_k
+
 
 @dataclass
 class FeatureConfig:
@@ -361,6 +363,10 @@ def validate_config(cfg: Config) -> Config:
         raise ConfigError(f"model.step = {cfg.model.step} is larger than the window model.mu = {cfg.model.mu}")
     if not cfg.features.backbone:
         raise ConfigError("features.backbone is empty")
+    try:
+        score_top_k(cfg.eval.image_score, 1)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return cfg
 
 

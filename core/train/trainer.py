@@ -31,8 +31,7 @@ import torch
 from torch import nn
 
 from semirest.core import distributed
-from semirest.core.calibration import score_top_k
-from semirest.core.config import Config, ConfigError
+from semirest.core.config import Config, ConfigError, validate_config
 from semirest.core.device import autocast
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.labels.blocks import IGNORE, NEGATIVE, POSITIVE, UNKNOWN, block_labels, semi_labels_from_boxes
@@ -290,10 +289,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, data: TrainingData, device: torch.device | str = "cpu",
                  model: ResidualSwin | None = None, on_step: Callable[[dict], None] | None = None):
-        try:  # checked before training, not when the calibration after it needs it
-            score_top_k(cfg.eval.image_score, 1)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        validate_config(cfg)  # before training, not when the calibration after it needs a value
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device)
