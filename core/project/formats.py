@@ -11,10 +11,14 @@ Label exports (and imports back, for round trips):
   boxes as 4-point polygons; ``attributes.label_type`` and ``attributes.rotated_box`` say what
   each annotation was, so an import restores the label type exactly;
 * ``dota``: ``labelTxt/<name>.txt`` with ``x1 y1 x2 y2 x3 y3 x4 y4 defect 0`` per box;
-* ``yolo-obb``: ``labels/<name>.txt`` with ``0 x1 y1 ... x4 y4`` normalised to 0..1, and
-  ``data.yaml``;
+* ``yolo-obb``: ultralytics' OBB layout: ``labels/train/<name>.txt`` with ``0 x1 y1 ... x4 y4``
+  normalised and clipped to 0..1, and ``data.yaml`` (train, val, names);
 * ``timing-csv``: ``timing.csv`` (seconds per image, label type and annotator), ``timing.png``,
   and ``annotation_time_vs_accuracy.png`` (the paper's Fig. 6) when benchmark results are given.
+
+DOTA and YOLO label files are named after their images (:func:`image_names`); with ``images``
+link or copy, the images are put beside them (``images/``, ``images/train/``) under the same
+names, so ultralytics and DOTA tools take the folder unchanged.
 
 Every export writes ``manifest.csv`` (name, image key, image path) last, so file names map back to
 the project's images and a folder with a manifest holds a complete export. File names come from
@@ -44,6 +48,7 @@ from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL
 from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
 
 FORMATS = ("masks", "coco", "dota", "yolo-obb", "timing-csv")
+IMAGE_MODES = ("none", "link", "copy")  # what an export does with the images its labels belong to
 IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb")
 CATEGORY = "defect"
 
@@ -167,6 +172,22 @@ def export_names(store: ProjectStore) -> dict[int, str]:
     return {r.id: names[r.key] for r in recs}
 
 
+def image_names(store: ProjectStore) -> dict[int, str]:
+    """{image id: file stem} for label files that sit beside their images (DOTA, YOLO, labelme):
+    the image file's own stem where no other image of the project has it (compared
+    case-insensitively), else the image's unique flat name (:func:`export_names`), which an image
+    linked or copied into the export is given as well."""
+    recs = store.images()
+    flat = export_names(store)
+    own = {r.id: Path(r.path).stem for r in recs}
+    count: dict[str, int] = {}
+    for stem in own.values():
+        count[stem.casefold()] = count.get(stem.casefold(), 0) + 1
+    wanted = [(r.key, files.safe_file_name(own[r.id]) if count[own[r.id].casefold()] == 1 else flat[r.id]) for r in recs]
+    names = files.unique_names(wanted)
+    return {r.id: names[r.key] for r in recs}
+
+
 def _source_folders(store: ProjectStore) -> set[Path]:
     """The folders of the project's images and reference masks (resolved), and its own folder's
     project file."""
@@ -204,13 +225,43 @@ class ExportTarget:
                                        "(--overwrite) to replace the files this export writes")
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def path(self, *parts: str) -> Path:
-        """``out/part/part...`` with each part a safe file name; its folder is created."""
+    def path(self, *parts: str, replacing_link: bool = False) -> Path:
+        """``out/part/part...`` with each part a safe file name; its folder is created.
+        ``replacing_link``: the path may be an earlier export's link to an image, which is replaced
+        (not followed), so only its folder must resolve inside the export folder."""
         p = self.out.joinpath(*(files.safe_file_name(x) for x in parts))
-        real = Path(os.path.realpath(p))
+        if replacing_link and p.is_symlink():
+            real = Path(os.path.realpath(p.parent)) / p.name
+        else:
+            real = Path(os.path.realpath(p))
         if real == self.root or not real.is_relative_to(self.root) or real in self.protected:
             raise ExportTargetError(f"{p}: resolves to {real}, outside the export folder {self.out}; nothing written there")
         p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def put_image(self, rec: ImageRecord, mode: str, *parts: str) -> Path:
+        """The project's image ``rec`` at ``out/parts...``: a symbolic link to the user's file
+        (``link``) or a checked copy of its bytes (``copy``); an earlier export's file or link there
+        is replaced atomically."""
+        src = Path(os.path.abspath(self.store.image_path(rec)))
+        if not src.is_file():
+            raise ExportTargetError(f"{src}: image file not found; it cannot be {'linked' if mode == 'link' else 'copied'} "
+                                    "into the export")
+        p = self.path(*parts, replacing_link=True)
+        if mode == "copy":
+            return files.write_atomic(p, src.read_bytes())
+        if mode != "link":
+            raise ProjectError(f"images can be linked or copied into an export, not {mode!r}; expected one of "
+                               f"{', '.join(IMAGE_MODES)}")
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.link")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.symlink(src, tmp)
+            os.replace(tmp, p)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ExportTargetError(f"{p}: cannot link to {src} ({exc.strerror or exc}); export with the images "
+                                    "copied instead (--images copy)") from None
         return p
 
     def finish(self, rows: Iterable[tuple[str, ImageRecord]]) -> Path:
@@ -644,10 +695,22 @@ def _box_exports(store: ProjectStore):
         yield rec, labels.hw, list(labels.boxes.values())
 
 
-def export_dota(store: ProjectStore, out, overwrite: bool = False) -> list[Path]:
+def _put_images(target: ExportTarget, images: str, placed: list[tuple[ImageRecord, str]], folder: tuple[str, ...]) -> list[Path]:
+    """Link or copy the images of an export as ``folder/<name><suffix>``; nothing for ``none``."""
+    if images not in IMAGE_MODES:
+        raise ProjectError(f"images can be left out, linked or copied into an export, not {images!r}; expected one of "
+                           f"{', '.join(IMAGE_MODES)}")
+    if images == "none":
+        return []
+    return [target.put_image(rec, images, *folder, f"{name}{Path(rec.path).suffix.lower()}") for rec, name in placed]
+
+
+def export_dota(store: ProjectStore, out, overwrite: bool = False, images: str = "none") -> list[Path]:
+    """``labelTxt/<name>.txt`` per image with boxes; ``images/<name>.<ext>`` beside it with
+    ``images`` link or copy (DOTA's own layout)."""
     target = ExportTarget(store, out, overwrite)
-    names = export_names(store)
-    written, rows = [], []
+    names = image_names(store)
+    written, rows, placed = [], [], []
     for rec, _hw, bxs in _box_exports(store):
         if not bxs:
             continue
@@ -656,29 +719,43 @@ def export_dota(store: ProjectStore, out, overwrite: bool = False) -> list[Path]
         files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
         rows.append((f"labelTxt/{p.name}", rec))
+        placed.append((rec, names[rec.id]))
+    written += _put_images(target, images, placed, ("images",))
     target.finish(rows)
     return written
 
 
-def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False) -> list[Path]:
+YOLO_SPLIT = "train"  # every exported image; data.yaml's val names the same folder (the export does not split)
+
+
+def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False, images: str = "none") -> list[Path]:
+    """Ultralytics' OBB dataset layout: ``labels/train/<name>.txt`` with ``class x1 y1 ... x4 y4``
+    normalised and clipped to 0..1, ``images/train/<name>.<ext>`` (with ``images`` link or copy),
+    and ``data.yaml`` with train, val and names. Without the images YOLO cannot train on the folder
+    (its check needs the image folders); the manifest still maps every label file to its image."""
     target = ExportTarget(store, out, overwrite)
-    names = export_names(store)
-    written, rows = [], []
+    names = image_names(store)
+    written, rows, placed = [], [], []
     for rec, (h, w), bxs in _box_exports(store):
         if not bxs:
             continue
-        p = target.path("labels", f"{names[rec.id]}.txt")
+        p = target.path("labels", YOLO_SPLIT, f"{names[rec.id]}.txt")
         lines = []
         for b in bxs:
-            c = b.corners() / np.array([w, h], dtype=np.float64)
+            c = np.clip(b.corners() / np.array([w, h], dtype=np.float64), 0.0, 1.0)  # a box may reach past the edge
             lines.append("0 " + " ".join(f"{v:.6f}" for v in c.reshape(-1)))
         files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
-        rows.append((f"labels/{p.name}", rec))
+        rows.append((f"labels/{YOLO_SPLIT}/{p.name}", rec))
+        placed.append((rec, names[rec.id]))
+    written += _put_images(target, images, placed, ("images", YOLO_SPLIT))
+    note = ("images linked into images/" if images == "link" else "images copied into images/" if images == "copy"
+            else "images are not in this folder (export with --images link or copy to train on it); see manifest.csv")
+    # no `path:` key: YOLO then resolves train and val against this file's folder, wherever it is moved
     files.write_atomic(
         target.path("data.yaml"),
-        "# YOLO-OBB labels exported by SemiREST Studio; images are not copied (see manifest.csv)\n"
-        f"path: .\nnames:\n  0: {CATEGORY}\n",
+        f"# YOLO-OBB dataset exported by SemiREST Studio; {note}\n"
+        f"train: images/{YOLO_SPLIT}\nval: images/{YOLO_SPLIT}\nnames:\n  0: {json.dumps(CATEGORY)}\n",
     )
     target.finish(rows)
     return written
@@ -734,20 +811,32 @@ def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBo
     return out
 
 
+def _by_stem(store: ProjectStore) -> dict[str, ImageRecord]:
+    """Images by the stems their label files have: :func:`image_names`, and the flat names of
+    exports made before label files were named after their images."""
+    recs = {r.id: r for r in store.images()}
+    out = {name: recs[i] for i, name in export_names(store).items()}
+    out.update({name: recs[i] for i, name in image_names(store).items()})
+    return out
+
+
 def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool, replace: bool = False) -> ImportReport:
+    """Label files under ``src/folder`` (YOLO: also its split folders, ``labels/train/``)."""
     src = Path(src)
     d = src / folder
     if not d.is_dir():
         raise FormatError(f"{src}: no {folder}/ folder")
     manifest = _read_manifest(src)
     by_key = _by_key(store)
-    by_name = {f"{folder}/{name}.txt": store.image(i) for i, name in export_names(store).items()}
+    by_stem = _by_stem(store)
     incoming: dict[int, ImageLabels] = {}
     unmatched = []
-    for p in sorted(d.glob("*.txt")):
-        rec = _resolve_name(f"{folder}/{p.name}", manifest, by_key, by_name)
+    found = sorted(d.glob("*.txt")) + (sorted(d.glob("*/*.txt")) if yolo else [])
+    for p in found:
+        name = p.relative_to(src).as_posix()
+        rec = _resolve_name(name, manifest, by_key, {name: by_stem[p.stem]} if p.stem in by_stem else {})
         if rec is None:
-            unmatched.append(f"{folder}/{p.name}")
+            unmatched.append(name)
             continue
         hw = _known_hw(store, rec)
         labels = incoming.setdefault(rec.id, ImageLabels(hw))
@@ -845,17 +934,24 @@ def load_benchmark(path) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------ dispatch
+IMAGE_FORMATS = ("dota", "yolo-obb")  # exports that can link or copy the images beside their labels
+
+
 def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None,
-           label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False) -> list[Path]:
-    """Write one export format into ``out`` (see :class:`ExportTarget` for what is refused)."""
+           label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False, images: str = "none") -> list[Path]:
+    """Write one export format into ``out`` (see :class:`ExportTarget` for what is refused).
+    ``images``: none, link or copy, for the formats in :data:`IMAGE_FORMATS`."""
+    if images != "none" and fmt not in IMAGE_FORMATS:
+        raise ProjectError(f"{fmt} exports refer to the images where they are; linking or copying them "
+                           f"(--images) is for {', '.join(IMAGE_FORMATS)}")
     if fmt == "masks":
         return export_masks(store, out, label_types, overwrite)
     if fmt == "coco":
         return [export_coco(store, out, overwrite)]
     if fmt == "dota":
-        return export_dota(store, out, overwrite)
+        return export_dota(store, out, overwrite, images)
     if fmt == "yolo-obb":
-        return export_yolo_obb(store, out, overwrite)
+        return export_yolo_obb(store, out, overwrite, images)
     if fmt == "timing-csv":
         return export_timing(store, out, benchmark, overwrite)
     raise ProjectError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
