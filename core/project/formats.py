@@ -43,13 +43,13 @@ import numpy as np
 from semirest.core import files
 from semirest.core.data.datasets import load_image_folder, load_mvtec_category
 from semirest.core.data.images import ImageReadError, check_size, read_image, read_mask, write_png
-from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
 from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
 from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
 
-FORMATS = ("masks", "coco", "dota", "yolo-obb", "timing-csv")
+FORMATS = ("masks", "coco", "dota", "yolo-obb", "labelme", "timing-csv")
 IMAGE_MODES = ("none", "link", "copy")  # what an export does with the images its labels belong to
-IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb")
+IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb", "labelme")
 CATEGORY = "defect"
 
 
@@ -853,6 +853,248 @@ def import_yolo_obb(store: ProjectStore, src, replace: bool = False) -> ImportRe
     return _import_boxes(store, src, "labels", yolo=True, replace=replace)
 
 
+# ------------------------------------------------------------------------------------ labelme
+LABELME_VERSION = "6.3.1"  # the labelme release whose reader (labelme.LabelFile) the export is checked with
+LABELME_TYPE_KEY = "semirest_label_type"  # an extra shape key (labelme keeps it): which label type a shape was
+LABELME_AREA_SHAPES = ("polygon", "rectangle", "oriented_rectangle", "circle", "mask")
+
+
+def _pixel_polygons(mask: np.ndarray):
+    """The exact outlines of a mask's regions, pixel edges as coordinates (pixel (r, c) is the
+    square [c, c+1] x [r, r+1]), as shapely polygons; regions touching only at a corner are apart."""
+    import shapely
+
+    m = np.asarray(mask, dtype=bool)
+    padded = np.zeros((m.shape[0], m.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = m
+    d = np.diff(padded, axis=1)
+    starts_r, starts_c = np.nonzero(d == 1)
+    _, ends_c = np.nonzero(d == -1)
+    runs = shapely.box(starts_c, starts_r, ends_c, starts_r + 1)  # one rectangle per run of a row
+    if len(runs) == 0:
+        return []
+    union = shapely.union_all(runs)
+    return [g.simplify(0) for g in getattr(union, "geoms", [union])]
+
+
+def _polygon_pixels(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The pixels whose centre (c + 0.5, r + 0.5) lies inside a polygon (bool, shape ``hw``), the
+    rule :func:`~semirest.core.labels.boxes.boxes_to_mask` uses for boxes."""
+    import shapely
+
+    h, w = hw
+    m = np.zeros((h, w), dtype=bool)
+    poly = shapely.Polygon(points)
+    if not poly.is_valid:
+        poly = shapely.make_valid(poly)
+    x0, y0, x1, y1 = poly.bounds
+    c0, c1 = max(int(math.floor(x0 - 0.5)), 0), min(int(math.ceil(x1 - 0.5)), w - 1)
+    r0, r1 = max(int(math.floor(y0 - 0.5)), 0), min(int(math.ceil(y1 - 0.5)), h - 1)
+    if c0 > c1 or r0 > r1:
+        return m
+    xs, ys = np.meshgrid(np.arange(c0, c1 + 1) + 0.5, np.arange(r0, r1 + 1) + 0.5)
+    shapely.prepare(poly)
+    m[r0 : r1 + 1, c0 : c1 + 1] = shapely.contains_xy(poly, xs, ys)
+    return m
+
+
+def _labelme_area_shapes(mask: np.ndarray, label: str, label_type: str) -> list[dict]:
+    """A mask's regions as labelme shapes: a polygon per region without holes, a ``mask`` shape
+    (labelme's bounding box, inclusive pixel indices, with a PNG of the box) for a region with holes."""
+    import base64
+
+    out = []
+    for poly in _pixel_polygons(mask):
+        common = {"label": label, "group_id": None, "description": "", "flags": {}, LABELME_TYPE_KEY: label_type}
+        if not poly.interiors:
+            pts = np.asarray(poly.exterior.coords)[:-1]
+            out.append({**common, "points": [[float(x), float(y)] for x, y in pts], "shape_type": "polygon", "mask": None})
+            continue
+        x0, y0, x1, y1 = (int(v) for v in poly.bounds)
+        part = _polygon_pixels(np.asarray(poly.exterior.coords), mask.shape)[y0:y1, x0:x1] & mask[y0:y1, x0:x1]
+        for hole in poly.interiors:
+            part &= ~_polygon_pixels(np.asarray(hole.coords), mask.shape)[y0:y1, x0:x1]
+        ok, png = cv2.imencode(".png", part.astype(np.uint8) * 255)
+        out.append({**common, "points": [[float(x0), float(y0)], [float(x1 - 1), float(y1 - 1)]], "shape_type": "mask",
+                    "mask": base64.b64encode(png.tobytes()).decode("ascii")})
+    return out
+
+
+def _labelme_box_shape(b: RotatedBox, label: str) -> dict:
+    """An upright box as labelme's ``rectangle`` (two corners), any other as ``oriented_rectangle``
+    (four corners, ours: clockwise from the box's top-left)."""
+    common = {"label": label, "group_id": None, "description": "", "flags": {}, "mask": None, LABELME_TYPE_KEY: BOX}
+    c = b.corners()
+    if b.angle % 90 == 0:
+        return {**common, "points": [[float(c[:, 0].min()), float(c[:, 1].min())], [float(c[:, 0].max()), float(c[:, 1].max())]],
+                "shape_type": "rectangle"}
+    return {**common, "points": [[float(x), float(y)] for x, y in c], "shape_type": "oriented_rectangle"}
+
+
+def export_labelme(store: ProjectStore, out, overwrite: bool = False, images: str = "none") -> list[Path]:
+    """labelme JSON, one ``<name>.json`` per labelled image (``imageData`` null, ``imagePath``
+    relative to the file; with ``images`` link or copy, the image beside it under the same name, as
+    labelme's own folders are). Coordinates are labelme's: pixel (r, c) spans [c, c+1] x [r, r+1]."""
+    target = ExportTarget(store, out, overwrite)
+    names = image_names(store)
+    written, rows, placed = [], [], []
+    for rec, labels in _labelled(store):
+        h, w = labels.hw
+        shapes = []
+        for t in (PIXEL, BLOCK8, BLOCK16):
+            shapes += _labelme_area_shapes(labels.type_mask(t), CATEGORY, t)
+        shapes += [_labelme_box_shape(b, CATEGORY) for b in labels.boxes.values()]
+        name = names[rec.id]
+        if images == "none":
+            image_path = Path(os.path.relpath(store.image_path(rec), target.out)).as_posix()
+        else:
+            image_path = f"{name}{Path(rec.path).suffix.lower()}"
+        doc = {"version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": image_path, "imageData": None,
+               "imageHeight": int(h), "imageWidth": int(w)}
+        p = target.path(f"{name}.json")
+        files.write_atomic(p, files.to_json(doc, indent=1))
+        written.append(p)
+        rows.append((p.name, rec))
+        placed.append((rec, name))
+    written += _put_images(target, images, placed, ())
+    target.finish(rows)
+    return written
+
+
+MAX_LABELME_BYTES = 256 * 1024 * 1024
+
+
+def _labelme_points(shape: dict, where: str) -> np.ndarray:
+    pts = shape.get("points")
+    if not isinstance(pts, list) or not pts or not all(isinstance(q, list) and len(q) == 2 for q in pts):
+        raise FormatError(f"{where}: points must be a list of [x, y] pairs")
+    try:
+        arr = np.array([[_number(v) for v in q] for q in pts], dtype=np.float64)
+    except ValueError as exc:
+        raise FormatError(f"{where}: {exc}") from None
+    if np.abs(arr).max() > 1e7:
+        raise FormatError(f"{where}: coordinates beyond 1e7")
+    return arr
+
+
+def _labelme_shape(shape, where: str, hw: tuple[int, int], labels: ImageLabels) -> None:
+    """One labelme shape into ``labels``: areas to pixels (or cells, for a shape this tool
+    exported from cells), rectangles and oriented rectangles to boxes."""
+    import base64
+
+    if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
+        raise FormatError(f"{where}: expected an object with a label string, points and a shape_type")
+    kind = shape.get("shape_type", "polygon")
+    if kind is None:
+        kind = "polygon"
+    if kind not in LABELME_AREA_SHAPES:
+        raise FormatError(f"{where}: shape_type {kind!r:.40} has no area; expected one of {', '.join(LABELME_AREA_SHAPES)}")
+    t = shape.get(LABELME_TYPE_KEY, PIXEL)
+    if t not in LABEL_TYPES:
+        raise FormatError(f"{where}: {LABELME_TYPE_KEY} {t!r:.40}; expected one of {', '.join(LABEL_TYPES)}")
+    pts = _labelme_points(shape, where)
+    h, w = hw
+    try:
+        if kind in ("rectangle", "oriented_rectangle"):
+            if kind == "rectangle" and len(pts) != 2:
+                raise ValueError(f"a rectangle has 2 points, found {len(pts)}")
+            if kind == "oriented_rectangle" and len(pts) != 4:
+                raise ValueError(f"an oriented_rectangle has 4 points, found {len(pts)}")
+            if kind == "rectangle":
+                (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+                box = RotatedBox((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, 0.0)
+            else:
+                box = box_from_corners(pts)
+            check_box_in_image(box, hw)
+            if t == BOX or LABELME_TYPE_KEY not in shape:  # another tool's rectangles are boxes
+                labels.boxes[-1 - len(labels.boxes)] = box
+                return
+            m = boxes_to_mask([box], hw)
+        elif kind == "polygon":
+            if len(pts) < 3:
+                raise ValueError(f"a polygon has at least 3 points, found {len(pts)}")
+            if pts[:, 0].min() < -1 or pts[:, 1].min() < -1 or pts[:, 0].max() > w + 1 or pts[:, 1].max() > h + 1:
+                raise ValueError(f"polygon leaves the {w}x{h} image")
+            m = _polygon_pixels(pts, hw)
+        elif kind == "circle":
+            if len(pts) != 2:
+                raise ValueError(f"a circle has 2 points (centre and one on the circle), found {len(pts)}")
+            r = float(np.linalg.norm(pts[1] - pts[0]))
+            if r > math.hypot(w, h):
+                raise ValueError(f"circle of radius {r:g} is larger than the {w}x{h} image")
+            yy, xx = np.mgrid[0:h, 0:w]
+            m = (xx + 0.5 - pts[0, 0]) ** 2 + (yy + 0.5 - pts[0, 1]) ** 2 <= r * r
+        else:  # mask: labelme's bounding box in inclusive pixel indices, and a PNG of that box
+            data = shape.get("mask")
+            if not isinstance(data, str) or len(pts) != 2:
+                raise ValueError("a mask shape has 2 points (its box) and a base64 PNG mask")
+            crop = cv2.imdecode(np.frombuffer(base64.b64decode(data, validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
+            x0, y0 = (int(round(v)) for v in pts.min(axis=0))
+            x1, y1 = (int(round(v)) for v in pts.max(axis=0))
+            if crop is None or crop.shape != (y1 - y0 + 1, x1 - x0 + 1):
+                raise ValueError(f"mask is not a PNG of its box's {x1 - x0 + 1}x{y1 - y0 + 1} pixels")
+            if x0 < 0 or y0 < 0 or x1 >= w or y1 >= h:
+                raise ValueError(f"mask box leaves the {w}x{h} image")
+            m = np.zeros(hw, dtype=bool)
+            m[y0 : y1 + 1, x0 : x1 + 1] = crop > 0
+    except (ValueError, TypeError, OverflowError, MemoryError, cv2.error) as exc:
+        raise FormatError(f"{where}: {str(exc)[:200]}") from None
+    if t in GRIDS:
+        labels.blocks[GRIDS[t]] |= blocks_from_mask(m, GRIDS[t])
+    else:  # a box exported as a polygon by another tool, or pixels
+        labels.pixels |= m.astype(np.uint8)
+
+
+def import_labelme(store: ProjectStore, src, replace: bool = False) -> ImportReport:
+    """labelme JSON files (a folder of them, searched recursively, or one file). An image is
+    matched by the manifest, by ``imagePath`` (relative to the JSON file), or by the file's stem."""
+    src = Path(src)
+    found = [src] if src.is_file() else sorted(p for p in src.rglob("*.json") if p.is_file())
+    if not found:
+        raise FormatError(f"{src}: no labelme .json files (expected <image name>.json with shapes, imagePath, "
+                          "imageHeight and imageWidth)")
+    root = src.parent if src.is_file() else src
+    manifest = _read_manifest(root)
+    by_key = _by_key(store)
+    by_stem = _by_stem(store)
+    by_path = {Path(os.path.realpath(store.image_path(r))): r for r in by_key.values()}
+    incoming: dict[int, ImageLabels] = {}
+    unmatched = []
+    for p in found:
+        name = p.relative_to(root).as_posix()
+        try:
+            if p.stat().st_size > MAX_LABELME_BYTES:
+                raise FormatError(f"{p}: {p.stat().st_size / 1e6:.0f} MB is too large for a labelme file")
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise FormatError(f"{p}: not a labelme JSON file ({str(exc)[:200]})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+            raise FormatError(f'{p}: not a labelme file (expected an object with a "shapes" list, "imagePath", '
+                              '"imageHeight" and "imageWidth")')
+        rec = _resolve_name(name, manifest, by_key, {})
+        image_path = doc.get("imagePath")
+        if rec is None and isinstance(image_path, str) and image_path and "\0" not in image_path:
+            ip = Path(image_path.replace("\\", "/"))  # labelme on Windows writes backslashes
+            try:
+                rec = by_path.get(Path(os.path.realpath(ip if ip.is_absolute() else p.parent / ip)))
+            except (OSError, ValueError):  # a name no file can have: matched by the file's own name below
+                rec = None
+        if rec is None:
+            rec = by_stem.get(p.stem)
+        if rec is None:
+            unmatched.append(name)
+            continue
+        hw = _known_hw(store, rec)
+        size = (doc.get("imageHeight"), doc.get("imageWidth"))
+        if size != (None, None) and size != tuple(hw):
+            raise FormatError(f"{p}: imageHeight and imageWidth say {size[0]}x{size[1]} (height x width), but the "
+                              f"project's image {rec.key!r} is {hw[0]}x{hw[1]}")
+        labels = incoming.setdefault(rec.id, ImageLabels(hw))
+        for i, shape in enumerate(doc["shapes"]):
+            _labelme_shape(shape, f"{p}: shapes[{i}]", hw, labels)
+    return apply_import(store, incoming, LABEL_TYPES, replace, unmatched)
+
+
 # ------------------------------------------------------------------------------------ timing
 def timing_rows(store: ProjectStore) -> list[dict]:
     """Seconds per (image, label type, annotator), with the first start and last end."""
@@ -934,7 +1176,7 @@ def load_benchmark(path) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------ dispatch
-IMAGE_FORMATS = ("dota", "yolo-obb")  # exports that can link or copy the images beside their labels
+IMAGE_FORMATS = ("dota", "yolo-obb", "labelme")  # exports that can link or copy the images beside their labels
 
 
 def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None,
@@ -952,6 +1194,8 @@ def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None,
         return export_dota(store, out, overwrite, images)
     if fmt == "yolo-obb":
         return export_yolo_obb(store, out, overwrite, images)
+    if fmt == "labelme":
+        return export_labelme(store, out, overwrite, images)
     if fmt == "timing-csv":
         return export_timing(store, out, benchmark, overwrite)
     raise ProjectError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -967,6 +1211,8 @@ def import_labels(store: ProjectStore, fmt: str, src, as_type: str = PIXEL, repl
         return import_dota(store, src, replace)
     if fmt == "yolo-obb":
         return import_yolo_obb(store, src, replace)
+    if fmt == "labelme":
+        return import_labelme(store, src, replace)
     raise ProjectError(f"unknown import format {fmt!r}; expected one of {', '.join(IMPORT_FORMATS)}")
 
 
