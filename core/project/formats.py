@@ -44,13 +44,13 @@ from semirest.core import files
 from semirest.core.data.datasets import load_image_folder, load_mvtec_category
 from semirest.core.data.images import ImageReadError, check_size, read_image, read_mask, write_png
 from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.classes import DEFAULT_CLASS_ID, DEFAULT_CLASS_NAME, class_name_from_label
 from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
 from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
 
 FORMATS = ("masks", "coco", "dota", "yolo-obb", "labelme", "timing-csv")
 IMAGE_MODES = ("none", "link", "copy")  # what an export does with the images its labels belong to
 IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb", "labelme")
-CATEGORY = "defect"
 
 
 class FormatError(ProjectError):
@@ -352,26 +352,36 @@ class ImportReport:
 
 
 def apply_import(store: ProjectStore, incoming: dict[int, ImageLabels], types: Iterable[str], replace: bool = False,
-                 unmatched: Iterable[str] = ()) -> ImportReport:
+                 unmatched: Iterable[str] = (), classes: "ImportClasses | None" = None) -> ImportReport:
     """Bring imported labels into the project in ONE transaction (all or nothing, also when killed).
 
     Merge (default): pixels and cells are added, and a box is added unless the image has the same
-    box already, so importing a file twice gives the same project as importing it once.
-    ``replace``: for the images in ``incoming``, the label ``types`` the source carries become
-    exactly the source's (an updated file); other types are kept."""
+    box already, so importing a file twice gives the same project as importing it once; a pixel,
+    cell or box the source has takes the source's class. ``replace``: for the images in
+    ``incoming``, the label ``types`` the source carries become exactly the source's (an updated
+    file); other types are kept. ``classes``: the classes the source named, new ones added in the
+    same transaction."""
     types = set(types)
     rep = ImportReport(images=len(incoming), replace=replace, unmatched=list(unmatched))
     changes: dict[int, ImageLabels] = {}
     for image_id, add in incoming.items():
         cur = store.load_labels(image_id, add.hw)
-        new = ImageLabels(add.hw, pixels=cur.pixels.copy(), blocks={g: set(v) for g, v in cur.blocks.items()}, boxes=dict(cur.boxes))
+        new = ImageLabels(add.hw, pixels=cur.pixels.copy(), blocks={g: set(v) for g, v in cur.blocks.items()}, boxes=dict(cur.boxes),
+                          block_classes=dict(cur.block_classes), box_classes=dict(cur.box_classes))
         if replace and PIXEL in types:
             new.pixels = add.pixels.astype(np.uint8).copy()
         else:
-            new.pixels = (cur.pixels.astype(bool) | add.pixels.astype(bool)).astype(np.uint8)
-        rep.pixels_added += int(np.count_nonzero(new.pixels.astype(bool) & ~cur.pixels.astype(bool)))
+            on = add.pixels > 0
+            new.pixels[on] = add.pixels[on]
+        rep.pixels_added += int(np.count_nonzero((new.pixels > 0) & (cur.pixels == 0)))
         for t, g in GRIDS.items():
-            new.blocks[g] = set(add.blocks[g]) if (replace and t in types) else cur.blocks[g] | add.blocks[g]
+            if replace and t in types:
+                new.blocks[g] = set(add.blocks[g])
+                new.block_classes = {c: k for c, k in new.block_classes.items() if c[0] != g}
+            else:
+                new.blocks[g] = cur.blocks[g] | add.blocks[g]
+            for r, c in add.blocks[g]:
+                new.block_classes[(g, r, c)] = add.block_class(g, (r, c))
             rep.cells_added += len(new.blocks[g] - cur.blocks[g])
         kept = dict(cur.boxes)
         if replace and BOX in types:
@@ -379,21 +389,45 @@ def apply_import(store: ProjectStore, incoming: dict[int, ImageLabels], types: I
             rep.boxes_removed += len(cur.boxes) - len(kept)
         new.boxes = dict(kept)
         k = 0
-        for b in add.boxes.values():
-            if any(same_box(b, x) for x in new.boxes.values()):
+        for add_id, b in add.boxes.items():
+            there = next((i for i, x in new.boxes.items() if same_box(b, x)), None)
+            if there is not None:
                 rep.boxes_present += 1
+                new.box_classes[there] = add.box_class(add_id)
                 continue
             k += 1
             new.boxes[-k] = b  # negative: the store assigns an id
+            new.box_classes[-k] = add.box_class(add_id)
             rep.boxes_added += 1
-        same = (np.array_equal(new.pixels.astype(bool), cur.pixels.astype(bool)) and new.blocks[8] == cur.blocks[8]
-                and new.blocks[16] == cur.blocks[16] and set(new.boxes) == set(cur.boxes))
+        new.block_classes = {c: v for c, v in new.block_classes.items() if (c[1], c[2]) in new.blocks[c[0]] and v != DEFAULT_CLASS_ID}
+        new.box_classes = {i: v for i, v in new.box_classes.items() if i in new.boxes and v != DEFAULT_CLASS_ID}
+        same = (np.array_equal(new.pixels, cur.pixels) and new.blocks[8] == cur.blocks[8] and new.blocks[16] == cur.blocks[16]
+                and set(new.boxes) == set(cur.boxes) and new.block_classes == cur.block_classes and new.box_classes == cur.box_classes)
         if not same:
             changes[image_id] = new
     rep.changed = len(changes)
     if changes:
-        store.replace_labels_many(changes)
+        store.replace_labels_many(changes, classes.new if classes is not None else ())
     return rep
+
+
+class ImportClasses:
+    """The class names an import meets, as class ids: the project's own classes (matched
+    case-insensitively) and new ones, which :func:`apply_import` adds in the import's transaction.
+    Another tool's label text becomes a class name by :func:`class_name_from_label`."""
+
+    def __init__(self, store: ProjectStore):
+        self.store = store
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.new: list = []
+
+    def id(self, label) -> int:
+        name = class_name_from_label(label)
+        if name not in self.ids:
+            self.names.append(name)
+            self.ids, self.new = self.store.classes_for(self.names)
+        return self.ids[name]
 
 
 def _known_hw(store: ProjectStore, rec: ImageRecord) -> tuple[int, int]:
@@ -425,11 +459,17 @@ def mask_names(store: ProjectStore) -> dict[int, tuple[str, str]]:
     return out
 
 
+CLASS_MASKS = "classes"  # masks export: classes/<class>/<type>/<stem>_mask.png, once a project has several classes
+
+
 def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False) -> list[Path]:
-    """One 0/255 mask per labelled image, the union of the chosen label types."""
+    """One 0/255 mask per labelled image, the union of the chosen label types (and of every
+    class: what MVTec tools read). A project with more than one class also gets one mask per class
+    an image has, ``classes/<class>/<type>/<stem>_mask.png`` under the same names."""
     target = ExportTarget(store, out, overwrite)
     label_types = tuple(label_types)
     names = mask_names(store)
+    classes = store.classes()
     written, rows = [], []
     for rec, labels in _labelled(store):
         mask = labels.union_mask(label_types)
@@ -440,6 +480,13 @@ def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TY
         write_png(p, mask)
         written.append(p)
         rows.append((p.relative_to(target.out).as_posix(), rec))
+        for k in classes if len(classes) > 1 else ():
+            part = labels.union_mask(label_types, k.id)
+            if part.any():
+                p = target.path(CLASS_MASKS, k.name, folder, f"{stem}_mask.png")
+                write_png(p, part)
+                written.append(p)
+                rows.append((p.relative_to(target.out).as_posix(), rec))
     target.finish(rows)
     return written
 
@@ -458,21 +505,24 @@ def import_masks(store: ProjectStore, src, as_type: str = PIXEL, replace: bool =
     by_name = {f"ground_truth/{folder}/{stem}_mask.png": store.image(i) for i, (folder, stem) in mask_names(store).items()}
     incoming: dict[int, ImageLabels] = {}
     unmatched = []
-    for p in sorted(gt.rglob("*.png")):
+    classes = ImportClasses(store)
+    # the union masks first (the default class), then the class masks give their pixels a class
+    found = [(p, None) for p in sorted(gt.rglob("*.png"))]
+    if (src / CLASS_MASKS).is_dir():
+        for d in sorted(x for x in (src / CLASS_MASKS).iterdir() if x.is_dir()):
+            found += [(p, d.name) for p in sorted(d.rglob("*.png"))]
+    for p, class_name in found:
         name = p.relative_to(src).as_posix()
-        rec = _resolve_name(name, manifest, by_key, by_name)
+        as_union = name if class_name is None else "ground_truth/" + p.relative_to(src / CLASS_MASKS / class_name).as_posix()
+        rec = _resolve_name(name, manifest, by_key, by_name) or by_name.get(as_union)
         if rec is None:
             unmatched.append(name)
             continue
         hw = _known_hw(store, rec)
         mask = read_mask(p, expected_hw=hw)
         labels = incoming.setdefault(rec.id, ImageLabels(hw))
-        if as_type == PIXEL:
-            labels.pixels |= mask.astype(np.uint8)
-        else:
-            g = GRIDS[as_type]
-            labels.blocks[g] |= blocks_from_mask(mask, g)
-    return apply_import(store, incoming, [as_type], replace, unmatched)
+        _add_area(labels, mask, as_type, classes.id(class_name) if class_name is not None else DEFAULT_CLASS_ID)
+    return apply_import(store, incoming, [as_type], replace, unmatched, classes)
 
 
 # ------------------------------------------------------------------------------------ COCO
@@ -521,7 +571,7 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
     doc = {
         "info": {"description": f"SemiREST Studio project {store.get_meta('name', '')}", "version": "1.0"},
         "licenses": [],
-        "categories": [{"id": 1, "name": CATEGORY, "supercategory": CATEGORY}],
+        "categories": [{"id": k.id, "name": k.name, "supercategory": DEFAULT_CLASS_NAME} for k in store.classes()],
         "images": [],
         "annotations": [],
     }
@@ -539,15 +589,15 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
                 "semirest_key": rec.key,
             }
         )
-        for t in (PIXEL, BLOCK8, BLOCK16):
-            for region in _regions(labels.type_mask(t)):
+        for t, k in ((t, k) for t in (PIXEL, BLOCK8, BLOCK16) for k in sorted(labels.class_ids())):
+            for region in _regions(labels.type_mask(t, k)):
                 ys, xs = np.nonzero(region)
                 ann_id += 1
                 doc["annotations"].append(
                     {
                         "id": ann_id,
                         "image_id": rec.id,
-                        "category_id": 1,
+                        "category_id": k,
                         "segmentation": rle_encode(region),
                         "area": int(region.sum()),
                         "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
@@ -555,7 +605,7 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
                         "attributes": {"label_type": t},
                     }
                 )
-        for b in labels.boxes.values():
+        for box_id, b in labels.boxes.items():
             c = b.corners()
             x0, y0 = c.min(axis=0)
             x1, y1 = c.max(axis=0)
@@ -564,7 +614,7 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
                 {
                     "id": ann_id,
                     "image_id": rec.id,
-                    "category_id": 1,
+                    "category_id": labels.box_class(box_id),
                     "segmentation": [[round(float(v), 4) for v in c.reshape(-1)]],
                     "area": round(b.width * b.height, 4),
                     "bbox": [round(float(x0), 4), round(float(y0), 4), round(float(x1 - x0), 4), round(float(y1 - y0), 4)],
@@ -652,6 +702,11 @@ def import_coco(store: ProjectStore, src, replace: bool = False) -> ImportReport
         if im["id"] in target and target[im["id"]].id != rec.id:
             raise FormatError(f"{p}: image id {im['id']!r} is used for two images")
         target[im["id"]] = rec
+    classes = ImportClasses(store)
+    names = {}  # category id -> name; an annotation without a known category is the default class
+    for c in doc.get("categories") if isinstance(doc.get("categories"), list) else []:
+        if isinstance(c, dict) and isinstance(c.get("id"), (int, str)) and not isinstance(c.get("id"), bool):
+            names[c["id"]] = c.get("name")
     incoming: dict[int, ImageLabels] = {}
     if replace:
         for rec in target.values():
@@ -671,28 +726,43 @@ def import_coco(store: ProjectStore, src, replace: bool = False) -> ImportReport
         where = f"{p}: annotation {a.get('id')!r:.40}"
         if t is not None and t not in LABEL_TYPES:
             raise FormatError(f"{where}: unknown label_type {t!r:.40}; expected one of {', '.join(LABEL_TYPES)}")
+        cat = a.get("category_id")
+        k = classes.id(names.get(cat) if isinstance(cat, (int, str)) and not isinstance(cat, bool) else None)
         try:
             if t == BOX or (t is None and isinstance(seg, list) and len(seg) == 1 and isinstance(seg[0], list) and len(seg[0]) == 8):
                 box = _coco_box(a, attrs, seg)
                 check_box_in_image(box, hw)
-                labels.boxes[-1 - len(labels.boxes)] = box
+                _add_box(labels, box, k)
                 continue
             m = _coco_mask(seg, hw)
         except (FormatError, ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:
             raise FormatError(f"{where} is malformed ({str(exc)[:200]})") from None
-        if t in GRIDS:
-            g = GRIDS[t]
-            labels.blocks[g] |= blocks_from_mask(m, g)
-        else:
-            labels.pixels |= m.astype(np.uint8)
-    types = LABEL_TYPES
-    return apply_import(store, incoming, types, replace, unmatched)
+        _add_area(labels, m, t if t in GRIDS else PIXEL, k)
+    return apply_import(store, incoming, LABEL_TYPES, replace, unmatched, classes)
+
+
+def _add_box(labels: ImageLabels, box: RotatedBox, class_id: int) -> None:
+    i = -1 - len(labels.boxes)
+    labels.boxes[i] = box
+    labels.box_classes[i] = class_id
+
+
+def _add_area(labels: ImageLabels, mask: np.ndarray, label_type: str, class_id: int) -> None:
+    """Pixels of a mask as brush pixels, or the cells it covers entirely, of one class."""
+    if label_type in GRIDS:
+        g = GRIDS[label_type]
+        cells = blocks_from_mask(mask, g)
+        labels.blocks[g] |= cells
+        labels.block_classes.update({(g, r, c): class_id for r, c in cells})
+    else:
+        labels.pixels[np.asarray(mask, dtype=bool)] = class_id
 
 
 # ------------------------------------------------------------------------------------ DOTA / YOLO-OBB
 def _box_exports(store: ProjectStore):
+    """(image, (height, width), [(box, class id), ...]) of every labelled image."""
     for rec, labels in _labelled(store):
-        yield rec, labels.hw, list(labels.boxes.values())
+        yield rec, labels.hw, [(b, labels.box_class(i)) for i, b in labels.boxes.items()]
 
 
 def _put_images(target: ExportTarget, images: str, placed: list[tuple[ImageRecord, str]], folder: tuple[str, ...]) -> list[Path]:
@@ -710,12 +780,13 @@ def export_dota(store: ProjectStore, out, overwrite: bool = False, images: str =
     ``images`` link or copy (DOTA's own layout)."""
     target = ExportTarget(store, out, overwrite)
     names = image_names(store)
+    class_names = {k.id: k.name for k in store.classes()}
     written, rows, placed = [], [], []
     for rec, _hw, bxs in _box_exports(store):
         if not bxs:
             continue
         p = target.path("labelTxt", f"{names[rec.id]}.txt")
-        lines = [" ".join(f"{v:.3f}" for v in b.corners().reshape(-1)) + f" {CATEGORY} 0" for b in bxs]
+        lines = [" ".join(f"{v:.3f}" for v in b.corners().reshape(-1)) + f" {class_names[k]} 0" for b, k in bxs]
         files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
         rows.append((f"labelTxt/{p.name}", rec))
@@ -735,15 +806,17 @@ def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False, images: s
     (its check needs the image folders); the manifest still maps every label file to its image."""
     target = ExportTarget(store, out, overwrite)
     names = image_names(store)
+    classes = store.classes()
+    index = {k.id: n for n, k in enumerate(classes)}  # YOLO class ids: the class list's order
     written, rows, placed = [], [], []
     for rec, (h, w), bxs in _box_exports(store):
         if not bxs:
             continue
         p = target.path("labels", YOLO_SPLIT, f"{names[rec.id]}.txt")
         lines = []
-        for b in bxs:
+        for b, k in bxs:
             c = np.clip(b.corners() / np.array([w, h], dtype=np.float64), 0.0, 1.0)  # a box may reach past the edge
-            lines.append("0 " + " ".join(f"{v:.6f}" for v in c.reshape(-1)))
+            lines.append(f"{index[k]} " + " ".join(f"{v:.6f}" for v in c.reshape(-1)))
         files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
         rows.append((f"labels/{YOLO_SPLIT}/{p.name}", rec))
@@ -755,7 +828,8 @@ def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False, images: s
     files.write_atomic(
         target.path("data.yaml"),
         f"# YOLO-OBB dataset exported by SemiREST Studio; {note}\n"
-        f"train: images/{YOLO_SPLIT}\nval: images/{YOLO_SPLIT}\nnames:\n  0: {json.dumps(CATEGORY)}\n",
+        f"train: images/{YOLO_SPLIT}\nval: images/{YOLO_SPLIT}\nnames:\n"
+        + "".join(f"  {n}: {json.dumps(k.name)}\n" for n, k in enumerate(classes)),
     )
     target.finish(rows)
     return written
@@ -779,7 +853,9 @@ def check_box_in_image(box: RotatedBox, hw: tuple[int, int]) -> None:
 MAX_LABEL_FILE_BYTES = 64 * 1024 * 1024
 
 
-def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBox]:
+def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int], class_of) -> list[tuple[RotatedBox, int]]:
+    """(box, class id) per line; ``class_of(field, line number)`` gives the class id of DOTA's
+    category name or YOLO's class index."""
     out = []
     try:
         if p.stat().st_size > MAX_LABEL_FILE_BYTES:
@@ -797,15 +873,17 @@ def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBo
                 if len(parts) != 9:
                     raise ValueError(f"expected 9 fields, found {len(parts)}")
                 pts = np.array(parts[1:9], dtype=np.float64).reshape(4, 2) * np.array([hw[1], hw[0]])
+                label = parts[0]
             else:
                 if len(parts) < 9:
                     raise ValueError(f"expected at least 9 fields, found {len(parts)}")
                 pts = np.array(parts[:8], dtype=np.float64).reshape(4, 2)
+                label = parts[8]
             if not np.isfinite(pts).all():
                 raise ValueError("coordinates must be finite numbers")
             box = box_from_corners(pts)
             check_box_in_image(box, hw)
-            out.append(box)
+            out.append((box, class_of(label)))
         except (ValueError, OverflowError) as exc:
             raise FormatError(f"{p}:{i}: {exc}") from None
     return out
@@ -820,12 +898,47 @@ def _by_stem(store: ProjectStore) -> dict[str, ImageRecord]:
     return out
 
 
+def _yolo_class_names(src: Path, store: ProjectStore) -> tuple[dict[int, str], str]:
+    """{class index: name} from ``data.yaml``'s names, else the project's class list; and where
+    they came from, for messages."""
+    p = src / "data.yaml"
+    if not p.is_file():
+        return {n: k.name for n, k in enumerate(store.classes())}, f"the project's {len(store.classes())} classes (no data.yaml)"
+    import yaml  # PyYAML
+
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        raise FormatError(f"{p}: not a YOLO data.yaml ({str(exc).splitlines()[0][:200]})") from None
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or not all(isinstance(i, int) and not isinstance(i, bool) for i in names):
+        raise FormatError(f"{p}: expected names as a list or as {{index: name}}")
+    return {i: str(v) for i, v in names.items()}, f"the names of {p}"
+
+
 def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool, replace: bool = False) -> ImportReport:
     """Label files under ``src/folder`` (YOLO: also its split folders, ``labels/train/``)."""
     src = Path(src)
     d = src / folder
     if not d.is_dir():
         raise FormatError(f"{src}: no {folder}/ folder")
+    classes = ImportClasses(store)
+    if yolo:
+        names, named_by = _yolo_class_names(src, store)
+
+        def class_of(field: str) -> int:
+            try:
+                i = float(field)
+            except ValueError:
+                raise ValueError(f"class index {field!r:.20} is not a number") from None
+            if i != int(i) or int(i) not in names:
+                raise ValueError(f"class index {field:.20} is not among {named_by} (0-{len(names) - 1})")
+            return classes.id(names[int(i)])
+    else:
+        def class_of(field: str) -> int:
+            return classes.id(field)
     manifest = _read_manifest(src)
     by_key = _by_key(store)
     by_stem = _by_stem(store)
@@ -840,9 +953,9 @@ def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool, replace: bo
             continue
         hw = _known_hw(store, rec)
         labels = incoming.setdefault(rec.id, ImageLabels(hw))
-        for b in _parse_box_lines(p, yolo, hw):
-            labels.boxes[-1 - len(labels.boxes)] = b
-    return apply_import(store, incoming, [BOX], replace, unmatched)
+        for b, k in _parse_box_lines(p, yolo, hw, class_of):
+            _add_box(labels, b, k)
+    return apply_import(store, incoming, [BOX], replace, unmatched, classes)
 
 
 def import_dota(store: ProjectStore, src, replace: bool = False) -> ImportReport:
@@ -937,13 +1050,14 @@ def export_labelme(store: ProjectStore, out, overwrite: bool = False, images: st
     labelme's own folders are). Coordinates are labelme's: pixel (r, c) spans [c, c+1] x [r, r+1]."""
     target = ExportTarget(store, out, overwrite)
     names = image_names(store)
+    class_names = {k.id: k.name for k in store.classes()}
     written, rows, placed = [], [], []
     for rec, labels in _labelled(store):
         h, w = labels.hw
         shapes = []
-        for t in (PIXEL, BLOCK8, BLOCK16):
-            shapes += _labelme_area_shapes(labels.type_mask(t), CATEGORY, t)
-        shapes += [_labelme_box_shape(b, CATEGORY) for b in labels.boxes.values()]
+        for t, k in ((t, k) for t in (PIXEL, BLOCK8, BLOCK16) for k in sorted(labels.class_ids())):
+            shapes += _labelme_area_shapes(labels.type_mask(t, k), class_names[k], t)
+        shapes += [_labelme_box_shape(b, class_names[labels.box_class(i)]) for i, b in labels.boxes.items()]
         name = names[rec.id]
         if images == "none":
             image_path = Path(os.path.relpath(store.image_path(rec), target.out)).as_posix()
@@ -977,7 +1091,7 @@ def _labelme_points(shape: dict, where: str) -> np.ndarray:
     return arr
 
 
-def _labelme_shape(shape, where: str, hw: tuple[int, int], labels: ImageLabels) -> None:
+def _labelme_shape(shape, where: str, hw: tuple[int, int], labels: ImageLabels, classes: "ImportClasses") -> None:
     """One labelme shape into ``labels``: areas to pixels (or cells, for a shape this tool
     exported from cells), rectangles and oriented rectangles to boxes."""
     import base64
@@ -1007,7 +1121,7 @@ def _labelme_shape(shape, where: str, hw: tuple[int, int], labels: ImageLabels) 
                 box = box_from_corners(pts)
             check_box_in_image(box, hw)
             if t == BOX or LABELME_TYPE_KEY not in shape:  # another tool's rectangles are boxes
-                labels.boxes[-1 - len(labels.boxes)] = box
+                _add_box(labels, box, classes.id(shape["label"]))
                 return
             m = boxes_to_mask([box], hw)
         elif kind == "polygon":
@@ -1039,10 +1153,7 @@ def _labelme_shape(shape, where: str, hw: tuple[int, int], labels: ImageLabels) 
             m[y0 : y1 + 1, x0 : x1 + 1] = crop > 0
     except (ValueError, TypeError, OverflowError, MemoryError, cv2.error) as exc:
         raise FormatError(f"{where}: {str(exc)[:200]}") from None
-    if t in GRIDS:
-        labels.blocks[GRIDS[t]] |= blocks_from_mask(m, GRIDS[t])
-    else:  # a box exported as a polygon by another tool, or pixels
-        labels.pixels |= m.astype(np.uint8)
+    _add_area(labels, m, t if t in GRIDS else PIXEL, classes.id(shape["label"]))  # a polygon marked box: pixels
 
 
 def import_labelme(store: ProjectStore, src, replace: bool = False) -> ImportReport:
@@ -1060,6 +1171,7 @@ def import_labelme(store: ProjectStore, src, replace: bool = False) -> ImportRep
     by_path = {Path(os.path.realpath(store.image_path(r))): r for r in by_key.values()}
     incoming: dict[int, ImageLabels] = {}
     unmatched = []
+    classes = ImportClasses(store)
     for p in found:
         name = p.relative_to(root).as_posix()
         try:
@@ -1091,8 +1203,8 @@ def import_labelme(store: ProjectStore, src, replace: bool = False) -> ImportRep
                               f"project's image {rec.key!r} is {hw[0]}x{hw[1]}")
         labels = incoming.setdefault(rec.id, ImageLabels(hw))
         for i, shape in enumerate(doc["shapes"]):
-            _labelme_shape(shape, f"{p}: shapes[{i}]", hw, labels)
-    return apply_import(store, incoming, LABEL_TYPES, replace, unmatched)
+            _labelme_shape(shape, f"{p}: shapes[{i}]", hw, labels, classes)
+    return apply_import(store, incoming, LABEL_TYPES, replace, unmatched, classes)
 
 
 # ------------------------------------------------------------------------------------ timing
