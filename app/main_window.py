@@ -219,7 +219,7 @@ class MainWindow(QMainWindow):
             return
         n, k = next(((n, k) for n, k in enumerate(classes, 1) if k.id == self.session.label_class), (1, classes[0]))
         lab.setText(f"class {n}: {k.name}")
-        lab.setStyleSheet(f"border-left: 10px solid {k.colour}; padding-left: 4px;")
+        lab.setStyleSheet(f"QLabel {{ border: none; border-left: 10px solid {k.colour}; padding-left: 4px; }}")
         lab.setToolTip("Keys 1–9 pick the class of the next label (Edit ▸ Classes…)")
 
     def _use_tool(self, tool) -> None:
