@@ -1,7 +1,8 @@
 """Getting images and labels into and out of a project, without Qt.
 
 Image sources: an MVTec-layout category (its ground-truth masks become *reference* masks, kept
-apart from the inspector's labels) or a plain image folder. Files are referenced, never copied.
+apart from the inspector's labels) or a plain image folder. Files are referenced, never copied
+(an export copies or links them beside its labels only when asked: ``images``).
 
 Label exports (and imports back, for round trips):
 
@@ -10,9 +11,11 @@ Label exports (and imports back, for round trips):
 * ``coco``: ``annotations.json``; masks as uncompressed column-major RLE per connected region,
   boxes as 4-point polygons; ``attributes.label_type`` and ``attributes.rotated_box`` say what
   each annotation was, so an import restores the label type exactly;
-* ``dota``: ``labelTxt/<name>.txt`` with ``x1 y1 x2 y2 x3 y3 x4 y4 defect 0`` per box;
+* ``dota``: ``labelTxt/<name>.txt`` with ``x1 y1 x2 y2 x3 y3 x4 y4 <class> 0`` per box;
 * ``yolo-obb``: ultralytics' OBB layout: ``labels/train/<name>.txt`` with ``0 x1 y1 ... x4 y4``
   normalised and clipped to 0..1, and ``data.yaml`` (train, val, names);
+* ``labelme``: ``<name>.json`` per image: regions as pixel-edge polygons (``mask`` shapes for a
+  region with holes), boxes as ``rectangle`` / ``oriented_rectangle``, the class as ``label``;
 * ``timing-csv``: ``timing.csv`` (seconds per image, label type and annotator), ``timing.png``,
   and ``annotation_time_vs_accuracy.png`` (the paper's Fig. 6) when benchmark results are given.
 
