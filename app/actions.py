@@ -29,6 +29,8 @@ ACTION_SPECS = (
     ActionSpec("rotate_minus15", "Rotate box −15°", ("Shift+Z",)),
     ActionSpec("rotate_plus15", "Rotate box +15°", ("Shift+X",)),
     ActionSpec("delete_box", "Delete box", ("Delete",)),
+    *(ActionSpec(f"class_{n}", f"Class {n}", (str(n),), tip=f"The next labels get class {n} of Edit ▸ Classes") for n in range(1, 10)),
+    ActionSpec("classes", "Classes…", tip="Add, rename and colour the project's defect classes"),
     ActionSpec("previous_image", "Previous image", ("A",)),
     ActionSpec("next_image", "Next image", ("D",)),
     ActionSpec("undo", "Undo", ("Ctrl+Z",)),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from semirest.core.labels.classes import DEFAULT_CLASS_ID
 from semirest.core.labels.image_labels import ImageLabels, grid_shape
 from semirest.core.project.store import ProjectStore, ProjectWriteError
 from semirest.core.labels.boxes import RotatedBox
@@ -45,14 +46,17 @@ class ImageDocument:
         self.listeners: list[Callable[[Change], None]] = []
         self.on_save_error: Callable[[ProjectWriteError], None] | None = None
         self.unsaved = False
+        self.label_class = DEFAULT_CLASS_ID  # the class new pixels, cells and boxes get (keys 1-9)
         # Boxes get local ids that never change; the store's ids can (a failed save, an undo of a
         # delete), so they are kept in a map.
         self.boxes: dict[int, RotatedBox] = {}
         self._db_box_id: dict[int, int | None] = {}
+        self.box_classes: dict[int, int] = {}  # local id -> class id; kept after a delete, for its undo
         for db_id, box in labels.boxes.items():
             local = next(self._box_ids)
             self.boxes[local] = box
             self._db_box_id[local] = db_id
+            self.box_classes[local] = labels.box_class(db_id)
         self.cells = {g: np.zeros(grid_shape(self.hw, g), dtype=bool) for g in (8, 16)}
         for g in (8, 16):
             for r, c in labels.blocks[g]:
@@ -107,8 +111,9 @@ class ImageDocument:
         return True
 
     def _labels_keyed(self, keys: dict[int, int]) -> ImageLabels:
-        out = ImageLabels(self.hw, pixels=self.labels.pixels, blocks=self.labels.blocks)
+        out = ImageLabels(self.hw, pixels=self.labels.pixels, blocks=self.labels.blocks, block_classes=self.labels.block_classes)
         out.boxes = {keys[local]: b for local, b in self.boxes.items()}
+        out.box_classes = {keys[local]: self.box_classes.get(local, DEFAULT_CLASS_ID) for local in self.boxes}
         return out
 
     # -- pixels ---------------------------------------------------------------------------------
@@ -117,8 +122,10 @@ class ImageDocument:
         self._stroke_rect = None
 
     def paint_segment(self, p0: tuple[float, float], p1: tuple[float, float], size: int, value: int) -> Rect | None:
-        """Paint (value 1) or erase (0) a round-capped line of ``size`` pixels diameter between two
-        image points, at image resolution. Returns the changed region (not yet committed)."""
+        """Paint (value 1: in :attr:`label_class`) or erase (0) a round-capped line of ``size``
+        pixels diameter between two image points, at image resolution. Returns the changed region
+        (not yet committed)."""
+        value = self.label_class if value else 0
         h, w = self.hw
         r = max(size, 1) / 2.0
         x0 = int(np.floor(min(p0[0], p1[0]) - r)) - 1
@@ -194,25 +201,30 @@ class ImageDocument:
             self.cells[grid][r, c] = on
             if on:
                 self.labels.blocks[grid].add((r, c))
+                self.labels.block_classes[(grid, r, c)] = self.label_class
             else:
                 self.labels.blocks[grid].discard((r, c))
+                self.labels.block_classes.pop((grid, r, c), None)
         self._notify(Change("blocks", self.cell_rect(grid, cells), grid=grid))
         if commit:
             self.commit_cells(grid, cells, on)
 
     def commit_cells(self, grid: int, cells, on: bool) -> None:
         cells = list(cells)
-        self._persist(lambda: self.store.set_blocks(self.image_id, grid, on=cells if on else (), off=() if on else cells))
+        self._persist(lambda: self.store.set_blocks(self.image_id, grid, on=cells if on else (), off=() if on else cells,
+                                                    class_id=self.label_class))
 
     # -- boxes ----------------------------------------------------------------------------------
     def add_box(self, box: RotatedBox, local_id: int | None = None) -> int:
+        """A new box in :attr:`label_class`; ``local_id`` brings a deleted box back in its own class (undo)."""
         local = local_id if local_id is not None else next(self._box_ids)
         self.boxes[local] = box
         self._db_box_id[local] = None
+        k = self.box_classes.setdefault(local, self.label_class)
         self._notify(Change("boxes", box_id=local))
 
         def write():
-            self._db_box_id[local] = self.store.add_box(self.image_id, box)
+            self._db_box_id[local] = self.store.add_box(self.image_id, box, class_id=k)
 
         self._persist(write)
         return local
@@ -235,4 +247,6 @@ class ImageDocument:
         out = ImageLabels(self.hw, pixels=self.labels.pixels.copy())
         out.blocks = {g: set(s) for g, s in self.labels.blocks.items()}
         out.boxes = dict(self.boxes)
+        out.box_classes = {local: self.box_classes.get(local, DEFAULT_CLASS_ID) for local in self.boxes}
+        out.block_classes = dict(self.labels.block_classes)
         return out

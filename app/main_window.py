@@ -41,6 +41,8 @@ class _ActivityFilter(QObject):
 
 
 class MainWindow(QMainWindow):
+    classes_dialog = None  # the open Edit ▸ Classes dialog
+
     def __init__(self, store: ProjectStore, annotator: str, clock=time.monotonic):
         super().__init__()
         keep_large_arrays_on_fresh_pages()
@@ -113,7 +115,8 @@ class MainWindow(QMainWindow):
         m = self.menuBar()
         groups = {
             "&File": ("open", "add_folder", "export", "save_copy", None, "quit"),
-            "&Edit": ("undo", "redo", None, "delete_box", "rotate_minus1", "rotate_plus1", "rotate_minus15", "rotate_plus15"),
+            "&Edit": ("undo", "redo", None, "delete_box", "rotate_minus1", "rotate_plus1", "rotate_minus15", "rotate_plus15",
+                      None, "classes"),
             "&Tools": ("brush", "eraser", "brush_smaller", "brush_bigger", None, "block8", "block16", None, "box"),
             "&View": ("zoom_in", "zoom_out", "zoom_fit", None, "reference", "study", None, "previous_image", "next_image"),
             "T&raining": ("train", "retrain", "cancel_training", None, "heatmap", "propose_boxes", "sort_by_score"),
@@ -128,7 +131,7 @@ class MainWindow(QMainWindow):
         f = QFont()
         f.setPointSize(10)
         self.status_labels = {}
-        for key, stretch in (("tool", 0), ("zoom", 0), ("cursor", 0), ("image", 0), ("time", 0), ("save", 0)):
+        for key, stretch in (("class", 0), ("tool", 0), ("zoom", 0), ("cursor", 0), ("image", 0), ("time", 0), ("save", 0)):
             lab = QLabel()
             lab.setFont(f)
             lab.setContentsMargins(6, 0, 6, 0)
@@ -144,6 +147,9 @@ class MainWindow(QMainWindow):
         for name, deg in (("rotate_minus1", -1), ("rotate_plus1", 1), ("rotate_minus15", -15), ("rotate_plus15", 15)):
             on_triggered(a[name], lambda d=deg: self._after_edit(self.tools["box"].rotate_selected(d)))
         on_triggered(a["delete_box"], lambda: self._after_edit(self.tools["box"].delete_selected()))
+        for n in range(1, 10):
+            on_triggered(a[f"class_{n}"], lambda n=n: self._pick_class(n))
+        on_triggered(a["classes"], self._edit_classes)
         on_triggered(a["previous_image"], s.previous)
         on_triggered(a["next_image"], s.next)
         on_triggered(a["undo"], lambda: self._after_edit(s.undo()))
@@ -186,6 +192,35 @@ class MainWindow(QMainWindow):
     # -- reactions ------------------------------------------------------------------------------
     def _show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 6000)
+
+    def _pick_class(self, n: int) -> None:
+        """Key n: the n-th class of the list labels from now on."""
+        classes = self.session.store.classes()
+        if n > len(classes):
+            self._show_message(f"No class {n}: the project has {len(classes)}; add one in Edit ▸ Classes…")
+            return
+        self.session.set_label_class(classes[n - 1].id)
+        self._update_status()
+
+    def _edit_classes(self) -> None:
+        from semirest.app.panels.classes import ClassesDialog
+
+        dialog = ClassesDialog(self.session.store, self)
+        dialog.classes_changed.connect(self._update_status)
+        self.classes_dialog = dialog  # reachable while open (tests)
+        dialog.exec()
+        self.classes_dialog = None
+
+    def _show_class(self) -> None:
+        lab = self.status_labels["class"]
+        try:
+            classes = self.session.store.classes()
+        except ProjectError:
+            return
+        n, k = next(((n, k) for n, k in enumerate(classes, 1) if k.id == self.session.label_class), (1, classes[0]))
+        lab.setText(f"class {n}: {k.name}")
+        lab.setStyleSheet(f"QLabel {{ border: none; border-left: 10px solid {k.colour}; padding-left: 4px; }}")
+        lab.setToolTip("Keys 1–9 pick the class of the next label (Edit ▸ Classes…)")
 
     def _use_tool(self, tool) -> None:
         self.canvas.set_tool(tool)
@@ -234,6 +269,7 @@ class MainWindow(QMainWindow):
 
     def _update_status(self) -> None:
         c, s, lab = self.canvas, self.session, self.status_labels
+        self._show_class()
         lab["tool"].setText(c.tool.status() if c.tool else "")
         lab["zoom"].setText(f"zoom {c.zoom * 100:.0f}%")
         n = len(s.records)

@@ -20,6 +20,7 @@ from semirest.app.image_cache import ImageCache, LoadedImage
 from semirest.app.timing import TimeTracker
 from semirest.app.undo import BoxAddCommand, Command, HistoryBook
 from semirest.core.data.images import ImageReadError
+from semirest.core.labels.classes import DEFAULT_CLASS_ID
 from semirest.core.labels.image_labels import LABEL_TYPES
 from semirest.core.project.previews import PreviewStore, needs_preview, preview_folder
 from semirest.core.project.store import ImageRecord, LabelSummary, ProjectError, ProjectStore, ProjectWriteError, TimeSpan
@@ -163,6 +164,13 @@ class LabelingSession(QObject):
 
     reference_visible = False
     reference_mask: np.ndarray | None = None
+    label_class = DEFAULT_CLASS_ID  # the class the next label gets (keys 1-9)
+
+    def set_label_class(self, class_id: int) -> None:
+        """The class of the labels drawn from now on, on every image."""
+        self.label_class = class_id
+        for doc in self.docs.values():
+            doc.label_class = class_id
 
     def _reference(self, rec: ImageRecord, hw) -> np.ndarray | None:
         try:
@@ -180,6 +188,7 @@ class LabelingSession(QObject):
             doc = ImageDocument(self.store, rec.id, labels)
             doc.on_save_error = self._on_save_error
             self.docs[rec.id] = doc
+        doc.label_class = self.label_class
         self.docs.move_to_end(rec.id)
         self._trim_docs(keep=rec.id)
         return doc

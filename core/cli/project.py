@@ -64,7 +64,7 @@ def _export(args) -> int:
             if unknown:
                 raise ProjectError(f"unknown label types {unknown}; expected some of {', '.join(formats.LABEL_TYPES)}")
             paths = formats.export(store, args.format, args.out, benchmark=bench, label_types=types,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, images=args.images)
     except (ProjectError, ImageReadError, OSError) as exc:
         raise _cli_error(exc) from None
     print(f"exported {args.format} to {args.out}: {len(paths)} files")
@@ -188,6 +188,9 @@ def register(sub) -> None:
                                                     "(pixel,block8,block16,box; default all)")
     e.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty, replacing the "
                                                            "files of an earlier export")
+    e.add_argument("--images", choices=formats.IMAGE_MODES, default="none",
+                   help=f"{', '.join(formats.IMAGE_FORMATS)}: link or copy the labelled images into the export "
+                        "beside their label files, so YOLO or DOTA tools take the folder as it is (default: none)")
     e.set_defaults(func=_export)
 
     i = ps.add_parser("import", help="import labels exported earlier (or by another tool)")

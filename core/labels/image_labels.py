@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.classes import DEFAULT_CLASS_ID
 
 PIXEL = "pixel"
 BLOCK8 = "block8"
@@ -62,13 +63,32 @@ def blocks_from_mask(mask: np.ndarray, grid: int) -> set[tuple[int, int]]:
 
 @dataclass
 class ImageLabels:
-    """Everything the inspector drew on one image. ``boxes`` maps a store id to its box."""
+    """Everything the inspector drew on one image. ``boxes`` maps a store id to its box.
+
+    Classes (:mod:`semirest.core.labels.classes`): a brush pixel's value is its class id (0:
+    unlabelled, 1: the default class, so painting 1 is painting "defect"); cells and boxes not
+    listed in ``block_classes`` / ``box_classes`` have the default class."""
 
     hw: tuple[int, int]
     pixels: np.ndarray | None = None
     blocks: dict[int, set[tuple[int, int]]] = field(default_factory=lambda: {8: set(), 16: set()})
     boxes: dict[int, RotatedBox] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # labels that could not be read (left out)
+    block_classes: dict[tuple[int, int, int], int] = field(default_factory=dict)  # (grid, row, col) -> class id
+    box_classes: dict[int, int] = field(default_factory=dict)  # box id -> class id
+
+    def block_class(self, grid: int, cell: tuple[int, int]) -> int:
+        return self.block_classes.get((grid, cell[0], cell[1]), DEFAULT_CLASS_ID)
+
+    def box_class(self, box_id: int) -> int:
+        return self.box_classes.get(box_id, DEFAULT_CLASS_ID)
+
+    def class_ids(self) -> set[int]:
+        """The classes this image's labels use."""
+        out = {int(v) for v in np.unique(self.pixels) if v}
+        out |= {self.block_class(g, c) for g in (8, 16) for c in self.blocks[g]}
+        out |= {self.box_class(i) for i in self.boxes}
+        return out
 
     def __post_init__(self) -> None:
         if self.pixels is None:
@@ -91,20 +111,22 @@ class ImageLabels:
             out.append(BOX)
         return out
 
-    def type_mask(self, label_type: str) -> np.ndarray:
-        """The pixels covered by one label type (bool)."""
+    def type_mask(self, label_type: str, class_id: int | None = None) -> np.ndarray:
+        """The pixels covered by one label type (bool); of one class only, with ``class_id``."""
         if label_type == PIXEL:
-            return self.pixels.astype(bool)
+            return self.pixels.astype(bool) if class_id is None else self.pixels == class_id
         if label_type in GRIDS:
             g = GRIDS[label_type]
-            return blocks_to_mask(self.blocks[g], g, self.hw)
+            cells = self.blocks[g] if class_id is None else {c for c in self.blocks[g] if self.block_class(g, c) == class_id}
+            return blocks_to_mask(cells, g, self.hw)
         if label_type == BOX:
-            return boxes_to_mask(list(self.boxes.values()), self.hw)
+            return boxes_to_mask([b for i, b in self.boxes.items() if class_id is None or self.box_class(i) == class_id], self.hw)
         raise ValueError(f"unknown label type {label_type!r}; expected one of {', '.join(LABEL_TYPES)}")
 
-    def union_mask(self, label_types=LABEL_TYPES) -> np.ndarray:
-        """Union of the chosen label types rendered to pixels (bool): what a mask export writes."""
+    def union_mask(self, label_types=LABEL_TYPES, class_id: int | None = None) -> np.ndarray:
+        """Union of the chosen label types rendered to pixels (bool): what a mask export writes and
+        what training learns from (every class alike)."""
         out = np.zeros(self.hw, dtype=bool)
         for t in label_types:
-            out |= self.type_mask(t)
+            out |= self.type_mask(t, class_id)
         return out

@@ -1,7 +1,8 @@
 """Getting images and labels into and out of a project, without Qt.
 
 Image sources: an MVTec-layout category (its ground-truth masks become *reference* masks, kept
-apart from the inspector's labels) or a plain image folder. Files are referenced, never copied.
+apart from the inspector's labels) or a plain image folder. Files are referenced, never copied
+(an export copies or links them beside its labels only when asked: ``images``).
 
 Label exports (and imports back, for round trips):
 
@@ -10,11 +11,17 @@ Label exports (and imports back, for round trips):
 * ``coco``: ``annotations.json``; masks as uncompressed column-major RLE per connected region,
   boxes as 4-point polygons; ``attributes.label_type`` and ``attributes.rotated_box`` say what
   each annotation was, so an import restores the label type exactly;
-* ``dota``: ``labelTxt/<name>.txt`` with ``x1 y1 x2 y2 x3 y3 x4 y4 defect 0`` per box;
-* ``yolo-obb``: ``labels/<name>.txt`` with ``0 x1 y1 ... x4 y4`` normalised to 0..1, and
-  ``data.yaml``;
+* ``dota``: ``labelTxt/<name>.txt`` with ``x1 y1 x2 y2 x3 y3 x4 y4 <class> 0`` per box;
+* ``yolo-obb``: ultralytics' OBB layout: ``labels/train/<name>.txt`` with ``0 x1 y1 ... x4 y4``
+  normalised and clipped to 0..1, and ``data.yaml`` (train, val, names);
+* ``labelme``: ``<name>.json`` per image: regions as pixel-edge polygons (``mask`` shapes for a
+  region with holes), boxes as ``rectangle`` / ``oriented_rectangle``, the class as ``label``;
 * ``timing-csv``: ``timing.csv`` (seconds per image, label type and annotator), ``timing.png``,
   and ``annotation_time_vs_accuracy.png`` (the paper's Fig. 6) when benchmark results are given.
+
+DOTA and YOLO label files are named after their images (:func:`image_names`); with ``images``
+link or copy, the images are put beside them (``images/``, ``images/train/``) under the same
+names, so ultralytics and DOTA tools take the folder unchanged.
 
 Every export writes ``manifest.csv`` (name, image key, image path) last, so file names map back to
 the project's images and a folder with a manifest holds a complete export. File names come from
@@ -39,13 +46,14 @@ import numpy as np
 from semirest.core import files
 from semirest.core.data.datasets import load_image_folder, load_mvtec_category
 from semirest.core.data.images import ImageReadError, check_size, read_image, read_mask, write_png
-from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
+from semirest.core.labels.classes import DEFAULT_CLASS_ID, DEFAULT_CLASS_NAME, class_name_from_label
 from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
 from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
 
-FORMATS = ("masks", "coco", "dota", "yolo-obb", "timing-csv")
-IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb")
-CATEGORY = "defect"
+FORMATS = ("masks", "coco", "dota", "yolo-obb", "labelme", "timing-csv")
+IMAGE_MODES = ("none", "link", "copy")  # what an export does with the images its labels belong to
+IMPORT_FORMATS = ("masks", "coco", "dota", "yolo-obb", "labelme")
 
 
 class FormatError(ProjectError):
@@ -167,6 +175,22 @@ def export_names(store: ProjectStore) -> dict[int, str]:
     return {r.id: names[r.key] for r in recs}
 
 
+def image_names(store: ProjectStore) -> dict[int, str]:
+    """{image id: file stem} for label files that sit beside their images (DOTA, YOLO, labelme):
+    the image file's own stem where no other image of the project has it (compared
+    case-insensitively), else the image's unique flat name (:func:`export_names`), which an image
+    linked or copied into the export is given as well."""
+    recs = store.images()
+    flat = export_names(store)
+    own = {r.id: Path(r.path).stem for r in recs}
+    count: dict[str, int] = {}
+    for stem in own.values():
+        count[stem.casefold()] = count.get(stem.casefold(), 0) + 1
+    wanted = [(r.key, files.safe_file_name(own[r.id]) if count[own[r.id].casefold()] == 1 else flat[r.id]) for r in recs]
+    names = files.unique_names(wanted)
+    return {r.id: names[r.key] for r in recs}
+
+
 def _source_folders(store: ProjectStore) -> set[Path]:
     """The folders of the project's images and reference masks (resolved), and its own folder's
     project file."""
@@ -204,13 +228,43 @@ class ExportTarget:
                                        "(--overwrite) to replace the files this export writes")
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def path(self, *parts: str) -> Path:
-        """``out/part/part...`` with each part a safe file name; its folder is created."""
+    def path(self, *parts: str, replacing_link: bool = False) -> Path:
+        """``out/part/part...`` with each part a safe file name; its folder is created.
+        ``replacing_link``: the path may be an earlier export's link to an image, which is replaced
+        (not followed), so only its folder must resolve inside the export folder."""
         p = self.out.joinpath(*(files.safe_file_name(x) for x in parts))
-        real = Path(os.path.realpath(p))
+        if replacing_link and p.is_symlink():
+            real = Path(os.path.realpath(p.parent)) / p.name
+        else:
+            real = Path(os.path.realpath(p))
         if real == self.root or not real.is_relative_to(self.root) or real in self.protected:
             raise ExportTargetError(f"{p}: resolves to {real}, outside the export folder {self.out}; nothing written there")
         p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def put_image(self, rec: ImageRecord, mode: str, *parts: str) -> Path:
+        """The project's image ``rec`` at ``out/parts...``: a symbolic link to the user's file
+        (``link``) or a checked copy of its bytes (``copy``); an earlier export's file or link there
+        is replaced atomically."""
+        src = Path(os.path.abspath(self.store.image_path(rec)))
+        if not src.is_file():
+            raise ExportTargetError(f"{src}: image file not found; it cannot be {'linked' if mode == 'link' else 'copied'} "
+                                    "into the export")
+        p = self.path(*parts, replacing_link=True)
+        if mode == "copy":
+            return files.write_atomic(p, src.read_bytes())
+        if mode != "link":
+            raise ProjectError(f"images can be linked or copied into an export, not {mode!r}; expected one of "
+                               f"{', '.join(IMAGE_MODES)}")
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.link")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.symlink(src, tmp)
+            os.replace(tmp, p)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ExportTargetError(f"{p}: cannot link to {src} ({exc.strerror or exc}); export with the images "
+                                    "copied instead (--images copy)") from None
         return p
 
     def finish(self, rows: Iterable[tuple[str, ImageRecord]]) -> Path:
@@ -301,26 +355,36 @@ class ImportReport:
 
 
 def apply_import(store: ProjectStore, incoming: dict[int, ImageLabels], types: Iterable[str], replace: bool = False,
-                 unmatched: Iterable[str] = ()) -> ImportReport:
+                 unmatched: Iterable[str] = (), classes: "ImportClasses | None" = None) -> ImportReport:
     """Bring imported labels into the project in ONE transaction (all or nothing, also when killed).
 
     Merge (default): pixels and cells are added, and a box is added unless the image has the same
-    box already, so importing a file twice gives the same project as importing it once.
-    ``replace``: for the images in ``incoming``, the label ``types`` the source carries become
-    exactly the source's (an updated file); other types are kept."""
+    box already, so importing a file twice gives the same project as importing it once; a pixel,
+    cell or box the source has takes the source's class. ``replace``: for the images in
+    ``incoming``, the label ``types`` the source carries become exactly the source's (an updated
+    file); other types are kept. ``classes``: the classes the source named, new ones added in the
+    same transaction."""
     types = set(types)
     rep = ImportReport(images=len(incoming), replace=replace, unmatched=list(unmatched))
     changes: dict[int, ImageLabels] = {}
     for image_id, add in incoming.items():
         cur = store.load_labels(image_id, add.hw)
-        new = ImageLabels(add.hw, pixels=cur.pixels.copy(), blocks={g: set(v) for g, v in cur.blocks.items()}, boxes=dict(cur.boxes))
+        new = ImageLabels(add.hw, pixels=cur.pixels.copy(), blocks={g: set(v) for g, v in cur.blocks.items()}, boxes=dict(cur.boxes),
+                          block_classes=dict(cur.block_classes), box_classes=dict(cur.box_classes))
         if replace and PIXEL in types:
             new.pixels = add.pixels.astype(np.uint8).copy()
         else:
-            new.pixels = (cur.pixels.astype(bool) | add.pixels.astype(bool)).astype(np.uint8)
-        rep.pixels_added += int(np.count_nonzero(new.pixels.astype(bool) & ~cur.pixels.astype(bool)))
+            on = add.pixels > 0
+            new.pixels[on] = add.pixels[on]
+        rep.pixels_added += int(np.count_nonzero((new.pixels > 0) & (cur.pixels == 0)))
         for t, g in GRIDS.items():
-            new.blocks[g] = set(add.blocks[g]) if (replace and t in types) else cur.blocks[g] | add.blocks[g]
+            if replace and t in types:
+                new.blocks[g] = set(add.blocks[g])
+                new.block_classes = {c: k for c, k in new.block_classes.items() if c[0] != g}
+            else:
+                new.blocks[g] = cur.blocks[g] | add.blocks[g]
+            for r, c in add.blocks[g]:
+                new.block_classes[(g, r, c)] = add.block_class(g, (r, c))
             rep.cells_added += len(new.blocks[g] - cur.blocks[g])
         kept = dict(cur.boxes)
         if replace and BOX in types:
@@ -328,21 +392,45 @@ def apply_import(store: ProjectStore, incoming: dict[int, ImageLabels], types: I
             rep.boxes_removed += len(cur.boxes) - len(kept)
         new.boxes = dict(kept)
         k = 0
-        for b in add.boxes.values():
-            if any(same_box(b, x) for x in new.boxes.values()):
+        for add_id, b in add.boxes.items():
+            there = next((i for i, x in new.boxes.items() if same_box(b, x)), None)
+            if there is not None:
                 rep.boxes_present += 1
+                new.box_classes[there] = add.box_class(add_id)
                 continue
             k += 1
             new.boxes[-k] = b  # negative: the store assigns an id
+            new.box_classes[-k] = add.box_class(add_id)
             rep.boxes_added += 1
-        same = (np.array_equal(new.pixels.astype(bool), cur.pixels.astype(bool)) and new.blocks[8] == cur.blocks[8]
-                and new.blocks[16] == cur.blocks[16] and set(new.boxes) == set(cur.boxes))
+        new.block_classes = {c: v for c, v in new.block_classes.items() if (c[1], c[2]) in new.blocks[c[0]] and v != DEFAULT_CLASS_ID}
+        new.box_classes = {i: v for i, v in new.box_classes.items() if i in new.boxes and v != DEFAULT_CLASS_ID}
+        same = (np.array_equal(new.pixels, cur.pixels) and new.blocks[8] == cur.blocks[8] and new.blocks[16] == cur.blocks[16]
+                and set(new.boxes) == set(cur.boxes) and new.block_classes == cur.block_classes and new.box_classes == cur.box_classes)
         if not same:
             changes[image_id] = new
     rep.changed = len(changes)
     if changes:
-        store.replace_labels_many(changes)
+        store.replace_labels_many(changes, classes.new if classes is not None else ())
     return rep
+
+
+class ImportClasses:
+    """The class names an import meets, as class ids: the project's own classes (matched
+    case-insensitively) and new ones, which :func:`apply_import` adds in the import's transaction.
+    Another tool's label text becomes a class name by :func:`class_name_from_label`."""
+
+    def __init__(self, store: ProjectStore):
+        self.store = store
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.new: list = []
+
+    def id(self, label) -> int:
+        name = class_name_from_label(label)
+        if name not in self.ids:
+            self.names.append(name)
+            self.ids, self.new = self.store.classes_for(self.names)
+        return self.ids[name]
 
 
 def _known_hw(store: ProjectStore, rec: ImageRecord) -> tuple[int, int]:
@@ -374,11 +462,17 @@ def mask_names(store: ProjectStore) -> dict[int, tuple[str, str]]:
     return out
 
 
+CLASS_MASKS = "classes"  # masks export: classes/<class>/<type>/<stem>_mask.png, once a project has several classes
+
+
 def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False) -> list[Path]:
-    """One 0/255 mask per labelled image, the union of the chosen label types."""
+    """One 0/255 mask per labelled image, the union of the chosen label types (and of every
+    class: what MVTec tools read). A project with more than one class also gets one mask per class
+    an image has, ``classes/<class>/<type>/<stem>_mask.png`` under the same names."""
     target = ExportTarget(store, out, overwrite)
     label_types = tuple(label_types)
     names = mask_names(store)
+    classes = store.classes()
     written, rows = [], []
     for rec, labels in _labelled(store):
         mask = labels.union_mask(label_types)
@@ -389,6 +483,13 @@ def export_masks(store: ProjectStore, out, label_types: Iterable[str] = LABEL_TY
         write_png(p, mask)
         written.append(p)
         rows.append((p.relative_to(target.out).as_posix(), rec))
+        for k in classes if len(classes) > 1 else ():
+            part = labels.union_mask(label_types, k.id)
+            if part.any():
+                p = target.path(CLASS_MASKS, k.name, folder, f"{stem}_mask.png")
+                write_png(p, part)
+                written.append(p)
+                rows.append((p.relative_to(target.out).as_posix(), rec))
     target.finish(rows)
     return written
 
@@ -407,21 +508,24 @@ def import_masks(store: ProjectStore, src, as_type: str = PIXEL, replace: bool =
     by_name = {f"ground_truth/{folder}/{stem}_mask.png": store.image(i) for i, (folder, stem) in mask_names(store).items()}
     incoming: dict[int, ImageLabels] = {}
     unmatched = []
-    for p in sorted(gt.rglob("*.png")):
+    classes = ImportClasses(store)
+    # the union masks first (the default class), then the class masks give their pixels a class
+    found = [(p, None) for p in sorted(gt.rglob("*.png"))]
+    if (src / CLASS_MASKS).is_dir():
+        for d in sorted(x for x in (src / CLASS_MASKS).iterdir() if x.is_dir()):
+            found += [(p, d.name) for p in sorted(d.rglob("*.png"))]
+    for p, class_name in found:
         name = p.relative_to(src).as_posix()
-        rec = _resolve_name(name, manifest, by_key, by_name)
+        as_union = name if class_name is None else "ground_truth/" + p.relative_to(src / CLASS_MASKS / class_name).as_posix()
+        rec = _resolve_name(name, manifest, by_key, by_name) or by_name.get(as_union)
         if rec is None:
             unmatched.append(name)
             continue
         hw = _known_hw(store, rec)
         mask = read_mask(p, expected_hw=hw)
         labels = incoming.setdefault(rec.id, ImageLabels(hw))
-        if as_type == PIXEL:
-            labels.pixels |= mask.astype(np.uint8)
-        else:
-            g = GRIDS[as_type]
-            labels.blocks[g] |= blocks_from_mask(mask, g)
-    return apply_import(store, incoming, [as_type], replace, unmatched)
+        _add_area(labels, mask, as_type, classes.id(class_name) if class_name is not None else DEFAULT_CLASS_ID)
+    return apply_import(store, incoming, [as_type], replace, unmatched, classes)
 
 
 # ------------------------------------------------------------------------------------ COCO
@@ -470,7 +574,7 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
     doc = {
         "info": {"description": f"SemiREST Studio project {store.get_meta('name', '')}", "version": "1.0"},
         "licenses": [],
-        "categories": [{"id": 1, "name": CATEGORY, "supercategory": CATEGORY}],
+        "categories": [{"id": k.id, "name": k.name, "supercategory": DEFAULT_CLASS_NAME} for k in store.classes()],
         "images": [],
         "annotations": [],
     }
@@ -488,15 +592,15 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
                 "semirest_key": rec.key,
             }
         )
-        for t in (PIXEL, BLOCK8, BLOCK16):
-            for region in _regions(labels.type_mask(t)):
+        for t, k in ((t, k) for t in (PIXEL, BLOCK8, BLOCK16) for k in sorted(labels.class_ids())):
+            for region in _regions(labels.type_mask(t, k)):
                 ys, xs = np.nonzero(region)
                 ann_id += 1
                 doc["annotations"].append(
                     {
                         "id": ann_id,
                         "image_id": rec.id,
-                        "category_id": 1,
+                        "category_id": k,
                         "segmentation": rle_encode(region),
                         "area": int(region.sum()),
                         "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
@@ -504,7 +608,7 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
                         "attributes": {"label_type": t},
                     }
                 )
-        for b in labels.boxes.values():
+        for box_id, b in labels.boxes.items():
             c = b.corners()
             x0, y0 = c.min(axis=0)
             x1, y1 = c.max(axis=0)
@@ -513,7 +617,7 @@ def export_coco(store: ProjectStore, out, overwrite: bool = False) -> Path:
                 {
                     "id": ann_id,
                     "image_id": rec.id,
-                    "category_id": 1,
+                    "category_id": labels.box_class(box_id),
                     "segmentation": [[round(float(v), 4) for v in c.reshape(-1)]],
                     "area": round(b.width * b.height, 4),
                     "bbox": [round(float(x0), 4), round(float(y0), 4), round(float(x1 - x0), 4), round(float(y1 - y0), 4)],
@@ -601,6 +705,11 @@ def import_coco(store: ProjectStore, src, replace: bool = False) -> ImportReport
         if im["id"] in target and target[im["id"]].id != rec.id:
             raise FormatError(f"{p}: image id {im['id']!r} is used for two images")
         target[im["id"]] = rec
+    classes = ImportClasses(store)
+    names = {}  # category id -> name; an annotation without a known category is the default class
+    for c in doc.get("categories") if isinstance(doc.get("categories"), list) else []:
+        if isinstance(c, dict) and isinstance(c.get("id"), (int, str)) and not isinstance(c.get("id"), bool):
+            names[c["id"]] = c.get("name")
     incoming: dict[int, ImageLabels] = {}
     if replace:
         for rec in target.values():
@@ -620,65 +729,110 @@ def import_coco(store: ProjectStore, src, replace: bool = False) -> ImportReport
         where = f"{p}: annotation {a.get('id')!r:.40}"
         if t is not None and t not in LABEL_TYPES:
             raise FormatError(f"{where}: unknown label_type {t!r:.40}; expected one of {', '.join(LABEL_TYPES)}")
+        cat = a.get("category_id")
+        k = classes.id(names.get(cat) if isinstance(cat, (int, str)) and not isinstance(cat, bool) else None)
         try:
             if t == BOX or (t is None and isinstance(seg, list) and len(seg) == 1 and isinstance(seg[0], list) and len(seg[0]) == 8):
                 box = _coco_box(a, attrs, seg)
                 check_box_in_image(box, hw)
-                labels.boxes[-1 - len(labels.boxes)] = box
+                _add_box(labels, box, k)
                 continue
             m = _coco_mask(seg, hw)
         except (FormatError, ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:
             raise FormatError(f"{where} is malformed ({str(exc)[:200]})") from None
-        if t in GRIDS:
-            g = GRIDS[t]
-            labels.blocks[g] |= blocks_from_mask(m, g)
-        else:
-            labels.pixels |= m.astype(np.uint8)
-    types = LABEL_TYPES
-    return apply_import(store, incoming, types, replace, unmatched)
+        _add_area(labels, m, t if t in GRIDS else PIXEL, k)
+    return apply_import(store, incoming, LABEL_TYPES, replace, unmatched, classes)
+
+
+def _add_box(labels: ImageLabels, box: RotatedBox, class_id: int) -> None:
+    i = -1 - len(labels.boxes)
+    labels.boxes[i] = box
+    labels.box_classes[i] = class_id
+
+
+def _add_area(labels: ImageLabels, mask: np.ndarray, label_type: str, class_id: int) -> None:
+    """Pixels of a mask as brush pixels, or the cells it covers entirely, of one class."""
+    if label_type in GRIDS:
+        g = GRIDS[label_type]
+        cells = blocks_from_mask(mask, g)
+        labels.blocks[g] |= cells
+        labels.block_classes.update({(g, r, c): class_id for r, c in cells})
+    else:
+        labels.pixels[np.asarray(mask, dtype=bool)] = class_id
 
 
 # ------------------------------------------------------------------------------------ DOTA / YOLO-OBB
 def _box_exports(store: ProjectStore):
+    """(image, (height, width), [(box, class id), ...]) of every labelled image."""
     for rec, labels in _labelled(store):
-        yield rec, labels.hw, list(labels.boxes.values())
+        yield rec, labels.hw, [(b, labels.box_class(i)) for i, b in labels.boxes.items()]
 
 
-def export_dota(store: ProjectStore, out, overwrite: bool = False) -> list[Path]:
+def _put_images(target: ExportTarget, images: str, placed: list[tuple[ImageRecord, str]], folder: tuple[str, ...]) -> list[Path]:
+    """Link or copy the images of an export as ``folder/<name><suffix>``; nothing for ``none``."""
+    if images not in IMAGE_MODES:
+        raise ProjectError(f"images can be left out, linked or copied into an export, not {images!r}; expected one of "
+                           f"{', '.join(IMAGE_MODES)}")
+    if images == "none":
+        return []
+    return [target.put_image(rec, images, *folder, f"{name}{Path(rec.path).suffix.lower()}") for rec, name in placed]
+
+
+def export_dota(store: ProjectStore, out, overwrite: bool = False, images: str = "none") -> list[Path]:
+    """``labelTxt/<name>.txt`` per image with boxes; ``images/<name>.<ext>`` beside it with
+    ``images`` link or copy (DOTA's own layout)."""
     target = ExportTarget(store, out, overwrite)
-    names = export_names(store)
-    written, rows = [], []
+    names = image_names(store)
+    class_names = {k.id: k.name for k in store.classes()}
+    written, rows, placed = [], [], []
     for rec, _hw, bxs in _box_exports(store):
         if not bxs:
             continue
         p = target.path("labelTxt", f"{names[rec.id]}.txt")
-        lines = [" ".join(f"{v:.3f}" for v in b.corners().reshape(-1)) + f" {CATEGORY} 0" for b in bxs]
+        lines = [" ".join(f"{v:.3f}" for v in b.corners().reshape(-1)) + f" {class_names[k]} 0" for b, k in bxs]
         files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
         rows.append((f"labelTxt/{p.name}", rec))
+        placed.append((rec, names[rec.id]))
+    written += _put_images(target, images, placed, ("images",))
     target.finish(rows)
     return written
 
 
-def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False) -> list[Path]:
+YOLO_SPLIT = "train"  # every exported image; data.yaml's val names the same folder (the export does not split)
+
+
+def export_yolo_obb(store: ProjectStore, out, overwrite: bool = False, images: str = "none") -> list[Path]:
+    """Ultralytics' OBB dataset layout: ``labels/train/<name>.txt`` with ``class x1 y1 ... x4 y4``
+    normalised and clipped to 0..1, ``images/train/<name>.<ext>`` (with ``images`` link or copy),
+    and ``data.yaml`` with train, val and names. Without the images YOLO cannot train on the folder
+    (its check needs the image folders); the manifest still maps every label file to its image."""
     target = ExportTarget(store, out, overwrite)
-    names = export_names(store)
-    written, rows = [], []
+    names = image_names(store)
+    classes = store.classes()
+    index = {k.id: n for n, k in enumerate(classes)}  # YOLO class ids: the class list's order
+    written, rows, placed = [], [], []
     for rec, (h, w), bxs in _box_exports(store):
         if not bxs:
             continue
-        p = target.path("labels", f"{names[rec.id]}.txt")
+        p = target.path("labels", YOLO_SPLIT, f"{names[rec.id]}.txt")
         lines = []
-        for b in bxs:
-            c = b.corners() / np.array([w, h], dtype=np.float64)
-            lines.append("0 " + " ".join(f"{v:.6f}" for v in c.reshape(-1)))
+        for b, k in bxs:
+            c = np.clip(b.corners() / np.array([w, h], dtype=np.float64), 0.0, 1.0)  # a box may reach past the edge
+            lines.append(f"{index[k]} " + " ".join(f"{v:.6f}" for v in c.reshape(-1)))
         files.write_atomic(p, "\n".join(lines) + "\n")
         written.append(p)
-        rows.append((f"labels/{p.name}", rec))
+        rows.append((f"labels/{YOLO_SPLIT}/{p.name}", rec))
+        placed.append((rec, names[rec.id]))
+    written += _put_images(target, images, placed, ("images", YOLO_SPLIT))
+    note = ("images linked into images/" if images == "link" else "images copied into images/" if images == "copy"
+            else "images are not in this folder (export with --images link or copy to train on it); see manifest.csv")
+    # no `path:` key: YOLO then resolves train and val against this file's folder, wherever it is moved
     files.write_atomic(
         target.path("data.yaml"),
-        "# YOLO-OBB labels exported by SemiREST Studio; images are not copied (see manifest.csv)\n"
-        f"path: .\nnames:\n  0: {CATEGORY}\n",
+        f"# YOLO-OBB dataset exported by SemiREST Studio; {note}\n"
+        f"train: images/{YOLO_SPLIT}\nval: images/{YOLO_SPLIT}\nnames:\n"
+        + "".join(f"  {n}: {json.dumps(k.name)}\n" for n, k in enumerate(classes)),
     )
     target.finish(rows)
     return written
@@ -702,7 +856,9 @@ def check_box_in_image(box: RotatedBox, hw: tuple[int, int]) -> None:
 MAX_LABEL_FILE_BYTES = 64 * 1024 * 1024
 
 
-def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBox]:
+def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int], class_of) -> list[tuple[RotatedBox, int]]:
+    """(box, class id) per line; ``class_of(field, line number)`` gives the class id of DOTA's
+    category name or YOLO's class index."""
     out = []
     try:
         if p.stat().st_size > MAX_LABEL_FILE_BYTES:
@@ -720,40 +876,89 @@ def _parse_box_lines(p: Path, yolo: bool, hw: tuple[int, int]) -> list[RotatedBo
                 if len(parts) != 9:
                     raise ValueError(f"expected 9 fields, found {len(parts)}")
                 pts = np.array(parts[1:9], dtype=np.float64).reshape(4, 2) * np.array([hw[1], hw[0]])
+                label = parts[0]
             else:
                 if len(parts) < 9:
                     raise ValueError(f"expected at least 9 fields, found {len(parts)}")
                 pts = np.array(parts[:8], dtype=np.float64).reshape(4, 2)
+                label = parts[8]
             if not np.isfinite(pts).all():
                 raise ValueError("coordinates must be finite numbers")
             box = box_from_corners(pts)
             check_box_in_image(box, hw)
-            out.append(box)
+            out.append((box, class_of(label)))
         except (ValueError, OverflowError) as exc:
             raise FormatError(f"{p}:{i}: {exc}") from None
     return out
 
 
+def _by_stem(store: ProjectStore) -> dict[str, ImageRecord]:
+    """Images by the stems their label files have: :func:`image_names`, and the flat names of
+    exports made before label files were named after their images."""
+    recs = {r.id: r for r in store.images()}
+    out = {name: recs[i] for i, name in export_names(store).items()}
+    out.update({name: recs[i] for i, name in image_names(store).items()})
+    return out
+
+
+def _yolo_class_names(src: Path, store: ProjectStore) -> tuple[dict[int, str], str]:
+    """{class index: name} from ``data.yaml``'s names, else the project's class list; and where
+    they came from, for messages."""
+    p = src / "data.yaml"
+    if not p.is_file():
+        return {n: k.name for n, k in enumerate(store.classes())}, f"the project's {len(store.classes())} classes (no data.yaml)"
+    import yaml  # PyYAML
+
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        raise FormatError(f"{p}: not a YOLO data.yaml ({str(exc).splitlines()[0][:200]})") from None
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or not all(isinstance(i, int) and not isinstance(i, bool) for i in names):
+        raise FormatError(f"{p}: expected names as a list or as {{index: name}}")
+    return {i: str(v) for i, v in names.items()}, f"the names of {p}"
+
+
 def _import_boxes(store: ProjectStore, src, folder: str, yolo: bool, replace: bool = False) -> ImportReport:
+    """Label files under ``src/folder`` (YOLO: also its split folders, ``labels/train/``)."""
     src = Path(src)
     d = src / folder
     if not d.is_dir():
         raise FormatError(f"{src}: no {folder}/ folder")
+    classes = ImportClasses(store)
+    if yolo:
+        names, named_by = _yolo_class_names(src, store)
+
+        def class_of(field: str) -> int:
+            try:
+                i = float(field)
+            except ValueError:
+                raise ValueError(f"class index {field!r:.20} is not a number") from None
+            if i != int(i) or int(i) not in names:
+                raise ValueError(f"class index {field:.20} is not among {named_by} (0-{len(names) - 1})")
+            return classes.id(names[int(i)])
+    else:
+        def class_of(field: str) -> int:
+            return classes.id(field)
     manifest = _read_manifest(src)
     by_key = _by_key(store)
-    by_name = {f"{folder}/{name}.txt": store.image(i) for i, name in export_names(store).items()}
+    by_stem = _by_stem(store)
     incoming: dict[int, ImageLabels] = {}
     unmatched = []
-    for p in sorted(d.glob("*.txt")):
-        rec = _resolve_name(f"{folder}/{p.name}", manifest, by_key, by_name)
+    found = sorted(d.glob("*.txt")) + (sorted(d.glob("*/*.txt")) if yolo else [])
+    for p in found:
+        name = p.relative_to(src).as_posix()
+        rec = _resolve_name(name, manifest, by_key, {name: by_stem[p.stem]} if p.stem in by_stem else {})
         if rec is None:
-            unmatched.append(f"{folder}/{p.name}")
+            unmatched.append(name)
             continue
         hw = _known_hw(store, rec)
         labels = incoming.setdefault(rec.id, ImageLabels(hw))
-        for b in _parse_box_lines(p, yolo, hw):
-            labels.boxes[-1 - len(labels.boxes)] = b
-    return apply_import(store, incoming, [BOX], replace, unmatched)
+        for b, k in _parse_box_lines(p, yolo, hw, class_of):
+            _add_box(labels, b, k)
+    return apply_import(store, incoming, [BOX], replace, unmatched, classes)
 
 
 def import_dota(store: ProjectStore, src, replace: bool = False) -> ImportReport:
@@ -762,6 +967,247 @@ def import_dota(store: ProjectStore, src, replace: bool = False) -> ImportReport
 
 def import_yolo_obb(store: ProjectStore, src, replace: bool = False) -> ImportReport:
     return _import_boxes(store, src, "labels", yolo=True, replace=replace)
+
+
+# ------------------------------------------------------------------------------------ labelme
+LABELME_VERSION = "6.3.1"  # the labelme release whose reader (labelme.LabelFile) the export is checked with
+LABELME_TYPE_KEY = "semirest_label_type"  # an extra shape key (labelme keeps it): which label type a shape was
+LABELME_AREA_SHAPES = ("polygon", "rectangle", "oriented_rectangle", "circle", "mask")
+
+
+def _pixel_polygons(mask: np.ndarray):
+    """The exact outlines of a mask's regions, pixel edges as coordinates (pixel (r, c) is the
+    square [c, c+1] x [r, r+1]), as shapely polygons; regions touching only at a corner are apart."""
+    import shapely
+
+    m = np.asarray(mask, dtype=bool)
+    padded = np.zeros((m.shape[0], m.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = m
+    d = np.diff(padded, axis=1)
+    starts_r, starts_c = np.nonzero(d == 1)
+    _, ends_c = np.nonzero(d == -1)
+    runs = shapely.box(starts_c, starts_r, ends_c, starts_r + 1)  # one rectangle per run of a row
+    if len(runs) == 0:
+        return []
+    union = shapely.union_all(runs)
+    return [g.simplify(0) for g in getattr(union, "geoms", [union])]
+
+
+def _polygon_pixels(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The pixels whose centre (c + 0.5, r + 0.5) lies inside a polygon (bool, shape ``hw``), the
+    rule :func:`~semirest.core.labels.boxes.boxes_to_mask` uses for boxes."""
+    import shapely
+
+    h, w = hw
+    m = np.zeros((h, w), dtype=bool)
+    poly = shapely.Polygon(points)
+    if not poly.is_valid:
+        poly = shapely.make_valid(poly)
+    x0, y0, x1, y1 = poly.bounds
+    c0, c1 = max(int(math.floor(x0 - 0.5)), 0), min(int(math.ceil(x1 - 0.5)), w - 1)
+    r0, r1 = max(int(math.floor(y0 - 0.5)), 0), min(int(math.ceil(y1 - 0.5)), h - 1)
+    if c0 > c1 or r0 > r1:
+        return m
+    xs, ys = np.meshgrid(np.arange(c0, c1 + 1) + 0.5, np.arange(r0, r1 + 1) + 0.5)
+    shapely.prepare(poly)
+    m[r0 : r1 + 1, c0 : c1 + 1] = shapely.contains_xy(poly, xs, ys)
+    return m
+
+
+def _labelme_area_shapes(mask: np.ndarray, label: str, label_type: str) -> list[dict]:
+    """A mask's regions as labelme shapes: a polygon per region without holes, a ``mask`` shape
+    (labelme's bounding box, inclusive pixel indices, with a PNG of the box) for a region with holes."""
+    import base64
+
+    out = []
+    for poly in _pixel_polygons(mask):
+        common = {"label": label, "group_id": None, "description": "", "flags": {}, LABELME_TYPE_KEY: label_type}
+        if not poly.interiors:
+            pts = np.asarray(poly.exterior.coords)[:-1]
+            out.append({**common, "points": [[float(x), float(y)] for x, y in pts], "shape_type": "polygon", "mask": None})
+            continue
+        x0, y0, x1, y1 = (int(v) for v in poly.bounds)
+        part = _polygon_pixels(np.asarray(poly.exterior.coords), mask.shape)[y0:y1, x0:x1] & mask[y0:y1, x0:x1]
+        for hole in poly.interiors:
+            part &= ~_polygon_pixels(np.asarray(hole.coords), mask.shape)[y0:y1, x0:x1]
+        ok, png = cv2.imencode(".png", part.astype(np.uint8) * 255)
+        out.append({**common, "points": [[float(x0), float(y0)], [float(x1 - 1), float(y1 - 1)]], "shape_type": "mask",
+                    "mask": base64.b64encode(png.tobytes()).decode("ascii")})
+    return out
+
+
+def _labelme_box_shape(b: RotatedBox, label: str) -> dict:
+    """An upright box as labelme's ``rectangle`` (two corners), any other as ``oriented_rectangle``
+    (four corners, ours: clockwise from the box's top-left)."""
+    common = {"label": label, "group_id": None, "description": "", "flags": {}, "mask": None, LABELME_TYPE_KEY: BOX}
+    c = b.corners()
+    if b.angle % 90 == 0:
+        return {**common, "points": [[float(c[:, 0].min()), float(c[:, 1].min())], [float(c[:, 0].max()), float(c[:, 1].max())]],
+                "shape_type": "rectangle"}
+    return {**common, "points": [[float(x), float(y)] for x, y in c], "shape_type": "oriented_rectangle"}
+
+
+def export_labelme(store: ProjectStore, out, overwrite: bool = False, images: str = "none") -> list[Path]:
+    """labelme JSON, one ``<name>.json`` per labelled image (``imageData`` null, ``imagePath``
+    relative to the file; with ``images`` link or copy, the image beside it under the same name, as
+    labelme's own folders are). Coordinates are labelme's: pixel (r, c) spans [c, c+1] x [r, r+1]."""
+    target = ExportTarget(store, out, overwrite)
+    names = image_names(store)
+    class_names = {k.id: k.name for k in store.classes()}
+    written, rows, placed = [], [], []
+    for rec, labels in _labelled(store):
+        h, w = labels.hw
+        shapes = []
+        for t, k in ((t, k) for t in (PIXEL, BLOCK8, BLOCK16) for k in sorted(labels.class_ids())):
+            shapes += _labelme_area_shapes(labels.type_mask(t, k), class_names[k], t)
+        shapes += [_labelme_box_shape(b, class_names[labels.box_class(i)]) for i, b in labels.boxes.items()]
+        name = names[rec.id]
+        if images == "none":
+            image_path = Path(os.path.relpath(store.image_path(rec), target.out)).as_posix()
+        else:
+            image_path = f"{name}{Path(rec.path).suffix.lower()}"
+        doc = {"version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": image_path, "imageData": None,
+               "imageHeight": int(h), "imageWidth": int(w)}
+        p = target.path(f"{name}.json")
+        files.write_atomic(p, files.to_json(doc, indent=1))
+        written.append(p)
+        rows.append((p.name, rec))
+        placed.append((rec, name))
+    written += _put_images(target, images, placed, ())
+    target.finish(rows)
+    return written
+
+
+MAX_LABELME_BYTES = 256 * 1024 * 1024
+
+
+def _labelme_points(shape: dict, where: str) -> np.ndarray:
+    pts = shape.get("points")
+    if not isinstance(pts, list) or not pts or not all(isinstance(q, list) and len(q) == 2 for q in pts):
+        raise FormatError(f"{where}: points must be a list of [x, y] pairs")
+    try:
+        arr = np.array([[_number(v) for v in q] for q in pts], dtype=np.float64)
+    except ValueError as exc:
+        raise FormatError(f"{where}: {exc}") from None
+    if np.abs(arr).max() > 1e7:
+        raise FormatError(f"{where}: coordinates beyond 1e7")
+    return arr
+
+
+def _labelme_shape(shape, where: str, hw: tuple[int, int], labels: ImageLabels, classes: "ImportClasses") -> None:
+    """One labelme shape into ``labels``: areas to pixels (or cells, for a shape this tool
+    exported from cells), rectangles and oriented rectangles to boxes."""
+    import base64
+
+    if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
+        raise FormatError(f"{where}: expected an object with a label string, points and a shape_type")
+    kind = shape.get("shape_type", "polygon")
+    if kind is None:
+        kind = "polygon"
+    if kind not in LABELME_AREA_SHAPES:
+        raise FormatError(f"{where}: shape_type {kind!r:.40} has no area; expected one of {', '.join(LABELME_AREA_SHAPES)}")
+    t = shape.get(LABELME_TYPE_KEY, PIXEL)
+    if t not in LABEL_TYPES:
+        raise FormatError(f"{where}: {LABELME_TYPE_KEY} {t!r:.40}; expected one of {', '.join(LABEL_TYPES)}")
+    pts = _labelme_points(shape, where)
+    h, w = hw
+    try:
+        if kind in ("rectangle", "oriented_rectangle"):
+            if kind == "rectangle" and len(pts) != 2:
+                raise ValueError(f"a rectangle has 2 points, found {len(pts)}")
+            if kind == "oriented_rectangle" and len(pts) != 4:
+                raise ValueError(f"an oriented_rectangle has 4 points, found {len(pts)}")
+            if kind == "rectangle":
+                (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+                box = RotatedBox((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, 0.0)
+            else:
+                box = box_from_corners(pts)
+            check_box_in_image(box, hw)
+            if t == BOX or LABELME_TYPE_KEY not in shape:  # another tool's rectangles are boxes
+                _add_box(labels, box, classes.id(shape["label"]))
+                return
+            m = boxes_to_mask([box], hw)
+        elif kind == "polygon":
+            if len(pts) < 3:
+                raise ValueError(f"a polygon has at least 3 points, found {len(pts)}")
+            if pts[:, 0].min() < -1 or pts[:, 1].min() < -1 or pts[:, 0].max() > w + 1 or pts[:, 1].max() > h + 1:
+                raise ValueError(f"polygon leaves the {w}x{h} image")
+            m = _polygon_pixels(pts, hw)
+        elif kind == "circle":
+            if len(pts) != 2:
+                raise ValueError(f"a circle has 2 points (centre and one on the circle), found {len(pts)}")
+            r = float(np.linalg.norm(pts[1] - pts[0]))
+            if r > math.hypot(w, h):
+                raise ValueError(f"circle of radius {r:g} is larger than the {w}x{h} image")
+            yy, xx = np.mgrid[0:h, 0:w]
+            m = (xx + 0.5 - pts[0, 0]) ** 2 + (yy + 0.5 - pts[0, 1]) ** 2 <= r * r
+        else:  # mask: labelme's bounding box in inclusive pixel indices, and a PNG of that box
+            data = shape.get("mask")
+            if not isinstance(data, str) or len(pts) != 2:
+                raise ValueError("a mask shape has 2 points (its box) and a base64 PNG mask")
+            crop = cv2.imdecode(np.frombuffer(base64.b64decode(data, validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
+            x0, y0 = (int(round(v)) for v in pts.min(axis=0))
+            x1, y1 = (int(round(v)) for v in pts.max(axis=0))
+            if crop is None or crop.shape != (y1 - y0 + 1, x1 - x0 + 1):
+                raise ValueError(f"mask is not a PNG of its box's {x1 - x0 + 1}x{y1 - y0 + 1} pixels")
+            if x0 < 0 or y0 < 0 or x1 >= w or y1 >= h:
+                raise ValueError(f"mask box leaves the {w}x{h} image")
+            m = np.zeros(hw, dtype=bool)
+            m[y0 : y1 + 1, x0 : x1 + 1] = crop > 0
+    except (ValueError, TypeError, OverflowError, MemoryError, cv2.error) as exc:
+        raise FormatError(f"{where}: {str(exc)[:200]}") from None
+    _add_area(labels, m, t if t in GRIDS else PIXEL, classes.id(shape["label"]))  # a polygon marked box: pixels
+
+
+def import_labelme(store: ProjectStore, src, replace: bool = False) -> ImportReport:
+    """labelme JSON files (a folder of them, searched recursively, or one file). An image is
+    matched by the manifest, by ``imagePath`` (relative to the JSON file), or by the file's stem."""
+    src = Path(src)
+    found = [src] if src.is_file() else sorted(p for p in src.rglob("*.json") if p.is_file())
+    if not found:
+        raise FormatError(f"{src}: no labelme .json files (expected <image name>.json with shapes, imagePath, "
+                          "imageHeight and imageWidth)")
+    root = src.parent if src.is_file() else src
+    manifest = _read_manifest(root)
+    by_key = _by_key(store)
+    by_stem = _by_stem(store)
+    by_path = {Path(os.path.realpath(store.image_path(r))): r for r in by_key.values()}
+    incoming: dict[int, ImageLabels] = {}
+    unmatched = []
+    classes = ImportClasses(store)
+    for p in found:
+        name = p.relative_to(root).as_posix()
+        try:
+            if p.stat().st_size > MAX_LABELME_BYTES:
+                raise FormatError(f"{p}: {p.stat().st_size / 1e6:.0f} MB is too large for a labelme file")
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise FormatError(f"{p}: not a labelme JSON file ({str(exc)[:200]})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+            raise FormatError(f'{p}: not a labelme file (expected an object with a "shapes" list, "imagePath", '
+                              '"imageHeight" and "imageWidth")')
+        rec = _resolve_name(name, manifest, by_key, {})
+        image_path = doc.get("imagePath")
+        if rec is None and isinstance(image_path, str) and image_path and "\0" not in image_path:
+            ip = Path(image_path.replace("\\", "/"))  # labelme on Windows writes backslashes
+            try:
+                rec = by_path.get(Path(os.path.realpath(ip if ip.is_absolute() else p.parent / ip)))
+            except (OSError, ValueError):  # a name no file can have: matched by the file's own name below
+                rec = None
+        if rec is None:
+            rec = by_stem.get(p.stem)
+        if rec is None:
+            unmatched.append(name)
+            continue
+        hw = _known_hw(store, rec)
+        size = (doc.get("imageHeight"), doc.get("imageWidth"))
+        if size != (None, None) and size != tuple(hw):
+            raise FormatError(f"{p}: imageHeight and imageWidth say {size[0]}x{size[1]} (height x width), but the "
+                              f"project's image {rec.key!r} is {hw[0]}x{hw[1]}")
+        labels = incoming.setdefault(rec.id, ImageLabels(hw))
+        for i, shape in enumerate(doc["shapes"]):
+            _labelme_shape(shape, f"{p}: shapes[{i}]", hw, labels, classes)
+    return apply_import(store, incoming, LABEL_TYPES, replace, unmatched, classes)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -845,17 +1291,26 @@ def load_benchmark(path) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------ dispatch
+IMAGE_FORMATS = ("dota", "yolo-obb", "labelme")  # exports that can link or copy the images beside their labels
+
+
 def export(store: ProjectStore, fmt: str, out, benchmark: dict | None = None,
-           label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False) -> list[Path]:
-    """Write one export format into ``out`` (see :class:`ExportTarget` for what is refused)."""
+           label_types: Iterable[str] = LABEL_TYPES, overwrite: bool = False, images: str = "none") -> list[Path]:
+    """Write one export format into ``out`` (see :class:`ExportTarget` for what is refused).
+    ``images``: none, link or copy, for the formats in :data:`IMAGE_FORMATS`."""
+    if images != "none" and fmt not in IMAGE_FORMATS:
+        raise ProjectError(f"{fmt} exports refer to the images where they are; linking or copying them "
+                           f"(--images) is for {', '.join(IMAGE_FORMATS)}")
     if fmt == "masks":
         return export_masks(store, out, label_types, overwrite)
     if fmt == "coco":
         return [export_coco(store, out, overwrite)]
     if fmt == "dota":
-        return export_dota(store, out, overwrite)
+        return export_dota(store, out, overwrite, images)
     if fmt == "yolo-obb":
-        return export_yolo_obb(store, out, overwrite)
+        return export_yolo_obb(store, out, overwrite, images)
+    if fmt == "labelme":
+        return export_labelme(store, out, overwrite, images)
     if fmt == "timing-csv":
         return export_timing(store, out, benchmark, overwrite)
     raise ProjectError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -871,6 +1326,8 @@ def import_labels(store: ProjectStore, fmt: str, src, as_type: str = PIXEL, repl
         return import_dota(store, src, replace)
     if fmt == "yolo-obb":
         return import_yolo_obb(store, src, replace)
+    if fmt == "labelme":
+        return import_labelme(store, src, replace)
     raise ProjectError(f"unknown import format {fmt!r}; expected one of {', '.join(IMPORT_FORMATS)}")
 
 

@@ -20,7 +20,10 @@ Schema (version :data:`SCHEMA_VERSION`; see :data:`MIGRATIONS`):
 * ``time_spans``: active labeling time: image, label type, annotator, seconds, start, end;
 * ``runs`` (version 2): training runs started from the studio: setting, preset, state, config
   JSON, label snapshot JSON, checkpoint path, metrics JSON, start, end, duration;
-* ``run_scores`` (version 2): the image-level score (map maximum) of every image a run scored.
+* ``run_scores`` (version 2): the image-level score (map maximum) of every image a run scored;
+* ``label_classes`` (version 3): the defect classes (name, colour, order); ``blocks.class_id`` and
+  ``boxes.class_id`` give each cell and box its class, and a brush tile's pixel values are class
+  ids (0: unlabelled), see :mod:`semirest.core.labels.classes`.
 
 A new version appends to :data:`MIGRATIONS`; earlier migrations are never edited.
 """
@@ -64,6 +67,16 @@ from sqlalchemy.pool import StaticPool
 
 from semirest.core.data.images import read_image, read_mask
 from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.classes import (
+    DEFAULT_CLASS_ID,
+    DEFAULT_CLASS_NAME,
+    MAX_CLASSES,
+    PALETTE,
+    ClassNameError,
+    LabelClass,
+    check_class_name,
+    check_colour,
+)
 from semirest.core.labels.image_labels import LABEL_TYPES, ImageLabels
 
 TILE = 256
@@ -153,6 +166,7 @@ blocks = Table(
     Column("grid", Integer, primary_key=True),
     Column("row", Integer, primary_key=True),
     Column("col", Integer, primary_key=True),
+    Column("class_id", Integer, nullable=False, server_default=str(DEFAULT_CLASS_ID)),  # version 3
     CheckConstraint("grid IN (8, 16)", name="grid_is_8_or_16"),
 )
 boxes = Table(
@@ -165,8 +179,8 @@ boxes = Table(
     Column("width", Float, nullable=False),
     Column("height", Float, nullable=False),
     Column("angle", Float, nullable=False),  # degrees, clockwise on screen, in [-90, 90)
-    Column("category", String, nullable=False, default="defect"),
     Column("updated_at", String, nullable=False),
+    Column("class_id", Integer, nullable=False, server_default=str(DEFAULT_CLASS_ID)),  # version 3
 )
 time_spans = Table(
     "time_spans",
@@ -209,6 +223,15 @@ run_scores = Table(
     Column("score", Float, nullable=False),
 )
 
+label_classes = Table(
+    "label_classes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("colour", String, nullable=False),  # "#rrggbb"
+    Column("position", Integer, nullable=False),
+)
+
 RUN_STATES = ("running", "finished", "cancelled", "failed")
 
 
@@ -227,9 +250,37 @@ def _create_v2(conn) -> None:
     metadata.create_all(conn, tables=[runs, run_scores])
 
 
+def _add_classes_v3(conn) -> None:
+    """The class list with ``defect`` (id 1); every cell and box gets a class (``defect``); brush
+    tiles hold class ids instead of 255; the boxes' unused ``category`` text goes (classes replace it).
+
+    Columns are added only where missing: a project created now gets them from the version-1
+    tables already, which are the current definitions."""
+    metadata.create_all(conn, tables=[label_classes])
+    conn.execute(insert(label_classes).values(id=DEFAULT_CLASS_ID, name=DEFAULT_CLASS_NAME, colour=PALETTE[0], position=0))
+
+    def columns(table: str) -> set[str]:
+        return {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
+
+    for table in ("blocks", "boxes"):
+        if "class_id" not in columns(table):
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN class_id INTEGER NOT NULL DEFAULT {DEFAULT_CLASS_ID}")
+    if "category" in columns("boxes"):
+        conn.exec_driver_sql("ALTER TABLE boxes DROP COLUMN category")
+    for image_id, tr, tc, png in conn.execute(select(pixel_tiles.c.image_id, pixel_tiles.c.tile_row, pixel_tiles.c.tile_col,
+                                                     pixel_tiles.c.png)).all():
+        tile = _decode_tile(png)
+        if tile is None:
+            continue  # a damaged tile stays as it was: load_labels names it
+        conn.execute(update(pixel_tiles).where((pixel_tiles.c.image_id == image_id) & (pixel_tiles.c.tile_row == tr)
+                                               & (pixel_tiles.c.tile_col == tc))
+                     .values(png=_encode_png(np.where(tile > 0, DEFAULT_CLASS_ID, 0).astype(np.uint8))))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "images, reference masks, pixel tiles, blocks, rotated boxes, time spans", _create_v1),
     Migration(2, "training runs and their image scores", _create_v2),
+    Migration(3, "defect classes: a class list, a class for every cell and box, class ids in brush tiles", _add_classes_v3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -928,6 +979,8 @@ class ProjectStore:
         labels = ImageLabels(hw)
         h, w = hw
         with self._engine.connect() as conn:
+            known = np.zeros(256, dtype=bool)
+            known[[i for i in conn.execute(select(label_classes.c.id)).scalars() if 0 < i < 256]] = True
             for r in conn.execute(select(pixel_tiles).where(pixel_tiles.c.image_id == image_id)).mappings():
                 tr, tc = r["tile_row"], r["tile_col"]
                 tile = _decode_tile(r["png"])
@@ -942,11 +995,17 @@ class ProjectStore:
                 y0, x0 = tr * TILE, tc * TILE
                 th, tw = min(tile.shape[0], h - y0), min(tile.shape[1], w - x0)
                 if th > 0 and tw > 0:
-                    labels.pixels[y0 : y0 + th, x0 : x0 + tw] = tile[:th, :tw] > 0
-            for g, r_, c in conn.execute(select(blocks.c.grid, blocks.c.row, blocks.c.col).where(blocks.c.image_id == image_id)):
+                    part = tile[:th, :tw]  # class ids; a value that names no class is the default class
+                    labels.pixels[y0 : y0 + th, x0 : x0 + tw] = np.where(known[part] | (part == 0), part, DEFAULT_CLASS_ID)
+            for g, r_, c, k in conn.execute(select(blocks.c.grid, blocks.c.row, blocks.c.col, blocks.c.class_id)
+                                            .where(blocks.c.image_id == image_id)):
                 labels.blocks[g].add((r_, c))
+                if k != DEFAULT_CLASS_ID:
+                    labels.block_classes[(g, r_, c)] = k
             for r in conn.execute(select(boxes).where(boxes.c.image_id == image_id).order_by(boxes.c.id)).mappings():
                 labels.boxes[r["id"]] = RotatedBox(r["cx"], r["cy"], r["width"], r["height"], r["angle"])
+                if r["class_id"] != DEFAULT_CLASS_ID:
+                    labels.box_classes[r["id"]] = r["class_id"]
         return labels
 
     @staticmethod
@@ -961,7 +1020,7 @@ class ProjectStore:
             for tc in range(x0 // TILE, (x1 - 1) // TILE + 1):
                 tile = mask[tr * TILE : (tr + 1) * TILE, tc * TILE : (tc + 1) * TILE]
                 n = int(np.count_nonzero(tile))
-                out.append((tr, tc, _encode_png((tile > 0).astype(np.uint8) * 255) if n else None, n))
+                out.append((tr, tc, _encode_png(tile.astype(np.uint8)) if n else None, n))  # values: class ids
         return out
 
     def save_pixel_region(self, image_id: int, mask: np.ndarray, rect: tuple[int, int, int, int] | None = None) -> None:
@@ -983,8 +1042,10 @@ class ProjectStore:
             if png is not None:
                 conn.execute(insert(pixel_tiles).values(image_id=image_id, tile_row=tr, tile_col=tc, png=png, pixel_count=n))
 
-    def set_blocks(self, image_id: int, grid: int, on: Iterable[tuple[int, int]] = (), off: Iterable[tuple[int, int]] = ()) -> None:
-        """Turn cells of one grid on and off, in one transaction."""
+    def set_blocks(self, image_id: int, grid: int, on: Iterable[tuple[int, int]] = (), off: Iterable[tuple[int, int]] = (),
+                   class_id: int = DEFAULT_CLASS_ID) -> None:
+        """Turn cells of one grid on (as ``class_id``, also a cell that was on with another class)
+        and off, in one transaction."""
         if grid not in (8, 16):
             raise ValueError(f"grid must be 8 or 16, got {grid}")
         on, off = list(on), list(off)
@@ -997,14 +1058,15 @@ class ProjectStore:
                 )
             if on:
                 conn.exec_driver_sql(
-                    "INSERT OR IGNORE INTO blocks (image_id, grid, row, col) VALUES (?, ?, ?, ?)",
-                    [(image_id, grid, int(r), int(c)) for r, c in on],
+                    "INSERT OR REPLACE INTO blocks (image_id, grid, row, col, class_id) VALUES (?, ?, ?, ?, ?)",
+                    [(image_id, grid, int(r), int(c), int(class_id)) for r, c in on],
                 )
 
-    def add_box(self, image_id: int, box: RotatedBox, box_id: int | None = None) -> int:
+    def add_box(self, image_id: int, box: RotatedBox, box_id: int | None = None, class_id: int = DEFAULT_CLASS_ID) -> int:
         """Insert a box; ``box_id`` restores a deleted box under its old id (undo)."""
         check_box(box)
-        values = dict(image_id=image_id, cx=box.cx, cy=box.cy, width=box.width, height=box.height, angle=box.angle, updated_at=_now())
+        values = dict(image_id=image_id, cx=box.cx, cy=box.cy, width=box.width, height=box.height, angle=box.angle,
+                      updated_at=_now(), class_id=int(class_id))
         if box_id is not None:
             values["id"] = box_id
         with self._tx() as conn:
@@ -1028,9 +1090,11 @@ class ProjectStore:
         save). Box ids are kept where given; returns {old id: stored id}."""
         return self.replace_labels_many({image_id: labels})[image_id]
 
-    def replace_labels_many(self, labels_of: dict[int, ImageLabels]) -> dict[int, dict[int, int]]:
+    def replace_labels_many(self, labels_of: dict[int, ImageLabels], new_classes: Iterable[LabelClass] = ()) -> dict[int, dict[int, int]]:
         """The whole label state of several images in ONE transaction (an import is all or
-        nothing, also when killed); returns {image id: {old box id: stored id}}."""
+        nothing, also when killed); returns {image id: {old box id: stored id}}. ``new_classes``
+        (from :meth:`classes_for`) are added in the same transaction."""
+        new_classes = list(new_classes)
         prepared = []
         for image_id, labels in labels_of.items():
             for b in labels.boxes.values():
@@ -1040,6 +1104,8 @@ class ProjectStore:
             prepared.append((image_id, labels, [r for r in rows if r[2] is not None]))
         out: dict[int, dict[int, int]] = {}
         with self._tx() as conn:
+            for k in new_classes:
+                conn.execute(insert(label_classes).values(id=k.id, name=k.name, colour=k.colour, position=k.position))
             for image_id, labels, rows in prepared:
                 ids = out[image_id] = {}
                 h, w = labels.hw  # the labels' size is the image's: kept with them
@@ -1048,16 +1114,91 @@ class ProjectStore:
                 conn.execute(delete(pixel_tiles).where(pixel_tiles.c.image_id == image_id))
                 self._write_tiles(conn, image_id, rows)
                 conn.execute(delete(blocks).where(blocks.c.image_id == image_id))
-                cells = [(image_id, g, int(r), int(c)) for g in (8, 16) for r, c in labels.blocks[g]]
+                cells = [(image_id, g, int(r), int(c), labels.block_class(g, (r, c))) for g in (8, 16) for r, c in labels.blocks[g]]
                 if cells:
-                    conn.exec_driver_sql("INSERT INTO blocks (image_id, grid, row, col) VALUES (?, ?, ?, ?)", cells)
+                    conn.exec_driver_sql("INSERT INTO blocks (image_id, grid, row, col, class_id) VALUES (?, ?, ?, ?, ?)", cells)
                 conn.execute(delete(boxes).where(boxes.c.image_id == image_id))
                 for old_id, b in labels.boxes.items():
-                    values = dict(image_id=image_id, cx=b.cx, cy=b.cy, width=b.width, height=b.height, angle=b.angle, updated_at=_now())
+                    values = dict(image_id=image_id, cx=b.cx, cy=b.cy, width=b.width, height=b.height, angle=b.angle,
+                                  updated_at=_now(), class_id=labels.box_class(old_id))
                     if old_id is not None and old_id >= 0:
                         values["id"] = old_id
                     ids[old_id] = conn.execute(insert(boxes).values(**values)).inserted_primary_key[0]
         return out
+
+    # -- classes --------------------------------------------------------------------------------
+    def classes(self) -> list[LabelClass]:
+        """The project's classes in list order; the first is the default class (id 1)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(label_classes).order_by(label_classes.c.position, label_classes.c.id)).mappings().all()
+        return [LabelClass(r["id"], r["name"], r["colour"], r["position"]) for r in rows]
+
+    def label_class(self, class_id: int) -> LabelClass:
+        for k in self.classes():
+            if k.id == class_id:
+                return k
+        raise ProjectError(f"no class with id {class_id} in the project")
+
+    def _check_new_name(self, name, keep_id: int | None = None) -> str:
+        try:
+            name = check_class_name(name)
+        except ClassNameError as exc:
+            raise ProjectError(str(exc)) from None
+        for k in self.classes():
+            if k.name.casefold() == name.casefold() and k.id != keep_id:
+                raise ProjectError(f"a class named {k.name!r} is already in the project")
+        return name
+
+    def add_class(self, name: str, colour: str | None = None) -> LabelClass:
+        """A new class at the end of the list (colour: the next of the palette unless given)."""
+        name = self._check_new_name(name)
+        (k,) = self.classes_for([name])[1]
+        if colour is not None:
+            try:
+                k = LabelClass(k.id, k.name, check_colour(colour), k.position)
+            except ClassNameError as exc:
+                raise ProjectError(str(exc)) from None
+        with self._tx() as conn:
+            conn.execute(insert(label_classes).values(id=k.id, name=k.name, colour=k.colour, position=k.position))
+        return k
+
+    def rename_class(self, class_id: int, name: str) -> None:
+        self.label_class(class_id)
+        name = self._check_new_name(name, keep_id=class_id)
+        with self._tx() as conn:
+            conn.execute(update(label_classes).where(label_classes.c.id == class_id).values(name=name))
+
+    def set_class_colour(self, class_id: int, colour: str) -> None:
+        self.label_class(class_id)
+        try:
+            colour = check_colour(colour)
+        except ClassNameError as exc:
+            raise ProjectError(str(exc)) from None
+        with self._tx() as conn:
+            conn.execute(update(label_classes).where(label_classes.c.id == class_id).values(colour=colour))
+
+    def classes_for(self, names: Iterable[str]) -> tuple[dict[str, int], list[LabelClass]]:
+        """({name: class id}, classes to add) for names an import brings: a name matches a class
+        of the project case-insensitively; the others get the next ids, positions and palette
+        colours, for :meth:`replace_labels_many` to add in the import's own transaction."""
+        have = self.classes()
+        by_name = {k.name.casefold(): k.id for k in have}
+        next_id = max((k.id for k in have), default=0) + 1
+        next_pos = max((k.position for k in have), default=-1) + 1
+        ids: dict[str, int] = {}
+        new: list[LabelClass] = []
+        for name in names:
+            if name.casefold() in by_name:
+                ids[name] = by_name[name.casefold()]
+                continue
+            if len(have) + len(new) >= MAX_CLASSES:
+                raise ProjectError(f"class {name!r} would be class {MAX_CLASSES + 1}; a project holds at most {MAX_CLASSES}")
+            k = LabelClass(next_id, name, PALETTE[(len(have) + len(new)) % len(PALETTE)], next_pos)
+            new.append(k)
+            by_name[name.casefold()] = ids[name] = k.id
+            next_id += 1
+            next_pos += 1
+        return ids, new
 
     # -- timing ---------------------------------------------------------------------------------
     def add_time_span(self, span: TimeSpan) -> None:

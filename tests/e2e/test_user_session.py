@@ -80,7 +80,7 @@ def test_label_three_images_then_export(real_mvtec, tmp_path, qtbot):
     edge = corners[1] - corners[0]
     assert abs(np.degrees(np.arctan2(edge[1], edge[0])) - 16) < 1e-3  # drawn level, then Shift+X and X
     assert abs(np.linalg.norm(edge) - 80) < 0.5  # p0 -> p1 is the width edge
-    (yolo,) = (out / "yolo-obb" / "labels").iterdir()
+    (yolo,) = (out / "yolo-obb" / "labels" / "train").iterdir()
     assert np.allclose(np.array(yolo.read_text().split()[1:], dtype=float).reshape(4, 2) * 320, corners, atol=1e-3)
 
     rows = list(csv.DictReader(open(out / "timing-csv" / "timing.csv")))

@@ -15,6 +15,7 @@ EXPECTED = {
     "delete_box": "Del", "previous_image": "A", "next_image": "D", "undo": "Ctrl+Z", "redo": "Ctrl+Shift+Z",
     "zoom_in": "+", "zoom_out": "-", "zoom_fit": "0", "reference": "G", "study": "F2",
     "train": "Ctrl+T", "heatmap": "H", "propose_boxes": "P",
+    **{f"class_{n}": str(n) for n in range(1, 10)},
 }
 # shortcuts kept free for planned features: nothing here may claim them
 RESERVED: dict[str, str] = {}

@@ -151,7 +151,7 @@ def test_yolo_obb_is_normalised(tmp_path):
     rec = a.images()[0]  # 160 x 120
     a.add_box(rec.id, RotatedBox(80, 60, 16, 12, 0))
     formats.export_yolo_obb(a, tmp_path / "y")
-    vals = [float(v) for v in (tmp_path / "y" / "labels" / "img00.txt").read_text().split()]
+    vals = [float(v) for v in (tmp_path / "y" / "labels" / "train" / "img00.txt").read_text().split()]
     assert vals == pytest.approx([0, 0.45, 0.45, 0.55, 0.45, 0.55, 0.55, 0.45, 0.55])
     assert "names" in (tmp_path / "y" / "data.yaml").read_text()
 

@@ -119,11 +119,12 @@ def test_keys_that_flatten_alike_get_distinct_stable_names(tmp_path):
         outs = {}
         for fmt in ("dota", "yolo-obb", "masks", "coco"):
             formats.export(store, fmt, tmp_path / fmt)
-        for fmt, sub in (("dota", "labelTxt"), ("yolo-obb", "labels"), ("masks", "ground_truth/labelled")):
+        for fmt, sub in (("dota", "labelTxt"), ("yolo-obb", "labels/train"), ("masks", "ground_truth/labelled")):
             outs[fmt] = sorted(p.name for p in (tmp_path / fmt / sub).iterdir())
             assert len(outs[fmt]) == 4, (fmt, outs[fmt])
             assert len({n.casefold() for n in outs[fmt]}) == 4
-        assert "c__y.txt" in outs["dota"]  # a name without a clash keeps its plain form
+        assert "c__y_mask.png" in outs["masks"]  # a name without a clash keeps its plain form
+        assert outs["dota"] == ["img00.txt", "img01.txt", "img02.txt", "img03.txt"]  # named after the image files
         names_before = formats.export_names(store)
     # the same names in a fresh project, and each image gets its own labels back without the manifest
     for fmt in ("dota", "yolo-obb", "masks"):

@@ -10,7 +10,7 @@ import pytest
 
 from semirest.core.config import make_config
 from semirest.core.labels.image_labels import ImageLabels
-from semirest.core.project.store import NewImage, ProjectStore
+from semirest.core.project.store import SCHEMA_VERSION, NewImage, ProjectStore
 from semirest.core.labels.blocks import IGNORE, NEGATIVE, NORMAL, POSITIVE, UNKNOWN
 from semirest.core.labels.boxes import RotatedBox
 from semirest.core.project.plan import (
@@ -216,11 +216,12 @@ def test_old_project_is_upgraded_with_a_runs_table(small_project):
     con = sqlite3.connect(small_project)  # make it look like a version-1 project
     con.execute("DROP TABLE run_scores")
     con.execute("DROP TABLE runs")
-    con.execute("DELETE FROM schema_migrations WHERE version = 2")
+    con.execute("DROP TABLE label_classes")
+    con.execute("DELETE FROM schema_migrations WHERE version >= 2")
     con.commit()
     con.close()
     with ProjectStore.open(small_project) as s:
-        assert s.schema_version() == 2 and s.runs() == []
+        assert s.schema_version() == SCHEMA_VERSION and s.runs() == []
         assert len(s.images()) == 3
 
 

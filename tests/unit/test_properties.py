@@ -198,6 +198,52 @@ def test_coco_importer_on_generated_files(project):
     tally.report("imported (each imported twice gave the same project)")
 
 
+def _labelme_docs():
+    import base64
+
+    point = st.one_of(st.lists(st.one_of(st.floats(min_value=-3, max_value=55), numbers), min_size=2, max_size=2), json_values)
+    mask = st.one_of(st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(0, 99)).map(
+        lambda t: base64.b64encode(_png(np.random.default_rng(t[2]).integers(0, 2, t[:2], dtype=np.uint8) * 255)).decode()),
+        st.text(max_size=6), json_values)
+    shape = st.fixed_dictionaries({}, optional={
+        # few distinct names: the module's one project would otherwise fill up with classes
+        "label": st.one_of(st.sampled_from(["defect", "scratch", "Scratch", "deep scratch", "", " \t"]), json_values),
+        "points": st.one_of(st.lists(point, max_size=6), json_values),
+        "shape_type": st.one_of(st.sampled_from(list(formats.LABELME_AREA_SHAPES) + ["line", "point", "linestrip", None]),
+                                st.text(max_size=4), json_values),
+        formats.LABELME_TYPE_KEY: st.one_of(st.sampled_from(LABEL_TYPES), st.text(max_size=3), json_values),
+        "mask": mask, "group_id": json_values})
+    doc = st.fixed_dictionaries({}, optional={
+        "version": st.text(max_size=5), "shapes": st.one_of(st.lists(shape, max_size=4), json_values),
+        "imagePath": st.one_of(st.sampled_from(["../images/img_a.png", "img_a.png", "C:\\x\\img_a.png", "/etc/passwd", ""]),
+                               st.text(max_size=5), json_values),
+        "imageData": st.one_of(st.none(), st.text(max_size=4)),
+        "imageHeight": st.one_of(st.sampled_from([40, 33]), numbers, json_values),
+        "imageWidth": st.one_of(st.sampled_from([50, 20]), numbers, json_values)})
+    return st.one_of(doc.map(lambda d: json.dumps(d, allow_nan=True)), json_values.map(json.dumps), st.text(max_size=30))
+
+
+@pytest.mark.timeout(300)
+def test_labelme_importer_on_generated_files(project):
+    tally = Tally("labelme importer")
+
+    @SETTINGS
+    @given(docs=st.dictionaries(st.sampled_from(["img_a.json", "sub_img_b.json", "nope.json", "sub/x.json"]), _labelme_docs(),
+                                min_size=1, max_size=2))
+    def check(docs):
+        src = Path(tempfile.mkdtemp())
+        try:
+            for name, text in docs.items():
+                (src / name).parent.mkdir(parents=True, exist_ok=True)
+                (src / name).write_text(text, encoding="utf-8", errors="surrogateescape")
+            _import_property(project, "labelme", src, tally)
+        finally:
+            shutil.rmtree(src)
+
+    check()
+    tally.report("imported (each imported twice gave the same project)")
+
+
 def _png(arr: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", arr)
     return buf.tobytes()

@@ -17,7 +17,7 @@ from semirest.core.project.store import MIGRATIONS, SCHEMA_VERSION, ProjectStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "projects"
 sys.path.insert(0, str(FIXTURES))
-from make_fixtures import EXPECTED  # noqa: E402
+from make_fixtures import CLASSES_SINCE, EXPECTED, EXPECTED_CLASSES, SCRATCH  # noqa: E402
 
 VERSIONS = sorted(int(re.match(r"schema_v(\d+)\.sqlite$", p.name).group(1)) for p in FIXTURES.glob("schema_v*.sqlite"))
 
@@ -48,11 +48,24 @@ def test_fixture_opens_in_the_current_schema_with_its_labels(version, tmp_path):
             want = np.zeros(e["hw"], bool)
             for y, x in e["pixels"]:
                 want[y, x] = True
-            assert np.array_equal(labels.pixels, want)
+            assert np.array_equal(labels.pixels.astype(bool), want)
             assert labels.blocks[8] == e["block8"] and labels.blocks[16] == e["block16"]
             got = sorted((b.cx, b.cy, b.width, b.height, b.angle) for b in labels.boxes.values())
             assert got == sorted(e["boxes"])
             assert totals.get(rec.id, {}) == pytest.approx(e["seconds"])
+        # classes: an older project's labels are all "defect"; a version-3 one keeps its second class
+        classes = store.classes()
+        assert [(k.name, k.colour) for k in classes] == (EXPECTED_CLASSES if version >= CLASSES_SINCE else EXPECTED_CLASSES[:1])
+        assert classes[0].id == 1
+        scratch = classes[1].id if version >= CLASSES_SINCE else None
+        for key, e in EXPECTED.items():
+            labels = store.load_labels(recs[key].id, e["hw"])
+            marked = SCRATCH.get(key, {}) if version >= CLASSES_SINCE else {}
+            for y, x in e["pixels"]:
+                assert labels.pixels[y, x] == (scratch if (y, x) in marked.get("pixels", ()) else 1)
+            for c in e["block8"]:
+                assert labels.block_class(8, c) == (scratch if c in marked.get("block8", ()) else 1)
+            assert all(labels.box_class(i) == (scratch if marked.get("boxes") else 1) for i in labels.boxes)
         ref = store.reference_mask(recs["part_a"].id, EXPECTED["part_a"]["hw"])
         assert ref.sum() == 200
         # and it is writable in the current schema

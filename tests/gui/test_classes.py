@@ -1,0 +1,60 @@
+"""Classes in the studio: keys 1-9 pick the class of the next label, the status bar names it, and
+the Classes dialog adds, renames and colours classes through the store."""
+from PySide6.QtCore import Qt
+
+from semirest.app.panels.classes import ClassesDialog
+from semirest.core.project.store import ProjectStore
+from tests.gui.conftest import click, drag, key
+
+
+def test_class_keys_give_the_next_labels_their_class(window, qtbot, small_project):
+    store = window.session.store
+    scratch = store.add_class("scratch").id
+    window._update_status()
+    assert window.status_labels["class"].text() == "class 1: defect"
+    key(qtbot, window, Qt.Key.Key_2)
+    assert window.status_labels["class"].text() == "class 2: scratch"
+    c = window.canvas
+    key(qtbot, window, Qt.Key.Key_B)
+    drag(c, [(20, 30), (60, 30)])  # a scratch stroke
+    key(qtbot, window, Qt.Key.Key_K)
+    click(c, 100, 90)  # a scratch cell
+    key(qtbot, window, Qt.Key.Key_1)
+    key(qtbot, window, Qt.Key.Key_R)
+    drag(c, [(100, 20), (140, 40)])  # a defect box
+    key(qtbot, window, Qt.Key.Key_2)
+    drag(c, [(20, 70), (50, 100)])  # a scratch box
+    key(qtbot, window, Qt.Key.Key_3)  # there is no third class: the class stays
+    assert "No class 3" in window.statusBar().currentMessage()
+    assert window.status_labels["class"].text() == "class 2: scratch"
+    window.close()
+    with ProjectStore.open(small_project) as s:
+        rec = s.images()[0]
+        lab = s.load_labels(rec.id, rec.hw)
+    assert lab.pixels[30, 40] == scratch and set(lab.pixels[lab.pixels > 0]) == {scratch}
+    assert [lab.block_class(8, cell) for cell in lab.blocks[8]] == [scratch]
+    assert sorted((round(b.cx), lab.box_class(i)) for i, b in lab.boxes.items()) == [(35, scratch), (120, 1)]
+
+
+def test_classes_dialog_adds_renames_and_colours(qtbot, small_project):
+    with ProjectStore.open(small_project) as store:
+        d = ClassesDialog(store)
+        qtbot.addWidget(d)
+        d.show()
+        assert d.list.count() == 1 and d.name.text() == "defect"
+        d.name.clear()
+        qtbot.keyClicks(d.name, "scratch")
+        qtbot.mouseClick(d.add_button, Qt.MouseButton.LeftButton)
+        assert [k.name for k in store.classes()] == ["defect", "scratch"] and d.list.currentRow() == 1
+        d.name.clear()
+        qtbot.keyClicks(d.name, "deep scratch")  # refused: a space
+        qtbot.mouseClick(d.rename_button, Qt.MouseButton.LeftButton)
+        assert "space" in d.problem.text() and store.classes()[1].name == "scratch"
+        d.name.clear()
+        qtbot.keyClicks(d.name, "deep-scratch")
+        qtbot.mouseClick(d.rename_button, Qt.MouseButton.LeftButton)
+        assert d.problem.text() == "" and store.classes()[1].name == "deep-scratch"
+        assert d.list.item(1).text().endswith("deep-scratch")
+        d.set_colour("#00ff00")
+        assert store.classes()[1].colour == "#00ff00"
+        d.close()
