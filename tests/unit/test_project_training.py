@@ -150,6 +150,10 @@ def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_dem
         res = run.run()
         assert res.state == "finished", res.message
         assert res.checkpoint.is_file()
+        scored = run.score(res.checkpoint)  # the second phase: the run's model is usable before it
+        assert scored.state == "done"
+        res.metrics.update(scored.metrics)
+        res.scores = scored.scores
         assert {"pixel_auroc", "pro", "ap"} <= set(res.metrics) and 0 <= res.metrics["pixel_auroc"] <= 1
         assert res.metrics["eval_images"] == 4
         assert len(live) >= 2 and live[0].heatmap.shape == img.shape[:2]
