@@ -11,13 +11,14 @@ What is kept, and what each entry is keyed by (a SHA-256 of the JSON of its inpu
   images' k-NN rows, the synthetic pool (PCFs, k-NN rows, pixel masks) and the residual scale,
   keyed by the ordered list of the normal images' feature keys, the bank fields, the seed, the
   pool sizes, the residual rule and the foreground category;
-* ``labelled/<key>.npz``: one labelled image's PCFs and k-NN rows, keyed by its feature key, the
-  preparation entry (its bank) and k.
+* ``labelled/<key>.npy``: one labelled image's k-NN rows, keyed by its feature key, the
+  preparation entry (its bank) and k (its PCFs are in ``features/`` like any image's).
 
 Token labels are not kept: they are recomputed from the masks and boxes at every run (cheap, and
 they depend on the setting's eps). Changing the normal images (adding, removing, editing one)
 gives a new preparation key, so the bank and the synthetic pool are rebuilt; the PCFs of the
-images that did not change are reused. Labelling an image outside the normal set only adds that
+images that did not change are reused (and the labelled images' PCFs; their k-NN rows are
+recomputed against the new bank). Labelling an image outside the normal set only adds that
 image's PCFs and k-NN rows.
 
 Safety: every file is written to a temporary name, synced and renamed (:func:`write_atomic`); a
@@ -182,23 +183,22 @@ class PreparationCache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    # -- labelled images ----------------------------------------------------------------------
-    def _labelled_path(self, key: str) -> Path:
-        return self.folder / "labelled" / f"{key}.npz"
+    # -- k-NN rows of labelled images ---------------------------------------------------------
+    def _rows_path(self, key: str) -> Path:
+        return self.folder / "labelled" / f"{key}.npy"
 
-    def load_labelled(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """(float16 PCFs, int64 k-NN rows) of one labelled image, or None."""
+    def load_rows(self, key: str) -> np.ndarray | None:
+        """int64 k-NN rows (h_f, w_f, k) of one labelled image against one bank, or None."""
         try:
-            with np.load(self._labelled_path(key), allow_pickle=False) as z:
-                return z["features"], z["neighbours"]
-        except (OSError, ValueError, KeyError, EOFError):
+            a = np.load(self._rows_path(key), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
             return None
+        return a if a.ndim == 3 and a.dtype == np.int64 else None
 
-    def save_labelled(self, key: str, feats: np.ndarray, neighbours: np.ndarray) -> None:
-        path = self._labelled_path(key)
+    def save_rows(self, key: str, rows: np.ndarray) -> None:
+        path = self._rows_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, _npz_bytes({"features": np.asarray(feats, dtype=np.float16),
-                                       "neighbours": np.asarray(neighbours, dtype=np.int64)}))
+        write_atomic(path, _npy_bytes(np.asarray(rows, dtype=np.int64)))
 
     # -- size and clearing --------------------------------------------------------------------
     def size_bytes(self) -> int:

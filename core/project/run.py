@@ -191,7 +191,7 @@ class ProjectTrainingRun:
             self._progress(ProgressEvent(stage, i + 1, len(items)))
         return out
 
-    def _normal_features(self, indices, images: list[np.ndarray] | None = None) -> dict[int, np.ndarray]:
+    def _normal_features(self, indices, images: list[np.ndarray] | None = None, count: bool = True) -> dict[int, np.ndarray]:
         """float16 PCFs of normal images ``indices``: from the cache, the missing ones extracted
         (from ``images`` when given, else read from their files) and stored."""
         cache, keys = self.cache, self._normal_keys
@@ -208,12 +208,13 @@ class ProjectTrainingRun:
             feats = self.extractor.extract_all(ims, self._progress, stage="features")
             for j, i in enumerate(missing):
                 out[i] = cache.save_features(keys[i], feats[j])
-        self.preparation["features_cached"] = self.preparation.get("features_cached", 0) + len(out) - len(missing)
-        self.preparation["features_extracted"] = self.preparation.get("features_extracted", 0) + len(missing)
+        if count:
+            self.preparation["features_cached"] = self.preparation.get("features_cached", 0) + len(out) - len(missing)
+            self.preparation["features_extracted"] = self.preparation.get("features_extracted", 0) + len(missing)
         return out
 
     def _normal_feature(self, i: int) -> np.ndarray:
-        return self._normal_features([i])[i]
+        return self._normal_features([i], count=False)[i]
 
     def _prepare(self, first: Config) -> TrainingData:
         """The normal and synthetic training sets and the bank, from the cache when the normal
@@ -254,33 +255,36 @@ class ProjectTrainingRun:
         return data
 
     def _labelled_set(self, cfg: Config) -> tuple[ImageSet | None, np.ndarray | None]:
-        """The labelled images' set (PCFs and k-NN rows cached per image and bank; token labels
-        from the plan) and their float32 PCFs for the calibration's miss rate."""
+        """The labelled images' set (PCFs cached per image, k-NN rows per image and bank; token
+        labels from the plan) and their float32 PCFs for the calibration's miss rate."""
         plan, cache = self.plan, self.cache
         if not (plan.labelled and plan.setting in ("sup", "semi")):
             return None, None
         k = max(3, cfg.bank.knn)
-        keys = [cache.labelled_key(cache.image_key(p.path, cfg.features), self.preparation_key, k) for p in plan.labelled]
-        feats: list = [None] * len(keys)
-        rows: list = [None] * len(keys)
-        for i, key in enumerate(keys):
-            got = cache.load_labelled(key)
-            if got is not None:
-                feats[i], rows[i] = got
-        missing = [i for i, f in enumerate(feats) if f is None]
-        if missing:
-            images = self._load([plan.labelled[i] for i in missing], "load labelled")
-            for i, im in zip(missing, images):
+        image_keys = [cache.image_key(p.path, cfg.features) for p in plan.labelled]
+        keys = [cache.labelled_key(ik, self.preparation_key, k) for ik in image_keys]
+        feats: list = [cache.load_features(ik) for ik in image_keys]
+        rows: list = [cache.load_rows(key) if f is not None else None for key, f in zip(keys, feats)]
+        to_extract = [i for i, f in enumerate(feats) if f is None]
+        if to_extract:
+            images = self._load([plan.labelled[i] for i in to_extract], "load labelled")
+            for i, im in zip(to_extract, images):
                 if plan.labelled[i].hw is None:
                     plan.labelled[i].hw = im.shape[:2]
             f = self.extractor.extract_all(images, self._progress, stage="features real")
+            for j, i in enumerate(to_extract):
+                feats[i] = cache.save_features(image_keys[i], f[j])
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if missing:
             n = len(missing)
-            part = make_image_set(cfg, f, [None] * n, [None] * n, self.searcher, self._progress, "knn real")
+            part = make_image_set(cfg, np.stack([feats[i] for i in missing]).astype(np.float32), [None] * n, [None] * n,
+                                  self.searcher, self._progress, "knn real")
             for j, i in enumerate(missing):
-                feats[i], rows[i] = part.features[j].numpy(), part.neighbours[j].numpy()
-                cache.save_labelled(keys[i], feats[i], rows[i])
+                rows[i] = part.neighbours[j].numpy()
+                cache.save_rows(keys[i], rows[i])
         self.preparation["labelled_cached"] = len(keys) - len(missing)
         self.preparation["labelled_computed"] = len(missing)
+        self.preparation["labelled_extracted"] = len(to_extract)
         x = torch.from_numpy(np.stack(feats))
         grid = token_grid(cfg, tuple(x.shape[1:3]))
         labels = torch.stack([torch.from_numpy(token_labels(item, plan.setting, grid, cfg)) for item in plan.labelled])
