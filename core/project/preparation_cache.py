@@ -21,6 +21,9 @@ images that did not change are reused (and the labelled images' PCFs; their k-NN
 recomputed against the new bank). Labelling an image outside the normal set only adds that
 image's PCFs and k-NN rows.
 
+Only the newest preparation entry is kept (a project has one normal set at a time); PCFs of
+images that left the project stay until Clear cache.
+
 Safety: every file is written to a temporary name, synced and renamed (:func:`write_atomic`); a
 preparation entry is built in a temporary folder, its ``complete.json`` (listing every file with
 its size) written last, and the folder renamed into place; an entry without that marker, with a
@@ -182,6 +185,9 @@ class PreparationCache:
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        for other in prep.iterdir():  # one bank per project: an older normal set's entry is dropped
+            if other.name != key and not other.name.startswith("."):
+                shutil.rmtree(other, ignore_errors=True)
 
     # -- k-NN rows of labelled images ---------------------------------------------------------
     def _rows_path(self, key: str) -> Path:

@@ -89,6 +89,7 @@ def test_each_changed_input_is_recomputed(boxed_demo_project, spy):
 
     _, s = _train(boxed_demo_project, ["bank.coreset_ratio=0.3"])  # a bank field: PCFs reused, bank rebuilt
     got = spy()
+    assert len(list((cache_folder(boxed_demo_project) / "prep").iterdir())) == 1  # the older bank was dropped
     assert got["prepared"] == 1 and s["preparation"]["features_extracted"] == 0
     assert s["preparation"]["labelled_computed"] == 2
 
@@ -165,3 +166,27 @@ def test_clear_cache_removes_only_the_cache(boxed_demo_project):
     assert clear_project_cache(boxed_demo_project) == size
     assert not cache_folder(boxed_demo_project).exists() and boxed_demo_project.is_file()
     assert project_cache_size(boxed_demo_project) == 0 and clear_project_cache(boxed_demo_project) == 0
+
+
+def test_scoring_after_training_streams_and_cancels_keeping_the_model(boxed_demo_project):
+    from semirest.core.project.run import train_project
+
+    events, trained = [], []
+
+    def progress(ev):
+        if ev.stage == "score":
+            events.append(ev)
+
+    with ProjectStore.open(boxed_demo_project) as store:
+        wanted = [r.id for r in store.images() if r.split == "test" and r.defect_type == "good"][-1]
+    run_id, res = train_project(boxed_demo_project, "fast", "cpu", OVERRIDES, progress=progress,
+                                on_trained=lambda rid, r: trained.append(r.state),
+                                first_to_score=lambda: wanted, should_stop=lambda: len(events) >= 2)
+    assert trained == ["finished"]  # stored as finished before any image was scored
+    assert res.state == "finished" and res.scoring == "cancelled" and len(res.scores) == 2
+    assert events[0].info["image_id"] == wanted and "eta_s" in events[1].info
+    with ProjectStore.open(boxed_demo_project) as store:
+        run = store.run(run_id)
+        assert run.state == "finished" and "scoring cancelled" in run.message
+        assert store.run_scores(run_id) == pytest.approx(res.scores)  # the scores made so far are kept
+        assert "pixel_auroc" not in run.metrics and store.run_checkpoint_path(run).is_file()
