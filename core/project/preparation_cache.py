@@ -59,7 +59,10 @@ def cache_folder(project_path: str | os.PathLike) -> Path:
 def file_identity(path: str | os.PathLike) -> dict:
     """What tells a file's content changed without reading it: resolved path, size, modification time."""
     p = Path(path)
-    st = p.stat()
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot be read ({exc.strerror}); expected an image file") from None
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
@@ -98,6 +101,8 @@ class PreparationCache:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self._backbones: dict[str, dict] = {}
+        # writes that failed (a full disk, a read-only folder): the run goes on without caching them
+        self.write_errors: list[str] = []
 
     # -- keys ---------------------------------------------------------------------------------
     def features_identity(self, fc: FeatureConfig) -> dict:
@@ -140,8 +145,11 @@ class PreparationCache:
         """Store one image's PCFs (as float16); returns what was stored."""
         a = np.asarray(feats, dtype=np.float16)
         path = self._features_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, _npy_bytes(a))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, _npy_bytes(a))
+        except OSError as exc:
+            self.write_errors.append(str(exc))
         return a
 
     # -- preparation entries ------------------------------------------------------------------
@@ -166,7 +174,14 @@ class PreparationCache:
         return arrays, masks, marker.get("meta", {})
 
     def save_preparation(self, key: str, arrays: dict[str, np.ndarray], masks: list[np.ndarray], meta: dict) -> None:
-        """Write an entry in a temporary folder, its marker last, then rename it into place."""
+        """Write an entry in a temporary folder, its marker last, then rename it into place (a
+        failed write is noted in ``write_errors`` and leaves no entry)."""
+        try:
+            self._save_preparation(key, arrays, masks, meta)
+        except OSError as exc:
+            self.write_errors.append(str(exc))
+
+    def _save_preparation(self, key, arrays, masks, meta) -> None:
         prep = self.folder / "prep"
         prep.mkdir(parents=True, exist_ok=True)
         tmp = prep / f".partial-{key}-{os.getpid()}-{threading.get_ident()}"
@@ -203,8 +218,11 @@ class PreparationCache:
 
     def save_rows(self, key: str, rows: np.ndarray) -> None:
         path = self._rows_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, _npy_bytes(np.asarray(rows, dtype=np.int64)))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, _npy_bytes(np.asarray(rows, dtype=np.int64)))
+        except OSError as exc:
+            self.write_errors.append(str(exc))
 
     # -- size and clearing --------------------------------------------------------------------
     def size_bytes(self) -> int:
@@ -238,6 +256,6 @@ def clear_project_cache(project_path: str | os.PathLike) -> int:
     The next run recomputes everything."""
     folder = cache_folder(project_path)
     freed = cache_size(folder)
-    if folder.exists():
+    if folder.is_dir():
         shutil.rmtree(folder)
     return freed

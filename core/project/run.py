@@ -329,6 +329,8 @@ class ProjectTrainingRun:
             self.searcher = BankSearcher(data.bank, self.device)
             real_set, real_feats = self._labelled_set(cfg)
             self.preparation["seconds"] = round(time.perf_counter() - t0, 2)
+            if self.cache.write_errors:  # the run goes on; the next one recomputes what was not kept
+                self.preparation["cache_write_errors"] = self.cache.write_errors[:3]
             train_stages(cfg, data, real_set, self.device, self._progress, self.should_stop, on_stage=self._on_stage)
             self.losses += self.trainer.losses
             self._calibrate(real_feats)

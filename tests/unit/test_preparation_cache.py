@@ -190,3 +190,11 @@ def test_scoring_after_training_streams_and_cancels_keeping_the_model(boxed_demo
         assert run.state == "finished" and "scoring cancelled" in run.message
         assert store.run_scores(run_id) == pytest.approx(res.scores)  # the scores made so far are kept
         assert "pixel_auroc" not in run.metrics and store.run_checkpoint_path(run).is_file()
+
+
+def test_a_cache_that_cannot_be_written_does_not_stop_the_run(boxed_demo_project):
+    folder = cache_folder(boxed_demo_project)
+    folder.write_text("not a folder")  # every write under it fails
+    _, s = _train(boxed_demo_project)
+    assert s["preparation"]["bank"] == "built" and s["preparation"]["cache_write_errors"]
+    assert folder.read_text() == "not a folder"
