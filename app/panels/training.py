@@ -366,8 +366,7 @@ class TrainingPanel(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.progress.setFormat("finished; scoring")
-        self.status.setText(f"Run #{run_id} finished in {res.duration_s:.1f} s; scoring the review queue in the background.")
-        self.metrics_label.setText("held-out metrics once the images are scored…")
+        self.status.setText(f"Run #{run_id} finished in {res.duration_s:.1f} s; scoring in the background.")
         self.live_label.setText(f"{self.live_updates} live heatmaps during the run" if self.live_updates else "")
         self.loss_curve.set_values(self.losses, self.stage_marks)
         self._recall_last_choices()
@@ -375,7 +374,8 @@ class TrainingPanel(QWidget):
         self.busy = False
         self._set_running(False)
         self.running_changed.emit(False)
-        self.run_ended.emit(run_id)
+        self.run_ended.emit(run_id)  # the inference view shows the run (and its metrics so far)
+        self.metrics_label.setText("after scoring…")
 
     @Slot(object)
     def _on_finished(self, payload) -> None:
