@@ -43,6 +43,7 @@ ACTION_SPECS = (
     ActionSpec("train", "Start training", ("Ctrl+T",), tip="Train with the Train panel's current choices"),
     ActionSpec("retrain", "Retrain", tip="A new run with the current labels and the last run's settings"),
     ActionSpec("cancel_training", "Cancel training"),
+    ActionSpec("clear_cache", "Clear cache", tip="Remove the project's preparation cache (PCFs, bank, k-NN rows, synthetic pool); the next run recomputes it"),
     ActionSpec("heatmap", "Show heatmap", ("H",), tip="Overlay the anomaly heatmap of the chosen run"),
     ActionSpec("propose_boxes", "Propose boxes", ("P",), tip="Rotated-box suggestions from the thresholded heatmap"),
     ActionSpec("sort_by_score", "Most anomalous first", tip="Sort the image list by the chosen run's score"),

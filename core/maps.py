@@ -98,10 +98,12 @@ def swin_token_map(cfg: Config, model: nn.Module, tokens: torch.Tensor, window_b
 
 def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
                        scale: float, images: Sequence[np.ndarray], window_batch: int = 64,
-                       exclude_sources: Sequence[int | None] | None = None) -> list[np.ndarray]:
+                       exclude_sources: Sequence[int | None] | None = None,
+                       features: torch.Tensor | None = None) -> list[np.ndarray]:
     """Anomaly probability per feature position ((h_f, w_f) float32 each) by bagging (Eq. 10) or
-    one whole-map Swin (ablation); ``exclude_sources``: per image, a bank source not to match."""
-    feats = extractor(images)
+    one whole-map Swin (ablation); ``exclude_sources``: per image, a bank source not to match;
+    ``features``: the images' PCFs when already extracted (then ``images`` is not read)."""
+    feats = extractor(images) if features is None else features
     device = next(model.parameters()).device
     out = []
     for i, f in enumerate(feats):
@@ -125,15 +127,20 @@ def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, sea
 
 
 def detector_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
-                  images: Sequence[np.ndarray], exclude_sources: Sequence[int | None] | None = None) -> np.ndarray:
+                  images: Sequence[np.ndarray], exclude_sources: Sequence[int | None] | None = None,
+                  features: torch.Tensor | None = None) -> np.ndarray:
     """(B, H, W) maps at the model's input size (bilinear + Gaussian sigma at that size): the maps
     the image score is taken from (:mod:`semirest.core.calibration`) and the exported detector
-    outputs, whatever the size of the images."""
+    outputs, whatever the size of the images. ``features``: (B, h_f, w_f, d_f) PCFs of the images
+    when already extracted (``extractor`` may then be None and ``images`` is not read)."""
     maps: list[np.ndarray] = []
-    bs = extractor.cfg.batch_size
-    size = extractor.input_size
-    for i in range(0, len(images), bs):
+    fc = extractor.cfg if extractor is not None else cfg.features
+    bs, size = fc.batch_size, (fc.image_size, fc.image_size)
+    n = len(images) if features is None else len(features)
+    for i in range(0, n, bs):
         ex = None if exclude_sources is None else exclude_sources[i:i + bs]
-        tm = predict_token_maps(cfg, model, extractor, searcher, scale, images[i:i + bs], exclude_sources=ex)
+        part = None if features is None else features[i:i + bs]
+        tm = predict_token_maps(cfg, model, extractor, searcher, scale, images[i:i + bs] if features is None else [],
+                                exclude_sources=ex, features=part)
         maps += to_image_maps(np.stack(tm), [size] * len(tm), cfg.eval.sigma)
     return np.stack(maps) if maps else np.zeros((0,) + tuple(size), dtype=np.float32)

@@ -20,3 +20,27 @@ ProgressFn = Callable[[ProgressEvent], None]
 
 def no_progress(_: ProgressEvent) -> None:
     """The default progress function: reports nothing."""
+
+
+class WithEta:
+    """Passes events on with ``info["eta_s"]`` (seconds left at the stage's pace so far) added to
+    every stage that does not report its own, so each long stage (features, coreset, k-NN rows,
+    synthetic pool, calibration, scoring) shows an ETA in the studio and on the command line."""
+
+    def __init__(self, progress: ProgressFn, clock: Callable[[], float] | None = None):
+        import time
+
+        self.progress = progress
+        self.clock = clock or time.perf_counter
+        self._stage: str | None = None
+        self._start = (0.0, 0)  # (time, done) of the stage's first event
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        now = self.clock()
+        if ev.stage != self._stage or ev.done < self._start[1]:
+            self._stage, self._start = ev.stage, (now, ev.done)
+        t0, d0 = self._start
+        if "eta_s" not in ev.info and ev.total > 0 and ev.done > d0:
+            ev = ProgressEvent(ev.stage, ev.done, ev.total, dict(ev.info))
+            ev.info["eta_s"] = round((now - t0) / (ev.done - d0) * (ev.total - ev.done), 1)
+        self.progress(ev)

@@ -1,7 +1,7 @@
 """The Train dock: the training panel, the inference view and box proposals, one above the other,
 wired to each other by signals. The window reaches the dock through the slots it shares with
-:class:`~semirest.app.panels.no_training.NoTrainingPanel` (start, retrain, cancel, toggle_heatmap,
-propose, image_changed, shutdown) and its three outgoing signals."""
+:class:`~semirest.app.panels.no_training.NoTrainingPanel` (start, retrain, cancel, clear_cache,
+toggle_heatmap, propose, image_changed, shutdown) and its three outgoing signals."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
@@ -17,6 +17,7 @@ from semirest.app.session import LabelingSession
 class TrainDock(QWidget):
     message = Signal(str)  # for the status bar
     scores_changed = Signal(object)  # {image id: score} of the run the inference view shows
+    image_scored = Signal(int, float)  # one image's score as the finished run's scoring makes it
     box_review_started = Signal()  # box suggestions are on screen: the window switches to the box tool
 
     def __init__(self, session: LabelingSession, canvas: CanvasView, parent=None):
@@ -38,10 +39,23 @@ class TrainDock(QWidget):
         t.run_ended.connect(v.run_ended)
         v.metrics_changed.connect(t.show_metrics)
         v.scores_changed.connect(self.scores_changed)
+        t.image_scored.connect(self.image_scored)
+        t.scores_streamed.connect(self._scores_streamed)
+        t.scoring_done.connect(self._scoring_done)
         v.heatmap_changed.connect(canvas.set_heatmap)
         p.propose_requested.connect(self.propose)
         p.review_started.connect(self.box_review_started)
         v.load_runs()
+
+    def _scores_streamed(self, run_id: int, scores: dict) -> None:
+        """Scores of the run being scored reach the image list as they come (the shown run only)."""
+        if self.inference.run_id == run_id:
+            self.scores_changed.emit(scores)
+
+    def _scoring_done(self, run_id: int) -> None:
+        """All scores and the held-out metrics are stored: the view reads the run again."""
+        if self.inference.run_id == run_id:
+            self.inference.load_runs(select=run_id)
 
     # -- the window's slots ---------------------------------------------------------------------
     def start(self):
@@ -52,6 +66,9 @@ class TrainDock(QWidget):
 
     def cancel(self) -> None:
         self.training.cancel()
+
+    def clear_cache(self) -> None:
+        self.training.clear_cache()
 
     def toggle_heatmap(self) -> None:
         self.inference.toggle_heatmap()

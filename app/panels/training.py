@@ -19,6 +19,15 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QL
 from semirest.app.session import LabelingSession
 from semirest.app.workers.training import TrainingController, TrainingJob
 from semirest.core.project.plan import choose_setting
+from semirest.core.project.preparation_cache import clear_project_cache, project_cache_size
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 def device_choices() -> list[str]:
@@ -46,10 +55,14 @@ class LossCurve(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.values: list[float] = []
+        self.marks: list[int] = []
         self.setMinimumHeight(90)
 
-    def set_values(self, values: list[float]) -> None:
+    def set_values(self, values: list[float], marks: list[int] | None = None) -> None:
+        """``marks``: indices into ``values`` where a new training stage starts (semi after un),
+        drawn as vertical lines."""
         self.values = values
+        self.marks = list(marks or [])
         self.update()
 
     def paintEvent(self, event) -> None:
@@ -70,6 +83,12 @@ class LossCurve(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         p.setPen(QPen(QColor(90, 200, 255), 1.5))
         p.drawPolyline(QPolygonF(pts))
+        for i in self.marks:  # the semi stage begins: its loss is on another scale (ResMixMatch)
+            if 0 < i < n:
+                x = 4 + w * i / (n - 1)
+                p.setPen(QPen(QColor(255, 200, 80), 1, Qt.PenStyle.DashLine))
+                p.drawLine(QPointF(x, 14), QPointF(x, 14 + h))
+                p.drawText(QPointF(x + 3, 14 + h), "semi")
         p.setPen(QColor(220, 220, 220))
         p.drawText(4, 12, f"loss {v[-1]:.4g}  (log scale, {n} steps)")
 
@@ -80,6 +99,9 @@ class TrainingPanel(QWidget):
     running_changed = Signal(bool)  # True from Start until the run's end has been shown
     live_map = Signal(int, object)  # image id, (H, W) map of the live EMA model
     run_ended = Signal(object)  # after the run's row is stored: the run whose maps to show, or None
+    image_scored = Signal(int, float)  # one image's score of the run being scored, as it arrives
+    scores_streamed = Signal(int, object)  # run id, {image id: score} so far (at most every 100 ms)
+    scoring_done = Signal(int)  # the run's scores and held-out metrics are stored
     message = Signal(str)  # for the status bar
 
     def __init__(self, session: LabelingSession, parent=None):
@@ -89,6 +111,11 @@ class TrainingPanel(QWidget):
         self.training = TrainingController(self)
         self.live_updates = 0
         self.losses: list[float] = []
+        self.stage_marks: list[int] = []  # loss indices where a new training stage began
+        self._loss_stage = ""
+        self.streamed: dict[int, float] = {}  # scores of the run being scored, as they came
+        self._streamed_new = False
+        self.scoring_run: int | None = None
         self.overrides: list[str] = []  # extra config overrides (tests: a tiny model)
         self.live_every = 10
         self.live_min_interval_s = 1.0
@@ -150,11 +177,31 @@ class TrainingPanel(QWidget):
         self.metrics_label.setWordWrap(True)
         self.metrics_label.setObjectName("metrics_label")
         form.addRow("Metrics", self.metrics_label)
+        self.cache_label = QLabel("")
+        self.cache_label.setObjectName("cache_label")
+        self.cache_label.setToolTip("PCFs, bank, k-NN rows and synthetic pool kept beside the project; "
+                                    "Retrain and the next Start reuse what did not change (Training > Clear cache)")
+        form.addRow("Cache", self.cache_label)
         lay.addWidget(box)
         self.start_button.clicked.connect(lambda: self.start())
         self.cancel_button.clicked.connect(lambda: self.cancel())
         self.retrain_button.clicked.connect(lambda: self.retrain())
         self._set_running(False)
+        self.refresh_cache_size()
+
+    # -- preparation cache ------------------------------------------------------------------------
+    def refresh_cache_size(self) -> None:
+        n = project_cache_size(self.store.path)
+        self.cache_label.setText(f"{format_bytes(n)} (preparation reused by the next run)" if n else "empty")
+
+    def clear_cache(self) -> None:
+        """Training > Clear cache: the next run recomputes PCFs, bank, k-NN rows and synthetic pool."""
+        if self.training.running:
+            self.message.emit("The cache is in use by a run; clear it when the run has ended.")
+            return
+        freed = clear_project_cache(self.store.path)
+        self.refresh_cache_size()
+        self.message.emit(f"Preparation cache cleared ({format_bytes(freed)} freed).")
 
     # -- setting --------------------------------------------------------------------------------
     def refresh_setting(self) -> None:
@@ -189,13 +236,13 @@ class TrainingPanel(QWidget):
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running and not self.store.read_only)
         self.retrain_button.setEnabled(not running and not self.store.read_only and self._last_choices is not None)
-        self.cancel_button.setEnabled(running)
+        self.cancel_button.setEnabled(running or self.training.scoring)
         for w in (self.preset, self.device, self.steps):
             w.setEnabled(not running)
 
     def start(self, choices: dict | None = None) -> TrainingJob | None:
         """Start a run with the panel's choices (Ctrl+T), or with ``choices`` (Retrain)."""
-        if self.busy or self.training.running:
+        if self.busy or (self.training.running and not self.training.scoring):
             self.message.emit("A training run is already in progress.")
             return None
         if self.store.read_only:
@@ -212,11 +259,13 @@ class TrainingPanel(QWidget):
         job.signals.plan_ready.connect(self._on_plan)
         job.signals.progress.connect(self._on_progress)
         job.signals.heatmap.connect(self._on_live_heatmap)
+        job.signals.trained.connect(self._on_trained)
         job.signals.returned.connect(self._on_finished)
         job.signals.errored.connect(self._on_failed)
         self._follow_current_image(job)
         self._last_choices = choices
         self.losses = []
+        self.stage_marks, self._loss_stage = [], ""
         self.live_updates = 0
         self.loss_curve.set_values([])
         self.progress.setRange(0, 0)
@@ -235,7 +284,10 @@ class TrainingPanel(QWidget):
         return self.start(self._last_choices)
 
     def cancel(self) -> None:
-        if self.training.running:
+        if self.training.scoring:
+            self.training.cancel()
+            self.status.setText("Cancelling the scoring (the scores so far are kept)…")
+        elif self.training.running:
             self.training.cancel()
             self.status.setText("Cancelling…")
 
@@ -254,10 +306,21 @@ class TrainingPanel(QWidget):
     @Slot(object)
     def _on_progress(self, ev) -> None:
         if ev.stage.startswith("train") and "loss" in ev.info:
+            if ev.stage != self._loss_stage:
+                if self._loss_stage:
+                    self.stage_marks.append(len(self.losses))
+                self._loss_stage = ev.stage
             self.losses.append(float(ev.info["loss"]))
+        if ev.stage == "score" and "image_id" in ev.info:
+            self.streamed[int(ev.info["image_id"])] = float(ev.info["score"])
+            self._streamed_new = True
+            self.image_scored.emit(int(ev.info["image_id"]), float(ev.info["score"]))
         self._latest_event = ev
 
     def _refresh_progress(self) -> None:
+        if self._streamed_new and self.scoring_run is not None:
+            self._streamed_new = False
+            self.scores_streamed.emit(self.scoring_run, dict(self.streamed))
         ev = self._latest_event
         if ev is None:
             return
@@ -266,14 +329,18 @@ class TrainingPanel(QWidget):
             self.progress.setRange(0, ev.total)
             self.progress.setValue(ev.done)
             self.progress.setFormat(f"{ev.stage}: {ev.done}/{ev.total}")
-        text = f"{ev.stage} {ev.done}/{ev.total}"
-        if ev.stage.startswith("train"):
+        eta = format_eta(ev.info.get("eta_s"))
+        text = f"{ev.stage} {ev.done}/{ev.total}" + (f", ETA {eta}" if eta else "")
+        if ev.stage == "score":
+            text = f"Run #{self.scoring_run} finished; scoring the review queue: {ev.done} of {ev.total} images" + (
+                f", ETA {eta}" if eta else "")
+        elif ev.stage.startswith("train"):
             stage_note = " (stage 1 of 2: unsupervised start)" if ev.stage == "train un" else ""
             eta = format_eta(ev.info.get("eta_s"))
             text = f"Training{stage_note}: step {ev.done} of {ev.total}" + (f", ETA {eta}" if eta else "")
             if ev.stage == "train un":
                 text += " + the semi stage"
-            self.loss_curve.set_values(self.losses)
+            self.loss_curve.set_values(self.losses, self.stage_marks)
         self.status.setText(text)
 
     @Slot(object)
@@ -290,10 +357,45 @@ class TrainingPanel(QWidget):
         self.run_ended.emit(show_run)
 
     @Slot(object)
-    def _on_finished(self, payload) -> None:
-        self.training.wait(10000)  # the job has returned; its worker ends at once
+    def _on_trained(self, payload) -> None:
+        """Training ended: the run is finished and its model usable; scores stream in meanwhile."""
         self._refresh_progress()
         res, run_id = payload["result"], payload["run_id"]
+        self.scoring_run = run_id
+        self.streamed, self._streamed_new = {}, False
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.progress.setFormat("finished; scoring")
+        self.status.setText(f"Run #{run_id} finished in {res.duration_s:.1f} s; scoring in the background.")
+        self.live_label.setText(f"{self.live_updates} live heatmaps during the run" if self.live_updates else "")
+        self.loss_curve.set_values(self.losses, self.stage_marks)
+        self._recall_last_choices()
+        self.refresh_cache_size()
+        self.busy = False
+        self._set_running(False)
+        self.running_changed.emit(False)
+        self.run_ended.emit(run_id)  # the inference view shows the run (and its metrics so far)
+        self.metrics_label.setText("after scoring…")
+
+    @Slot(object)
+    def _on_finished(self, payload) -> None:
+        self.training.wait(10000)  # the job has returned; its worker ends at once
+        res, run_id = payload["result"], payload["run_id"]
+        if run_id == self.scoring_run:  # the second phase ended: scores and metrics are stored
+            self._streamed_new = bool(self.streamed)
+            self._refresh_progress()
+            self.scoring_run = None
+            if not self.busy:  # a new run started meanwhile keeps its progress display
+                self._ui_timer.stop()
+                self._set_running(False)
+            done = res.scoring == "done"
+            self.progress.setFormat("finished" if done else f"finished; scoring {res.scoring}")
+            self.status.setText(f"Run #{run_id} finished in {res.duration_s:.1f} s; {len(res.scores)} images scored."
+                                + (f" {res.message}" if res.message else ""))
+            self.metrics_label.setText(metrics_text(res.metrics) if done else "— (scoring did not finish)")
+            self.scoring_done.emit(run_id)
+            return
+        self._refresh_progress()
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if res.state == "finished" else 0)
         self.progress.setFormat(res.state)
@@ -301,6 +403,7 @@ class TrainingPanel(QWidget):
         self.metrics_label.setText(metrics_text(res.metrics) if res.state == "finished" else "—")
         self.live_label.setText(f"{self.live_updates} live heatmaps during the run" if self.live_updates else "")
         self._recall_last_choices()
+        self.refresh_cache_size()
         self._ended(run_id if res.checkpoint else None)
 
     @Slot(str)

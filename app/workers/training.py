@@ -10,9 +10,14 @@ connection to the project (a store serves one thread), reads the labels, records
 * ``progress(ProgressEvent)``: stage, step, total, loss and ETA;
 * ``heatmap(LiveHeatmap)``: the current EMA model's map of the image on screen (a numpy array,
   computed in the lane) every ``live_every`` steps;
-* ``returned({"run_id": int, "result": RunResult})``; ``errored(str)``: an error message.
+* ``trained({"run_id": int, "result": RunResult})``: training ended and the run is stored, its
+  model usable; scoring of the review queue follows in the same job, as ``progress`` events of
+  stage ``score`` carrying ``image_id`` and ``score`` (the image on screen is scored first);
+* ``returned({"run_id": int, "result": RunResult})`` after scoring (the result then holds the
+  scores and held-out metrics); ``errored(str)``: an error message.
 
-Cancel sets an event checked before every training step; the run then saves its last EMA model.
+Cancel sets an event checked before every training step and every scored image; a cancelled
+training saves its last EMA model, a cancelled scoring keeps the scores made so far.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ class TrainingSignals(WorkerSignals):
     plan_ready = Signal(int, str, str)  # run id, setting, explanation
     progress = Signal(object)  # ProgressEvent
     heatmap = Signal(object)  # LiveHeatmap
+    trained = Signal(object)  # {"run_id", "result"}: the run is stored, scoring follows
 
 
 class TrainingJob:
@@ -51,6 +57,7 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._target: tuple[int, Path] | None = None
         self._cached: tuple[Path, np.ndarray] | None = None
+        self.scoring = False  # True once training ended and the review queue is being scored
 
     # -- called from the GUI thread ------------------------------------------------------------
     def cancel(self) -> None:
@@ -74,6 +81,14 @@ class TrainingJob:
                 return None
         return image_id, self._cached[1]
 
+    def _image_on_screen(self) -> int | None:
+        with self._lock:
+            return None if self._target is None else self._target[0]
+
+    def _trained(self, run_id, result) -> None:
+        self.scoring = True
+        self.signals.trained.emit({"run_id": run_id, "result": result})
+
     def run(self) -> dict:
         s = self.signals
         s.progress.emit(ProgressEvent("reading labels", 0, 1))
@@ -81,7 +96,8 @@ class TrainingJob:
             self.project_path, self.preset, self.device, self.overrides, self.choices,
             on_run=lambda rid, plan: s.plan_ready.emit(rid, plan.setting, plan.explanation),
             progress=s.progress.emit, should_stop=self._stop.is_set, live_image=self._live_image,
-            on_heatmap=s.heatmap.emit, live_every=self.live_every, live_min_interval_s=self.live_min_interval_s)
+            on_heatmap=s.heatmap.emit, live_every=self.live_every, live_min_interval_s=self.live_min_interval_s,
+            on_trained=self._trained, first_to_score=self._image_on_screen)
         return {"run_id": run_id, "result": result}
 
 
@@ -98,9 +114,17 @@ class TrainingController(QObject):
     def running(self) -> bool:
         return self.worker is not None and not self.worker.ended()
 
+    @property
+    def scoring(self) -> bool:
+        """Training has ended and the job scores the review queue in the background."""
+        return self.running and self.job is not None and self.job.scoring
+
     def start(self, job: TrainingJob) -> TrainingJob:
-        if self.running:
+        """Start ``job``; a job still scoring the last run is cancelled and the new one runs after it."""
+        if self.running and not self.scoring:
             raise RuntimeError("a training run is already in progress")
+        if self.scoring:
+            self.job.cancel()
         self.job = job
         self.worker = self.lane.start_worker(Worker(job.run, signals=job.signals))
         return job

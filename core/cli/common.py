@@ -34,7 +34,10 @@ class TqdmProgress:
         bar.total = event.total
         bar.n = event.done
         if event.info:
-            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in event.info.items()}, refresh=False)
+            info = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in event.info.items() if k != "eta_s"}
+            if isinstance(event.info.get("eta_s"), (int, float)):  # the stage's own ETA (a bar set by hand has none)
+                info["eta"] = tqdm.format_interval(event.info["eta_s"])
+            bar.set_postfix(info, refresh=False)
         bar.refresh()
         if event.done >= event.total:
             self.close()

@@ -153,13 +153,21 @@ def _train(args) -> int:
     def said(run_id, plan):
         print(f"run {run_id}: {plan.setting}. {plan.explanation}", file=sys.stderr)
 
+    def trained(run_id, res):
+        progress.close()
+        print(f"run {run_id} trained in {res.duration_s:.1f} s (model stored); scoring the held-out and labelled images",
+              file=sys.stderr)
+
     try:
-        run_id, res = train_project(args.project, args.preset, args.device, overrides, choices, on_run=said, progress=progress)
+        run_id, res = train_project(args.project, args.preset, args.device, overrides, choices, on_run=said,
+                                    on_trained=trained, progress=progress)
     except (ProjectError, ConfigError, ValueError, RuntimeError) as exc:
         raise _cli_error(exc) from None
     finally:
         progress.close()
-    print(f"run {run_id} {res.state} in {res.duration_s:.1f} s: {format_metrics(res.metrics)}")
+    held_out = "held-out metrics " if res.scoring == "done" else ""
+    print(f"run {run_id} {res.state} in {res.duration_s:.1f} s: {held_out}{format_metrics(res.metrics)}"
+          + (f" ({res.message})" if res.message else ""))
     return 0 if res.state == "finished" else 1
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from semirest.core.calibration import Calibration, calibrate_scores
@@ -48,23 +49,37 @@ def calibration_indices(n_images: int, pool: np.ndarray | None, limit: int, seed
 
 
 def calibrate(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
-              load_image: Callable[[int], np.ndarray], n_images: int, pool: np.ndarray | None = None,
-              defects: Sequence[np.ndarray] | None = None, progress: ProgressFn = _no_progress) -> Calibration | None:
+              load_image: Callable[[int], np.ndarray] | None, n_images: int, pool: np.ndarray | None = None,
+              defects: Sequence[np.ndarray] | None = None, progress: ProgressFn = _no_progress,
+              load_features: Callable[[int], np.ndarray] | None = None,
+              defect_features: np.ndarray | None = None) -> Calibration | None:
     """Scores of the chosen normal training images (``load_image(i)`` gives image i of the training
     list, whose bank source id is i), leave-one-out; ``defects``: labelled defective images, for the
-    miss rate at the threshold. None when ``eval.calibration_images`` < 0 or there are no images."""
+    miss rate at the threshold. None when ``eval.calibration_images`` < 0 or there are no images.
+
+    ``load_features(i)`` (the (h_f, w_f, d_f) PCFs of image i) and ``defect_features`` replace the
+    images when the PCFs are at hand (a project run's preparation cache): nothing is read again
+    from the image files and ``extractor`` may be None."""
     if cfg.eval.calibration_images < 0 or n_images == 0:
         return None
     ids, n_unseen = calibration_indices(n_images, pool, cfg.eval.calibration_images, cfg.seed)
     scores: list[float] = []
-    bs = extractor.cfg.batch_size
+    bs = cfg.features.batch_size if extractor is None else extractor.cfg.batch_size
     for j in range(0, len(ids), bs):
         part = ids[j:j + bs]
-        maps = detector_maps(cfg, model, extractor, searcher, scale, [load_image(i) for i in part], exclude_sources=part)
+        if load_features is not None:
+            feats = torch.from_numpy(np.stack([np.asarray(load_features(i), dtype=np.float32) for i in part]))
+            maps = detector_maps(cfg, model, extractor, searcher, scale, [], exclude_sources=part, features=feats)
+        else:
+            maps = detector_maps(cfg, model, extractor, searcher, scale, [load_image(i) for i in part], exclude_sources=part)
         scores += image_scores(maps, cfg.eval.image_score).tolist()
         progress(ProgressEvent("calibrate", min(j + bs, len(ids)), len(ids)))
     defect_scores = None
-    if defects:
+    if defect_features is not None and len(defect_features):
+        feats = torch.from_numpy(np.asarray(defect_features, dtype=np.float32))
+        defect_scores = image_scores(detector_maps(cfg, model, extractor, searcher, scale, [], features=feats),
+                                     cfg.eval.image_score)
+    elif defects:
         defect_scores = image_scores(detector_maps(cfg, model, extractor, searcher, scale, list(defects)),
                                      cfg.eval.image_score)
     return calibrate_scores(scores, cfg.eval.false_alarm, n_unseen, defect_scores, cfg.eval.image_score)

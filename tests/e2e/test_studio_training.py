@@ -36,6 +36,9 @@ def test_boxes_then_ctrl_t_gives_a_semi_run_with_metrics_in_the_panel(real_mvtec
     panel.device.setCurrentText("cpu")
     with qtbot.waitSignal(panel.run_ended, timeout=600000):
         key(qtbot, w, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    assert s.store.runs()[-1].state == "finished"  # usable before the review queue is scored
+    with qtbot.waitSignal(panel.scoring_done, timeout=600000):
+        pass
     run = s.store.runs()[-1]
     assert run.state == "finished" and run.setting == "semi", run.message
     assert len(run.label_snapshot["labelled"]) == 3 and len(run.label_snapshot["normal"]) == 41

@@ -157,11 +157,23 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
     panel.device.setCurrentText("cpu")
     panel.live_every = 1
     panel.live_min_interval_s = 0.0
+    streamed = []
+    window.session.open_index(len(window.session.records) - 1)  # a held-out image is on screen
+    on_screen = window.session.record.id
+    panel.image_scored.connect(lambda i, v: streamed.append(i))
     with qtbot.waitSignal(panel.run_ended, timeout=120000):
         panel.start()
     store = window.session.store
+    # the run is finished and its model usable before the review queue is scored
+    assert store.runs()[-1].state == "finished" and not panel.busy and panel.start_button.isEnabled()
+    assert "scoring" in panel.progress.format()
+    with qtbot.waitSignal(panel.scoring_done, timeout=120000):
+        pass
     run = store.runs()[-1]
     assert run.state == "finished" and run.setting == "semi", run.message
+    assert len(streamed) == 6 and streamed[0] == on_screen  # the image on screen first
+    assert panel.loss_curve.marks and 0 < panel.loss_curve.marks[0] < len(panel.losses)  # un | semi
+    assert "MB" in panel.cache_label.text() or "KB" in panel.cache_label.text()
     assert {"pixel_auroc", "pro", "ap"} <= set(run.metrics)
     assert "pixel AUROC" in panel.metrics_label.text() and "PRO" in panel.metrics_label.text()
     assert len(run.label_snapshot["labelled"]) == 2 and run.label_snapshot["choices"]["device"] == "cpu"
@@ -206,8 +218,16 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
     assert len(window.session.document.boxes) == before + n - 1
     assert proposals.proposals == [] and window.canvas.proposal_layer.childItems() == []
 
-    # Retrain: a new run with the current labels and the last run's choices
-    with qtbot.waitSignal(panel.run_ended, timeout=120000):
+    # Retrain: a new run with the current labels and the last run's choices, from the cache
+    with qtbot.waitSignal(panel.scoring_done, timeout=120000):
         panel.retrain_button.click()
     assert len(store.runs()) == 2 and store.runs()[-1].label_snapshot["choices"] == run.label_snapshot["choices"]
+    import json
+    from semirest.core.project.run import runs_folder
+
+    summary = json.loads((runs_folder(store.path) / f"run{store.runs()[-1].id:03d}" / "train.json").read_text())
+    assert summary["preparation"]["bank"] == "cached" and summary["preparation"]["features_extracted"] == 0
+    # Training > Clear cache empties it through the menu action
+    window.actions_["clear_cache"].trigger()
+    assert panel.cache_label.text() == "empty"
     window.close()

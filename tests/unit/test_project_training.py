@@ -150,6 +150,10 @@ def test_tiny_semi_run_on_a_project_stores_metrics_and_matches_predict(boxed_dem
         res = run.run()
         assert res.state == "finished", res.message
         assert res.checkpoint.is_file()
+        scored = run.score(res.checkpoint)  # the second phase: the run's model is usable before it
+        assert scored.state == "done"
+        res.metrics.update(scored.metrics)
+        res.scores = scored.scores
         assert {"pixel_auroc", "pro", "ap"} <= set(res.metrics) and 0 <= res.metrics["pixel_auroc"] <= 1
         assert res.metrics["eval_images"] == 4
         assert len(live) >= 2 and live[0].heatmap.shape == img.shape[:2]
@@ -233,8 +237,28 @@ def test_cli_project_train_stores_a_run(boxed_demo_project, capsys):
         if not o.startswith("device="):
             args += ["--set", o]
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "finished" in out and "pixel_auroc" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "finished" in out and "held-out metrics pixel_auroc" in out
+    assert "trained in" in captured.err and "scoring" in captured.err  # the model is stored before scoring
     assert main(["project", "runs", str(boxed_demo_project)]) == 0
     listing = capsys.readouterr().out
     assert "semi" in listing and "finished" in listing and "pixel_auroc" in listing
+
+
+def test_every_stage_gets_an_eta_at_its_own_pace():
+    from semirest.core.progress import ProgressEvent, WithEta
+
+    now = [0.0]
+    seen = []
+    eta = WithEta(seen.append, clock=lambda: now[0])
+    for stage, step_s in (("features", 2.0), ("knn normal", 0.5)):
+        for done in range(1, 5):
+            now[0] += step_s
+            eta(ProgressEvent(stage, done, 4))
+    eta(ProgressEvent("train", 1, 10, {"eta_s": 99.0}))  # a stage with its own ETA keeps it
+    by = {(e.stage, e.done): e.info.get("eta_s") for e in seen}
+    assert by[("features", 1)] is None  # nothing to go on yet
+    assert by[("features", 3)] == pytest.approx(2.0) and by[("features", 4)] == 0
+    assert by[("knn normal", 2)] == pytest.approx(1.0)  # its own pace, not the features'
+    assert by[("train", 1)] == 99.0
