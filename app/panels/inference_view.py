@@ -185,6 +185,7 @@ class InferenceView(QWidget):
         self._run_chosen()
 
     def _run_chosen(self, *_args) -> None:
+        same_run = self.run_id is not None and self.runs.currentData() == self.run_id and self.scores
         self.run_id = self.runs.currentData()
         scores: dict[int, float] = {}
         self.calibration = None
@@ -199,7 +200,9 @@ class InferenceView(QWidget):
         self.scores = scores
         self.conditions = known_conditions(self.store) if scores else {}
         self.threshold.blockSignals(True)
-        if self.calibration is not None:
+        if same_run:
+            pass  # the run read again (its scoring ended): the inspector's setting stays
+        elif self.calibration is not None:
             self.set_setting(0.5)
         elif scores:
             self.set_setting(fallback_threshold(scores, self.conditions))

@@ -208,6 +208,9 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
 
     cal = view.calibration
     assert cal is not None and cal.n_images > 0
+    view.load_runs(select=run.id)  # the same run read again (its scoring ended): the setting stays
+    assert view.threshold.value() == 0
+    view.runs.setCurrentIndex(0)
     view.load_runs(select=run.id)  # choosing a run starts at its calibrated threshold
     assert view.threshold.value() == 50 and view.threshold_value == pytest.approx(cal.threshold)
     assert "calibrated" in view.threshold_label.text() and f"{cal.threshold:.3f}" in view.threshold_label.text()
