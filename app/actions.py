@@ -47,6 +47,7 @@ ACTION_SPECS = (
     ActionSpec("heatmap", "Show heatmap", ("H",), tip="Overlay the anomaly heatmap of the chosen run"),
     ActionSpec("propose_boxes", "Propose boxes", ("P",), tip="Rotated-box suggestions from the thresholded heatmap"),
     ActionSpec("sort_by_score", "Most anomalous first", tip="Sort the image list by the chosen run's score"),
+    ActionSpec("export_detector", "Export detector…", tip="The chosen finished run as one ONNX file for the line (runs without torch)"),
     ActionSpec("open", "Open project…", ("Ctrl+O",)),
     ActionSpec("add_folder", "Add image folder…"),
     ActionSpec("export", "Export…", ("Ctrl+E",)),

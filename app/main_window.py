@@ -119,7 +119,7 @@ class MainWindow(QMainWindow):
                       None, "classes"),
             "&Tools": ("brush", "eraser", "brush_smaller", "brush_bigger", None, "block8", "block16", None, "box"),
             "&View": ("zoom_in", "zoom_out", "zoom_fit", None, "reference", "study", None, "previous_image", "next_image"),
-            "T&raining": ("train", "retrain", "cancel_training", "clear_cache", None, "heatmap", "propose_boxes", "sort_by_score"),
+            "T&raining": ("train", "retrain", "cancel_training", "clear_cache", None, "heatmap", "propose_boxes", "sort_by_score", None, "export_detector"),
         }
         for title, names in groups.items():
             menu = m.addMenu(title)
@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         on_triggered(a["clear_cache"], t.clear_cache)
         on_triggered(a["heatmap"], t.toggle_heatmap)
         on_triggered(a["propose_boxes"], t.propose)
+        on_triggered(a["export_detector"], t.export_detector)
         on_triggered(a["sort_by_score"], self.image_list.sort_by_score)
         t.message.connect(self._show_message)
         t.scores_changed.connect(self.image_list.set_scores)

@@ -134,3 +134,54 @@ def calibrate_scores(scores, false_alarm: float = DEFAULT_FALSE_ALARM, n_unseen:
         cal.n_defect = int(d.size)
         cal.miss_rate = float((d <= thr).mean())
     return cal
+
+
+@dataclass
+class Outcome:
+    """What a threshold does to images whose condition is known: good ones rejected, defective ones missed."""
+
+    good_rejected: int
+    n_good: int
+    defect_missed: int
+    n_defect: int
+
+    def text(self) -> str:
+        parts = []
+        if self.n_good:
+            parts.append(f"{self.good_rejected} of {self.n_good} good images rejected")
+        if self.n_defect:
+            parts.append(f"{self.defect_missed} of {self.n_defect} defect images missed")
+        return "; ".join(parts) if parts else "no scored image of known condition (good or defective)"
+
+
+def outcome_at(scores: dict, defective: dict, threshold: float) -> Outcome:
+    """The :class:`Outcome` of raw ``threshold`` on ``scores`` ({image: score}) for the images whose
+    condition ``defective`` ({image: bool}) knows; NG means a score above the threshold."""
+    good = np.array([s for i, s in scores.items() if defective.get(i) is False], dtype=np.float64)
+    bad = np.array([s for i, s in scores.items() if defective.get(i) is True], dtype=np.float64)
+    return Outcome(int((good > threshold).sum()), int(good.size), int((bad <= threshold).sum()), int(bad.size))
+
+
+def fallback_threshold(scores: dict, defective: dict, false_alarm: float = DEFAULT_FALSE_ALARM) -> float | None:
+    """A raw threshold for a run without calibration: :func:`threshold_at` on the scores of its
+    known-good images, else the median of all its scores (so about half the maps show); None
+    without scores."""
+    good = [s for i, s in scores.items() if defective.get(i) is False]
+    if good:
+        return threshold_at(good, false_alarm)
+    if scores:
+        return float(np.median(np.asarray(list(scores.values()), dtype=np.float64)))
+    return None
+
+
+def checkpoint_calibration(path) -> Calibration | None:
+    """The calibration in a checkpoint's metadata, read without its weights or torch (the studio's
+    threshold control reads it when a run is chosen). None for an uncalibrated or unreadable file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+        return Calibration.from_json(meta.get("calibration"))
+    except (SafetensorError, OSError, ValueError, TypeError):
+        return None

@@ -144,3 +144,22 @@ def detector_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, se
                                 exclude_sources=ex, features=part)
         maps += to_image_maps(np.stack(tm), [size] * len(tm), cfg.eval.sigma)
     return np.stack(maps) if maps else np.zeros((0,) + tuple(size), dtype=np.float32)
+
+
+def predict_scored_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
+                        scale: float, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """(maps at each image's own resolution, image scores): one Swin pass gives both the map the
+    studio shows and the score the calibration is about (from the map at the model's input size,
+    as :func:`detector_maps`), so a run's list scores and its threshold are in the same units."""
+    from semirest.core.calibration import image_score
+
+    maps: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    bs = extractor.cfg.batch_size
+    size = extractor.input_size
+    for i in range(0, len(images), bs):
+        batch = images[i:i + bs]
+        tm = np.stack(predict_token_maps(cfg, model, extractor, searcher, scale, batch))
+        maps += to_image_maps(tm, [im.shape[:2] for im in batch], cfg.eval.sigma)
+        scores.append(image_score(np.stack(to_image_maps(tm, [size] * len(tm), cfg.eval.sigma)), cfg.eval.image_score))
+    return maps, (np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32))

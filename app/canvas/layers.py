@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPolygonItem, QStyleOptionGraphicsItem
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPolygonItem, QGraphicsSimpleTextItem, QStyleOptionGraphicsItem
 
 from semirest.core.labels.boxes import RotatedBox
 
@@ -253,27 +253,51 @@ class ProposalLayer(QGraphicsItem):
     """Suggested rotated boxes of the model, over the heatmap, until they are accepted or rejected.
 
     The layer draws nothing itself; each suggestion is a child polygon with a cosmetic dashed pen,
-    so the outline stays 2 screen pixels wide at any zoom."""
+    so the outline stays 2 screen pixels wide at any zoom, and a number (the row of the Box
+    proposals list) that keeps its screen size. The selected suggestion is drawn solid."""
 
     def __init__(self):
         super().__init__()
         self.setZValue(Z_PROPOSALS)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
         self.boxes: list[RotatedBox] = []
+        self.polygons: list[QGraphicsPolygonItem] = []
+        self.numbers: list[QGraphicsSimpleTextItem] = []
         self._pen = QPen(PROPOSAL_COLOR, 2)
         self._pen.setCosmetic(True)
         self._pen.setStyle(Qt.PenStyle.DashLine)
+        self._selected_pen = QPen(PROPOSAL_COLOR, 3)
+        self._selected_pen.setCosmetic(True)
 
     def set_boxes(self, boxes: list[RotatedBox]) -> None:
-        """Show these suggestions (an empty list clears the layer)."""
+        """Show these suggestions, numbered from 1 (an empty list clears the layer)."""
         for item in self.childItems():
             item.setParentItem(None)
             if item.scene() is not None:
                 item.scene().removeItem(item)
         self.boxes = list(boxes)
-        for b in self.boxes:
-            item = QGraphicsPolygonItem(QPolygonF([QPointF(float(x), float(y)) for x, y in b.corners()]), self)
+        self.polygons, self.numbers = [], []
+        font = QFont()
+        font.setBold(True)
+        font.setPointSize(11)
+        for i, b in enumerate(self.boxes):
+            corners = b.corners()
+            item = QGraphicsPolygonItem(QPolygonF([QPointF(float(x), float(y)) for x, y in corners]), self)
             item.setPen(self._pen)
+            self.polygons.append(item)
+            num = QGraphicsSimpleTextItem(str(i + 1), self)
+            num.setFont(font)
+            num.setBrush(QBrush(PROPOSAL_COLOR))
+            num.setPen(QPen(QColor(0, 0, 0), 0.6))
+            num.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)  # same size at any zoom
+            top = corners[np.argmin(corners[:, 1] + 1e-3 * corners[:, 0])]  # the top corner, a little above it
+            num.setPos(float(top[0]) + 2, float(top[1]) - 2)
+            self.numbers.append(num)
+
+    def select(self, index: int | None) -> None:
+        """Draw suggestion ``index`` solid (the list's current row), the others dashed."""
+        for i, item in enumerate(self.polygons):
+            item.setPen(self._selected_pen if i == index else self._pen)
 
     def boundingRect(self) -> QRectF:
         return QRectF()

@@ -30,7 +30,7 @@ class NoTrainingPanel(QWidget):
     def start(self) -> None:
         self.message.emit("Training needs PyTorch, which is not installed")
 
-    retrain = cancel = clear_cache = toggle_heatmap = propose = start
+    retrain = cancel = clear_cache = toggle_heatmap = propose = export_detector = start
 
     def image_changed(self) -> None:
         pass

@@ -4,14 +4,17 @@ wired to each other by signals. The window reaches the dock through the slots it
 toggle_heatmap, propose, image_changed, shutdown) and its three outgoing signals."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from semirest.app.canvas.view import CanvasView
 from semirest.app.panels.inference_view import InferenceView
 from semirest.app.panels.proposals import ProposalsPanel
 from semirest.app.panels.training import TrainingPanel
 from semirest.app.session import LabelingSession
+from semirest.app.workers import Lane, Worker
 
 
 class TrainDock(QWidget):
@@ -46,6 +49,8 @@ class TrainDock(QWidget):
         p.propose_requested.connect(self.propose)
         p.review_started.connect(self.box_review_started)
         v.load_runs()
+        self.export_lane = Lane("detector export", self)
+        self.export_job: Worker | None = None
 
     def _scores_streamed(self, run_id: int, scores: dict) -> None:
         """Scores of the run being scored reach the image list as they come (the shown run only)."""
@@ -76,6 +81,39 @@ class TrainDock(QWidget):
     def propose(self) -> int:
         return self.proposals.propose(self.inference.current_map(), self.inference.threshold_value)
 
+    def export_detector(self, out: str | Path | None = None) -> Worker | None:
+        """Training > Export detector: the run chosen in the inference view, if it finished, as one
+        ONNX file (``semirest export-model``), written off the GUI thread. ``out`` None asks for the
+        file (the dialog confirms an overwrite)."""
+        store = self.session.store
+        run_id = self.inference.run_id
+        rec = store.run(run_id) if run_id is not None else None
+        ckpt = store.run_checkpoint_path(rec) if rec is not None else None
+        if rec is None or rec.state != "finished" or ckpt is None or not ckpt.is_file():
+            self.message.emit("Export detector: choose a finished run in the Inference view first.")
+            return None
+        if self.export_job is not None and not self.export_job.ended():
+            self.message.emit("A detector is being exported already.")
+            return None
+        if out is None:
+            default = store.path.with_name(f"{store.path.stem}-run{rec.id:03d}.onnx")
+            out, _ = QFileDialog.getSaveFileName(self, "Export detector", str(default), "ONNX detector (*.onnx)")
+            if not out:
+                return None
+        out = Path(out)
+        if out.suffix.lower() != ".onnx":
+            out = out.with_name(out.name + ".onnx")
+        from semirest.core.train.export import export_checkpoint
+
+        job = Worker(export_checkpoint, ckpt, out)
+        job.signals.returned.connect(lambda res: self.message.emit(
+            f"Detector of run #{rec.id} written: {res[0]} ({res[0].stat().st_size / 1e6:.1f} MB); "
+            f"semirest inspect --model {res[0].name} runs it without torch."))
+        job.signals.errored.connect(lambda text: self.message.emit(f"Export detector failed: {text.splitlines()[0]}"))
+        self.message.emit(f"Exporting the detector of run #{rec.id} to {out} …")
+        self.export_job = self.export_lane.start_worker(job)
+        return job
+
     def image_changed(self) -> None:
         """The image on screen changed: its map (the proposals and the live target follow by
         themselves, from the session's ``image_changed``)."""
@@ -86,3 +124,4 @@ class TrainDock(QWidget):
     def shutdown(self) -> None:
         self.training.shutdown()
         self.inference.shutdown()
+        self.export_lane.stop(120000)  # an export half-written is never left: it writes atomically

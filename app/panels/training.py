@@ -404,7 +404,8 @@ class TrainingPanel(QWidget):
         self.live_label.setText(f"{self.live_updates} live heatmaps during the run" if self.live_updates else "")
         self._recall_last_choices()
         self.refresh_cache_size()
-        self._ended(run_id if res.checkpoint else None)
+        # only a finished run is shown by itself: a cancelled run's model is half-trained
+        self._ended(run_id if res.checkpoint and res.state == "finished" else None)
 
     @Slot(str)
     def _on_failed(self, text: str) -> None:

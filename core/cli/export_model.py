@@ -12,7 +12,6 @@ def cmd_export_model(args) -> int:
     from semirest.core.cli.common import CliError
     from semirest.core.train.checkpoint import CheckpointError
     from semirest.core.cli.train import CHECKPOINT_NAME
-    from semirest.core.methods.semirest import SemiREST
 
     if bool(args.run) == bool(args.checkpoint):
         raise CliError("give one of --run RUN_DIR or --checkpoint FILE")
@@ -21,22 +20,20 @@ def cmd_export_model(args) -> int:
     if out.suffix.lower() != ".onnx":
         raise CliError(f"{out}: the output must be an .onnx file")
     try:
-        detector = SemiREST.load(ckpt, "cpu")
+        from semirest.core.train.export import export_checkpoint
+
+        wrote, detector = export_checkpoint(ckpt, out)
     except CheckpointError as exc:
         raise CliError(str(exc)) from None
-    if detector.calibration is None:
-        print("note: this checkpoint has no calibration (trained before calibration existed): the file's "
-              "threshold is 0.5 on the raw score and normalised_score equals score", file=sys.stderr)
-    try:
-        from semirest.core.train.export import export_detector
-
-        wrote = export_detector(detector, out)
     except ModuleNotFoundError as exc:
         if exc.name != "onnx":
             raise
         raise CliError("export-model needs the onnx package, which is not installed (pip install onnx)") from None
     except ValueError as exc:
         raise CliError(f"{ckpt}: {exc}") from None
+    if detector.calibration is None:
+        print("note: this checkpoint has no calibration (trained before calibration existed): the file's "
+              "threshold is 0.5 on the raw score and normalised_score equals score", file=sys.stderr)
     thr = f"threshold {detector.calibration.threshold:.4g}" if detector.calibration else "uncalibrated"
     h, w = detector.extractor.input_size
     print(f"wrote {wrote} ({wrote.stat().st_size / 1e6:.1f} MB; input N x 3 x {h} x {w}; {thr})", file=sys.stderr)

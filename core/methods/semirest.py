@@ -19,7 +19,7 @@ from semirest.core.calibration import Calibration, image_score
 from semirest.core.config import Config
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.features.extractor import FeatureExtractor
-from semirest.core.maps import detector_maps, predict_maps
+from semirest.core.maps import detector_maps, predict_maps, predict_scored_maps
 from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.registry import register_method
 from semirest.core.progress import ProgressFn
@@ -130,6 +130,12 @@ class SemiREST:
             raise RuntimeError("fit() or load() must run before prediction")
         maps = detector_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images)
         return maps, image_score(maps, self.cfg.eval.image_score)
+
+    def predict_scored(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        """(maps at each image's resolution, calibrated-unit image scores) in one pass (:func:`predict_scored_maps`)."""
+        if self.model is None or self.searcher is None:
+            raise RuntimeError("fit() or load() must run before prediction")
+        return predict_scored_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike):

@@ -156,3 +156,20 @@ def plan_from_store(store) -> TrainingPlan:
                         labelled if setting != "un" else [], evaluation, category_from_source(store.get_meta("source")))
     plan.explanation += f"; {len(plan.normal)} normal training images ({rule}); {len(evaluation)} held-out images for metrics"
     return plan
+
+
+def known_conditions(store) -> dict[int, bool]:
+    """{image id: defective?} for the images whose condition the project knows: an image with
+    defect labels, or with a reference mask and a defect type other than ``good``, is defective;
+    an unlabelled image marked ``good`` is good. Other images (a plain folder's unlabelled ones)
+    are left out: nobody has said what they are."""
+    summaries = store.summaries()
+    with_reference = store.reference_ids()
+    out: dict[int, bool] = {}
+    for r in store.images():
+        labelled = r.id in summaries and summaries[r.id].is_labelled
+        if labelled or (r.id in with_reference and r.defect_type not in (None, "good")):
+            out[r.id] = True
+        elif r.defect_type == "good":
+            out[r.id] = False
+    return out

@@ -362,7 +362,8 @@ class ProjectTrainingRun:
     # -- scoring -------------------------------------------------------------------------------
     def score(self, ckpt: Path, first: Callable[[], int | None] | None = None) -> ScoringResult:
         """Maps of the held-out and labelled images with the saved checkpoint (as ``semirest
-        predict``): one ``score`` event per image (info ``image_id``, ``score``), the image
+        predict``; scores in the calibration's units, which the studio's threshold reads): one
+        ``score`` event per image (info ``image_id``, ``score``), the image
         ``first()`` names taken next whenever it is still unscored; then pixel AUROC / PRO / AP
         where masks exist. A cancel ends it with the scores made so far and no metrics."""
         t0 = time.perf_counter()
@@ -380,8 +381,9 @@ class ProjectTrainingRun:
             j = next((k for k, p in enumerate(left) if p.image_id == want), 0)
             p = left.pop(j)
             im = read_image(p.path)
-            m = model.predict([im])[0]
-            scores[p.image_id] = float(m.max())
+            maps_one, score_one = model.predict_scored([im])
+            m = maps_one[0]
+            scores[p.image_id] = float(score_one[0])
             if p.image_id in eval_ids and masks_for is not None:
                 ref = masks_for(p.image_id, im.shape[:2])
                 ref = np.zeros(im.shape[:2], dtype=bool) if ref is None else np.asarray(ref, dtype=bool)

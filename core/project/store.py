@@ -949,6 +949,11 @@ class ProjectStore:
                                 .where(reference_masks.c.path.is_not(None))).all()
         return [self.resolve(r, a) for r, a in rows]
 
+    def reference_ids(self) -> set[int]:
+        """The images that have a reference mask (one query, for whole-project decisions)."""
+        with self._engine.connect() as conn:
+            return {r for (r,) in conn.execute(select(reference_masks.c.image_id))}
+
     def has_reference(self, image_id: int) -> bool:
         with self._engine.connect() as conn:
             return conn.execute(select(reference_masks.c.image_id).where(reference_masks.c.image_id == image_id)).first() is not None

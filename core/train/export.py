@@ -279,3 +279,15 @@ def export_detector(detector, out: str | os.PathLike, opset: int = OPSET) -> Pat
     onnx.checker.check_model(onnx.load_from_string(data))
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(out, data)
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, object]:
+    """Load a run's checkpoint and write it as one ONNX detector (``semirest export-model`` and the
+    studio's Training > Export detector): returns (the file written, the loaded detector)."""
+    from semirest.core.methods.semirest import SemiREST
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"{out}: the output must be an .onnx file")
+    detector = SemiREST.load(checkpoint, "cpu")
+    return export_detector(detector, out), detector

@@ -202,26 +202,86 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
     view.threshold.setValue(0)
     assert (window.canvas.heatmap_layer.array >> 24 == round(255 * 0.3)).all()
 
-    # proposals from the thresholded map become ordinary, undoable box labels, timed as box time
-    view.threshold.setValue(int(float(m.max()) * 100 * 0.8))
+    # the threshold is in calibrated units: 0.50 is the run's threshold at its false-alarm rate
+    from semirest.core.calibration import outcome_at
+    from semirest.core.project.plan import known_conditions
+
+    cal = view.calibration
+    assert cal is not None and cal.n_images > 0
+    view.load_runs(select=run.id)  # the same run read again (its scoring ended): the setting stays
+    assert view.threshold.value() == 0
+    view.runs.setCurrentIndex(0)
+    view.load_runs(select=run.id)  # choosing a run starts at its calibrated threshold
+    assert view.threshold.value() == 50 and view.threshold_value == pytest.approx(cal.threshold)
+    assert "calibrated" in view.threshold_label.text() and f"{cal.threshold:.3f}" in view.threshold_label.text()
+    assert view.legend.threshold == pytest.approx(cal.threshold)
+    conditions = known_conditions(store)
+    expect = outcome_at(scores, conditions, cal.threshold)
+    assert expect.n_good + expect.n_defect == len(scores)  # every scored demo image has a known condition
+    assert view.outcome_label.text() == expect.text()
+    assert f"of {expect.n_good} good images rejected" in view.outcome_label.text()
+    view.set_setting(1.0)  # the top of the scale rejects no good image and misses every defect
+    assert view.threshold_value == pytest.approx(1.0)
+    assert view.outcome_label.text().startswith(f"0 of {expect.n_good} good images rejected; {expect.n_defect} of")
+
+    # proposals: the best few from the thresholded map, none ticked, numbered on the canvas
+    view.threshold.setValue(0)
+    proposals.max_boxes.setValue(2)
+    view.threshold.setValue(int(round(100 * cal.normalise(float(m.max()) * 0.8))))
     before = len(window.session.document.boxes)
     box_s = window.session.seconds(first.id, BOX)
     key(qtbot, window, Qt.Key.Key_P)  # Propose boxes: reviewing them is box labeling
     n = len(proposals.proposals)
-    assert n >= 1 and window.canvas.tool is window.tools["box"]
-    assert len(window.canvas.proposal_layer.childItems()) == n  # drawn in the canvas's proposal layer
+    assert 1 <= n <= 2 and window.canvas.tool is window.tools["box"]
+    assert [p.score for p in proposals.proposals] == sorted((p.score for p in proposals.proposals), reverse=True)
+    layer = window.canvas.proposal_layer
+    assert len(layer.polygons) == n and [t.text() for t in layer.numbers] == [str(i + 1) for i in range(n)]
+    assert all(proposals.proposal_list.item(i).checkState() == Qt.CheckState.Unchecked for i in range(n))
     clock.advance(2)
-    qtbot.mouseClick(proposals.accept_button, Qt.MouseButton.LeftButton)  # input in the window
-    assert len(window.session.document.boxes) == before + n
-    assert window.session.seconds(first.id, BOX) == pytest.approx(box_s + 2)
+    qtbot.mouseClick(proposals.accept_button, Qt.MouseButton.LeftButton)  # nothing ticked: nothing accepted
+    assert len(window.session.document.boxes) == before and proposals.proposals == []
+    key(qtbot, window, Qt.Key.Key_P)
+    assert len(proposals.proposals) == n
+    clock.advance(2)
+    qtbot.mouseClick(proposals.accept_one_button, Qt.MouseButton.LeftButton)  # the selected (first) one
+    assert len(window.session.document.boxes) == before + 1 and len(proposals.proposals) == n - 1
+    assert window.session.seconds(first.id, BOX) > box_s  # reviewing suggestions is box time
+    if n == 2:
+        assert layer.numbers[0].text() == "1" and len(layer.polygons) == 1  # renumbered
+        qtbot.mouseClick(proposals.reject_one_button, Qt.MouseButton.LeftButton)
+        assert proposals.proposals == [] and len(window.session.document.boxes) == before + 1
+    key(qtbot, window, Qt.Key.Key_P)
+    qtbot.mouseClick(proposals.accept_all_button, Qt.MouseButton.LeftButton)
+    assert len(window.session.document.boxes) == before + 1 + n
     window.session.undo()
-    assert len(window.session.document.boxes) == before + n - 1
-    assert proposals.proposals == [] and window.canvas.proposal_layer.childItems() == []
+    assert len(window.session.document.boxes) == before + n
+    assert proposals.proposals == [] and layer.childItems() == []
+
+    # a cancelled run (its model half-trained) is never chosen by itself
+    ckpt = store.run_checkpoint_path(run)
+    cancelled = store.create_run("semi", run.preset, run.config, run.label_snapshot)
+    store.finish_run(cancelled, "cancelled", 1.0, ckpt)
+    view.run_ended(None)
+    assert view.run_id == run.id
+
+    # Training > Export detector: the chosen finished run as one ONNX file, off the GUI thread
+    onnx_path = tmp_path / "line" / "detector.onnx"
+    job = window.train_panels.export_detector(onnx_path)
+    assert job is not None
+    qtbot.waitUntil(job.ended, timeout=180000)
+    assert job.done() and job.result()[0] == onnx_path and onnx_path.stat().st_size > 0
+    from semirest.core.deploy import Detector
+
+    det = Detector(onnx_path)
+    assert det.threshold == pytest.approx(cal.threshold)
+    view.runs.setCurrentIndex(view.runs.findData(cancelled))
+    assert window.train_panels.export_detector(tmp_path / "x.onnx") is None  # only finished runs
+    assert not (tmp_path / "x.onnx").exists()
 
     # Retrain: a new run with the current labels and the last run's choices, from the cache
     with qtbot.waitSignal(panel.scoring_done, timeout=120000):
         panel.retrain_button.click()
-    assert len(store.runs()) == 2 and store.runs()[-1].label_snapshot["choices"] == run.label_snapshot["choices"]
+    assert len(store.runs()) == 3 and store.runs()[-1].label_snapshot["choices"] == run.label_snapshot["choices"]
     import json
     from semirest.core.project.run import runs_folder
 

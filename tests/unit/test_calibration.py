@@ -108,3 +108,40 @@ def test_top_share_image_score_in_numpy_and_in_the_export_graph(tiny_run):
     m.cfg.eval.image_score = "median"
     with pytest.raises(ConfigError, match="image_score"):
         Trainer(m.cfg, m.data, "cpu")
+
+
+def test_checkpoint_calibration_reads_the_metadata_alone(tiny_run, tmp_path):
+    from semirest.core.calibration import checkpoint_calibration
+
+    assert checkpoint_calibration(tiny_run.run_dir / "model.safetensors") == tiny_run.model.calibration
+    m = tiny_run.model
+    old = save_checkpoint(tmp_path / "old.safetensors", m.cfg, m.model, m.bank, m.residual_scale, {"category": "demo"})
+    assert checkpoint_calibration(old) is None
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    assert checkpoint_calibration(bad) is None and checkpoint_calibration(tmp_path / "missing") is None
+
+
+def test_predict_scored_gives_predict_maps_and_the_calibrated_score(tiny_run):
+    from semirest.core.data.datasets import load_images
+
+    m = tiny_run.model
+    images = load_images(tiny_run.category.test[:3])
+    maps, scores = m.predict_scored(images)
+    for got, want in zip(maps, m.predict(images)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(scores, m.detect(images)[1], atol=1e-6)
+
+
+def test_outcome_at_a_threshold_counts_only_images_of_known_condition():
+    from semirest.core.calibration import fallback_threshold, outcome_at
+
+    scores = {1: 0.1, 2: 0.4, 3: 0.7, 4: 0.2, 5: 0.9, 6: 0.8}
+    defective = {1: False, 2: False, 3: True, 4: True, 5: True}  # 6: unknown
+    out = outcome_at(scores, defective, 0.3)
+    assert (out.good_rejected, out.n_good, out.defect_missed, out.n_defect) == (1, 2, 1, 3)
+    assert out.text() == "1 of 2 good images rejected; 1 of 3 defect images missed"
+    assert outcome_at(scores, {}, 0.3).text().startswith("no scored image")
+    assert fallback_threshold(scores, defective, 0.0) == 0.4  # no good image above it
+    assert fallback_threshold(scores, {}) == pytest.approx(0.55)  # median of all: half the maps show
+    assert fallback_threshold({}, {}) is None

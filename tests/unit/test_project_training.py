@@ -102,11 +102,26 @@ def test_proposals_are_boxes_around_thresholded_regions():
     h = np.zeros((64, 80), dtype=np.float32)
     h[10:20, 30:60] = 0.9
     h[50, 5] = 0.95  # one pixel: below min_area
-    boxes = propose_boxes(h, 0.5, min_area=4)
-    assert len(boxes) == 1
-    b = boxes[0]
+    found = propose_boxes(h, 0.5, min_area=4)
+    assert len(found) == 1
+    b = found[0].box
     assert (b.cx, b.cy) == pytest.approx((45.0, 15.0))
     assert sorted((b.width, b.height)) == pytest.approx([10.0, 30.0])
+    assert found[0].score == pytest.approx(0.9) and found[0].area == 300
+
+
+def test_proposals_are_the_most_anomalous_regions_first_and_only_the_best_few():
+    h = np.zeros((60, 200), dtype=np.float32)
+    peaks = [0.6, 0.95, 0.7, 0.8, 0.65, 0.9, 0.75]
+    for i, v in enumerate(peaks):
+        h[10:30, 5 + 28 * i:20 + 28 * i] = 0.55
+        h[18, 10 + 28 * i] = v  # the peak of region i, one pixel
+    h[40:58, 0:200] = 0.56  # the largest region, but the least anomalous
+    found = propose_boxes(h, 0.5, min_area=4, max_boxes=3)
+    assert [p.score for p in found] == pytest.approx([0.95, 0.9, 0.8])
+    assert [round(p.box.cx) for p in found] == [5 + 28 + 7, 5 + 28 * 5 + 7, 5 + 28 * 3 + 7]  # boxes where the regions are
+    assert len(propose_boxes(h, 0.5, min_area=4)) == 5  # default: the best five
+    assert propose_boxes(h, 0.99) == []
 
 
 def test_category_from_source():
@@ -127,6 +142,21 @@ def test_plan_from_store_picks_normal_labelled_and_held_out(boxed_demo_project):
     assert not {p.key for p in plan.evaluation} & {p.key for p in plan.labelled}
     snap = plan.snapshot()
     assert json.loads(json.dumps(snap))["labelled"][0]["types"] == ["box"]
+
+
+def test_known_conditions_of_a_project(boxed_demo_project):
+    from semirest.core.project.plan import known_conditions
+
+    with ProjectStore.open(boxed_demo_project) as store:
+        known = known_conditions(store)
+        plan = plan_from_store(store)
+        by_key = {r.key: r.id for r in store.images()}
+    assert all(known[p.image_id] is True for p in plan.labelled)  # boxed: defective
+    good_test = [k for k in by_key if k.startswith("test/good/")]
+    unlabelled_defects = [p.key for p in plan.evaluation if not p.key.startswith("test/good/")]
+    assert len(good_test) == 2 and all(known[by_key[k]] is False for k in good_test)
+    assert len(unlabelled_defects) == 2 and all(known[by_key[k]] is True for k in unlabelled_defects)  # reference masks
+    assert all(known[by_key[k]] is False for k in by_key if k.startswith("train/good/"))  # marked good
 
 
 def _reference(store):
