@@ -22,7 +22,6 @@ def _project(tmp_path, name):
 
 
 def _label(store, with_pixels=True, with_blocks=True, with_boxes=True):
-    rng = np.random.default_rng(3)
     hws = {}
     for rec in store.images():
         hw = store.image_hw(rec)
