@@ -99,7 +99,7 @@ class TimeTracker:
             return
         at, at_clock = press if press is not None else (self._counted, now)
         if self.label_type is not None:
-            self._close_span(max(at, self._span_from))
+            self._close_span(at)
         self.label_type = label_type
         self._span_from = at
         self._span_start_wall = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, now - at_clock))
