@@ -6,11 +6,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
 
 from semirest.app.actions import build_actions, on_triggered
+from semirest.app.canvas.activity import LabelingActivity
 from semirest.app.canvas.tools.blocks import BlockTool
 from semirest.app.canvas.tools.box import BoxTool
 from semirest.app.canvas.tools.brush import BrushTool
@@ -23,22 +24,6 @@ from semirest.core.data.datasets import DatasetLayoutError
 from semirest.core.data.images import ImageReadError
 from semirest.core.project.formats import FORMATS, ExportTargetNotEmpty, check_new_images, export, images_from_folder
 from semirest.core.project.store import ProjectError, ProjectStore
-
-INPUT_EVENTS = {QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel, QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride}
-
-
-class _ActivityFilter(QObject):
-    """Reports every mouse or key input inside the window to the time tracker."""
-
-    def __init__(self, window):
-        super().__init__(window)
-        self.main_window = window
-
-    def eventFilter(self, obj, event) -> bool:
-        if event.type() in INPUT_EVENTS and isinstance(obj, QWidget) and obj.window() is self.main_window:
-            self.main_window.session.tracker.note_input()
-        return False
-
 
 class MainWindow(QMainWindow):
     classes_dialog = None  # the open Edit ▸ Classes dialog
@@ -65,7 +50,9 @@ class MainWindow(QMainWindow):
         self._wire()
         self.ask_unsaved_on_close = self._ask_unsaved_on_close  # tests replace the dialog
         self._closed = False
-        self.activity = _ActivityFilter(self)
+        a, tracker = self.actions_, self.session.tracker
+        self.activity = LabelingActivity(self, self.canvas, tracker.note_input, tracker.note_elsewhere,
+                                         a["previous_image"].shortcuts() + a["next_image"].shortcuts())
         QApplication.instance().installEventFilter(self.activity)
         self.actions_["brush"].trigger()
         self.session.open_index(0)
@@ -226,7 +213,6 @@ class MainWindow(QMainWindow):
 
     def _use_tool(self, tool) -> None:
         self.canvas.set_tool(tool)
-        self.session.tool_changed()
         self._update_status()
 
     def _after_edit(self, result) -> None:
@@ -265,7 +251,7 @@ class MainWindow(QMainWindow):
         s = self.session
         by_type = s.seconds_by_type(rec.id)
         detail = "  ".join(f"{t} {format_seconds(v)}" for t, v in by_type.items() if v >= 0.05)
-        state = "● timing" if s.tracker.running else "paused"
+        state = f"● timing {s.tracker.label_type}" if s.tracker.running else "paused"
         total = s.seconds(rec.id)
         self.status_labels["time"].setText(f"{state} {format_seconds(total) or '0.0 s'}" + (f"  ({detail})" if detail else ""))
 

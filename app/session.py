@@ -49,7 +49,7 @@ class LabelingSession(QObject):
         self.tracker.totals = store.time_totals()
         self._pending_spans: list[TimeSpan] = []
         self.save_error: str | None = None
-        canvas.command_done.connect(self.push)
+        canvas.command_done.connect(self._canvas_edit)
         self._retry = QTimer(self)
         self._retry.setInterval(2000)
         self._retry.timeout.connect(self.retry_saves)
@@ -95,7 +95,7 @@ class LabelingSession(QObject):
             job.signals.finished.connect(lambda p=str(path): self._on_full_image_ready(p))  # queued to this thread
             if job.ended():  # it finished before the connection: its signal is gone
                 QTimer.singleShot(0, lambda p=str(path): self._on_full_image_ready(p))
-        self.tracker.set_target(rec.id, self.canvas.tool.label_type if self.canvas.tool else None)
+        self.tracker.set_image(rec.id)
         self._ahead = (index + 1, index - 1) if forward else (index - 1, index + 1)  # direction of travel first
         if img is not None:  # else after the full image: read-ahead must not slow it down
             self._read_ahead()
@@ -230,11 +230,13 @@ class LabelingSession(QObject):
         self.reference_visible = visible
         self.canvas.set_reference(self.reference_mask if visible else None)
 
-    def tool_changed(self) -> None:
-        if self.record is not None and self.canvas.tool is not None:
-            self.tracker.set_target(self.record.id, self.canvas.tool.label_type)
-
     # -- edits ----------------------------------------------------------------------------------
+    def _canvas_edit(self, cmd: Command) -> None:
+        """An edit made on the canvas: labeling time of its type (accepted suggestions, added
+        from a panel through :meth:`add_boxes`, are not)."""
+        self.tracker.note_edit(cmd.label_type)
+        self.push(cmd)
+
     def push(self, cmd: Command) -> None:
         self.book.push(self.record.id, cmd)
         self._labels_changed()

@@ -2,16 +2,20 @@
 
 Rules (also in docs/studio.md):
 
-* the clock runs only while the inspector gives input (mouse or keyboard in the window);
-* it stops :data:`IDLE_SECONDS` (30 s) after the last input, and at once when the window loses
-  focus or the image or the label type changes;
-* time goes to the current image and to the label type of the current tool (brush and eraser:
-  pixel; K: block8; L: block16; R: box);
-* each stretch of activity is stored as a span (image, label type, annotator, seconds, start,
-  end); a running span is written every :data:`FLUSH_SECONDS` so a crash loses little.
+* a span of a label type (pixel, block8, block16, box) opens at the first edit of that type on an
+  image, back-dated to the mouse press that began the edit (a drawn box counts from the press,
+  not from the release); choosing a tool or moving to an image opens nothing;
+* an open span counts the active time until an edit of another type (which closes it at that
+  edit's press and opens the other type's span there), leaving the image, the window losing
+  focus, or :data:`IDLE_SECONDS` (30 s) without input (it then ends 30 s after the last input);
+* only input on the canvas is activity (:mod:`semirest.app.canvas.activity`); navigation keys,
+  the image list, the panels and dialogs never are: input elsewhere in the window pauses the
+  count (the span stays open) until the next canvas input;
+* each span is stored (image, label type, annotator, seconds, start, end); an open span is written
+  every :data:`FLUSH_SECONDS` of counted time so a crash loses little.
 
 :class:`TimeTracker` is plain Python with an injectable clock (tests drive it with a fake clock);
-the Qt side only reports input and focus changes.
+the Qt side only reports canvas input, edits, image changes and focus changes.
 """
 from __future__ import annotations
 
@@ -26,6 +30,10 @@ FLUSH_SECONDS = 15.0
 
 
 class TimeTracker:
+    """Positions on one counter of active seconds: every input adds the time since the previous
+    one (at most the idle limit); a span is the stretch of that counter between where it opened
+    and where it closed, so an edit of another type can hand the seconds since its press over."""
+
     def __init__(
         self,
         write: Callable[[TimeSpan], None],
@@ -38,102 +46,142 @@ class TimeTracker:
         self.clock = clock
         self.idle_seconds = idle_seconds
         self.image_id: int | None = None
-        self.label_type: str | None = None
+        self.label_type: str | None = None  # the open span's type; None while no span is open
         self.active = True  # window focus
-        self._running = False
-        self._span_seconds = 0.0
+        self._counted = 0.0  # active seconds counted so far
+        self._last_input: float | None = None  # clock of the last counted input; None after a stop
+        self._span_from = 0.0  # the counter where the open span began
         self._span_start_wall: datetime | None = None
-        self._last_input = 0.0
+        self._press: tuple[float, float] | None = None  # (counter, clock) at the press of the gesture under way
         self.totals: dict[int, dict[str, float]] = {}  # stored time, kept in sync with spans written
 
     # -- inputs ---------------------------------------------------------------------------------
-    def set_target(self, image_id: int | None, label_type: str | None) -> None:
-        """The image and label type that the next input counts for."""
-        if (image_id, label_type) != (self.image_id, self.label_type):
-            now = self.clock()
-            was_running = self.running and self.active
-            self._stop(now)
-            self.image_id, self.label_type = image_id, label_type
-            if was_running and image_id is not None and label_type is not None:
-                self._open_span(now)  # the input that switched (a key, a click) starts the new clock
+    def set_image(self, image_id: int | None) -> None:
+        """The image on screen; leaving an image closes its span."""
+        if image_id != self.image_id:
+            self._stop(self.clock())
+            self.image_id = image_id
 
-    def note_input(self) -> None:
-        """The inspector did something: count the time since the last input (up to the idle
-        limit) and keep the clock running."""
-        if not self.active or self.image_id is None or self.label_type is None:
+    def note_input(self, press: bool = False) -> None:
+        """Input on the canvas: counts the time since the previous input (up to the idle limit)
+        for the open span. ``press``: a mouse press, where an edit that follows begins."""
+        if not self.active or self.image_id is None:
             return
         now = self.clock()
-        if self._running:
-            gap = now - self._last_input
-            if gap > self.idle_seconds:  # the clock stopped in between: close that span
-                self._span_seconds += self.idle_seconds
-                self._close_span(self._last_input + self.idle_seconds)
-                self._open_span(now)
-            else:
-                self._span_seconds += gap
-        else:
-            self._open_span(now)
+        self._expire(now)
+        if self._last_input is not None:
+            self._counted += now - self._last_input
         self._last_input = now
-        if self._span_seconds >= FLUSH_SECONDS:
-            self._close_span(now)
-            self._open_span(now)
+        if press:
+            self._press = (self._counted, now)
+        self._flush()
+
+    def note_elsewhere(self) -> None:
+        """Input elsewhere in the window (image list, panels): the time up to it counts, the time
+        until the next canvas input does not; the span stays open."""
+        if not self.active or self._last_input is None:
+            return
+        now = self.clock()
+        self._expire(now)
+        if self._last_input is not None:
+            self._counted += now - self._last_input
+            self._last_input = None
+            self._press = None
+
+    def note_edit(self, label_type: str) -> None:
+        """An edit of ``label_type`` on the canvas (after the input that made it was noted)."""
+        if not self.active or self.image_id is None:
+            return
+        now = self.clock()
+        self._expire(now)
+        press, self._press = self._press, None
+        if label_type == self.label_type:
+            return
+        at, at_clock = press if press is not None else (self._counted, now)
+        if self.label_type is not None:
+            self._close_span(at)
+        self.label_type = label_type
+        self._span_from = at
+        self._span_start_wall = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, now - at_clock))
 
     def set_active(self, active: bool) -> None:
-        """Window focus: time stops when the window is not active."""
+        """Window focus: losing it closes the open span."""
         if not active:
             self._stop(self.clock())
         self.active = active
 
     def stop(self) -> None:
-        """Stop and write the running span (image switch, closing the window)."""
+        """Close and write the open span (closing the window)."""
         self._stop(self.clock())
 
     # -- reading --------------------------------------------------------------------------------
     def running_seconds(self) -> float:
-        if not self._running:
+        """Counted seconds of the open span, including the time since the last input."""
+        if self.label_type is None:
             return 0.0
-        return self._span_seconds + min(self.clock() - self._last_input, self.idle_seconds)
+        pending = 0.0 if self._last_input is None else min(self.clock() - self._last_input, self.idle_seconds)
+        return self._counted - self._span_from + pending
 
     def seconds(self, image_id: int, label_type: str | None = None) -> float:
         """Stored plus running time for an image (one label type, or all)."""
         stored = self.totals.get(image_id, {})
         total = stored.get(label_type, 0.0) if label_type else sum(stored.values())
-        if self._running and self.image_id == image_id and (label_type in (None, self.label_type)):
+        if self.label_type is not None and self.image_id == image_id and label_type in (None, self.label_type):
             total += self.running_seconds()
         return total
 
     @property
     def running(self) -> bool:
-        return self._running and self.clock() - self._last_input <= self.idle_seconds
+        """A span is open and the last input is within the idle limit."""
+        return (self.label_type is not None and self._last_input is not None
+                and self.clock() - self._last_input <= self.idle_seconds)
 
     # -- spans ----------------------------------------------------------------------------------
-    def _open_span(self, now: float) -> None:
-        self._running = True
-        self._span_seconds = 0.0
-        self._span_start_wall = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, self.clock() - now))
-        self._last_input = now
+    def _expire(self, now: float) -> None:
+        """Past the idle limit: the open span ends idle_seconds after the last input."""
+        if self._last_input is not None and now - self._last_input > self.idle_seconds:
+            self._counted += self.idle_seconds
+            self._last_input = None
+            self._press = None
+            if self.label_type is not None:
+                self._close_span(self._counted)
 
     def _stop(self, now: float) -> None:
-        if not self._running:
+        if self._last_input is not None:
+            self._counted += min(max(0.0, now - self._last_input), self.idle_seconds)
+        if self.label_type is not None:
+            self._close_span(self._counted)
+        self._last_input = None
+        self._press = None
+
+    def _flush(self) -> None:
+        """Write a long open span's counted part (up to the press of a gesture under way, whose
+        seconds may still go to another type) and go on counting in a new span."""
+        if self.label_type is None:
             return
-        self._span_seconds += min(max(0.0, now - self._last_input), self.idle_seconds)
-        self._close_span(min(now, self._last_input + self.idle_seconds))
-        self._running = False
+        at = self._press[0] if self._press is not None else self._counted
+        if at - self._span_from >= FLUSH_SECONDS:
+            label_type = self.label_type
+            self._close_span(at)
+            self.label_type = label_type
+            self._span_from = at
 
     def _close_span(self, end: float) -> None:
-        seconds = self._span_seconds
-        self._span_seconds = 0.0
-        if seconds <= 0.0 or self.image_id is None or self.label_type is None:
-            return
+        """Write the open span up to counter ``end``; no span is open afterwards."""
+        seconds = end - self._span_from
+        label_type, self.label_type = self.label_type, None
         start = self._span_start_wall or datetime.now(timezone.utc)
+        self._span_start_wall = start + timedelta(seconds=max(0.0, seconds))  # where a flushed span goes on
+        if seconds <= 0.0 or self.image_id is None or label_type is None:
+            return
         span = TimeSpan(
             self.image_id,
-            self.label_type,
+            label_type,
             self.annotator,
             round(seconds, 3),
             start.isoformat(timespec="milliseconds"),
             (start + timedelta(seconds=seconds)).isoformat(timespec="milliseconds"),
         )
         d = self.totals.setdefault(self.image_id, {})
-        d[self.label_type] = d.get(self.label_type, 0.0) + span.seconds
+        d[label_type] = d.get(label_type, 0.0) + span.seconds
         self.write(span)

@@ -130,6 +130,7 @@ class TrainingPanel(QWidget):
         self._ui_timer.timeout.connect(self._refresh_progress)
         session.summary_changed.connect(lambda _id: self.refresh_setting())
         session.image_changed.connect(lambda _index: self._follow_current_image())
+        session.image_changed.connect(lambda _index: self._set_running(self.busy))  # the first images added enable Start
         self.refresh_setting()
         self._recall_last_choices()
 
@@ -234,16 +235,29 @@ class TrainingPanel(QWidget):
 
     # -- training -------------------------------------------------------------------------------
     def _set_running(self, running: bool) -> None:
-        self.start_button.setEnabled(not running and not self.store.read_only)
+        why_not = self._why_no_start()
+        self.start_button.setEnabled(not running and not why_not)
+        self.start_button.setToolTip(why_not)
         self.retrain_button.setEnabled(not running and not self.store.read_only and self._last_choices is not None)
         self.cancel_button.setEnabled(running or self.training.scoring)
         for w in (self.preset, self.device, self.steps):
             w.setEnabled(not running)
 
+    def _why_no_start(self) -> str:
+        """Why Start is off ("" when a run can start): a run needs images and a writable project."""
+        if self.store.read_only:
+            return "The project is open read-only: runs cannot be stored."
+        if not self.session.records:
+            return "The project has no images to train on: add some with File ▸ Add image folder…"
+        return ""
+
     def start(self, choices: dict | None = None) -> TrainingJob | None:
         """Start a run with the panel's choices (Ctrl+T), or with ``choices`` (Retrain)."""
         if self.busy or (self.training.running and not self.training.scoring):
             self.message.emit("A training run is already in progress.")
+            return None
+        if not self.session.records:
+            self.message.emit(self._why_no_start())
             return None
         if self.store.read_only:
             QMessageBox.warning(self, "Cannot train", "The project is open read-only; runs cannot be stored.")

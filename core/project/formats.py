@@ -49,7 +49,7 @@ from semirest.core.data.images import ImageReadError, check_size, read_image, re
 from semirest.core.labels.boxes import RotatedBox, boxes_to_mask
 from semirest.core.labels.classes import DEFAULT_CLASS_ID, DEFAULT_CLASS_NAME, class_name_from_label
 from semirest.core.labels.image_labels import BLOCK8, BLOCK16, BOX, GRIDS, LABEL_TYPES, PIXEL, ImageLabels, blocks_from_mask
-from semirest.core.project.store import ImageRecord, NewImage, ProjectError, ProjectStore
+from semirest.core.project.store import ImageRecord, LabelSummary, NewImage, ProjectError, ProjectStore
 
 FORMATS = ("masks", "coco", "dota", "yolo-obb", "labelme", "timing-csv")
 IMAGE_MODES = ("none", "link", "copy")  # what an export does with the images its labels belong to
@@ -1212,10 +1212,15 @@ def import_labelme(store: ProjectStore, src, replace: bool = False) -> ImportRep
 
 # ------------------------------------------------------------------------------------ timing
 def timing_rows(store: ProjectStore) -> list[dict]:
-    """Seconds per (image, label type, annotator), with the first start and last end."""
+    """Seconds per (image, label type, annotator), with the first start and last end, for the
+    images that hold a label of that type: time spent on labels that were all erased again
+    measures no label the study could train on."""
     recs = {r.id: r for r in store.images()}
+    summaries = store.summaries()
     agg: dict[tuple, dict] = {}
     for s in store.time_spans():
+        if not summaries.get(s.image_id, LabelSummary()).holds(s.label_type):
+            continue
         k = (s.image_id, s.label_type, s.annotator)
         a = agg.setdefault(k, {"seconds": 0.0, "spans": 0, "first": s.started_at, "last": s.ended_at})
         a["seconds"] += s.seconds
@@ -1242,7 +1247,8 @@ def timing_rows(store: ProjectStore) -> list[dict]:
 
 
 def mean_seconds_per_image(rows: list[dict]) -> dict[str, float]:
-    """Mean active seconds per image for each label type (images where the type was used)."""
+    """Mean active seconds per image for each label type (over the images in ``rows``: those
+    holding a label of that type, see :func:`timing_rows`)."""
     per: dict[str, dict[str, float]] = {}
     for r in rows:
         per.setdefault(r["label_type"], {}).setdefault(r["image_key"], 0.0)

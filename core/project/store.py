@@ -351,6 +351,13 @@ class LabelSummary:
     def is_labelled(self) -> bool:
         return bool(self.pixel_count or self.block8 or self.block16 or self.boxes)
 
+    def holds(self, label_type: str) -> bool:
+        """True if the image has at least one label of ``label_type`` (one of LABEL_TYPES)."""
+        counts = {"pixel": self.pixel_count, "block8": self.block8, "block16": self.block16, "box": self.boxes}
+        if label_type not in counts:
+            raise ValueError(f"unknown label type {label_type!r}; expected one of {', '.join(LABEL_TYPES)}")
+        return counts[label_type] > 0
+
 
 @dataclass(frozen=True)
 class TimeSpan:

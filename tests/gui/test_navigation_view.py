@@ -120,3 +120,41 @@ def test_painting_repaints_only_the_changed_region(window, qtbot, monkeypatch):
     key(qtbot, window, Qt.Key.Key_B)
     drag(c, [(20, 20), (24, 20)], steps=2)
     assert rects and all(r is not None and r.width() <= 30 and r.height() <= 30 for r in rects)
+
+
+def _drag_view(canvas, button, start, end):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    vp = canvas.viewport()
+    QTest.mousePress(vp, button, Qt.KeyboardModifier.NoModifier, start)
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseMove, QPointF(end), QPointF(vp.mapToGlobal(end)),
+                                           Qt.MouseButton.NoButton, button, Qt.KeyboardModifier.NoModifier))
+    QTest.mouseRelease(vp, button, Qt.KeyboardModifier.NoModifier, end)
+
+
+def test_space_drag_pans_right_drag_does_not_and_the_help_says_so(window, qtbot):
+    import re
+    from pathlib import Path
+
+    from semirest.app.tour import TOUR_STEPS
+
+    c = window.canvas
+    for _ in range(4):
+        key(qtbot, window, Qt.Key.Key_Plus)
+    before = c.mapToScene(QPoint(100, 100))
+    _drag_view(c, Qt.MouseButton.RightButton, QPoint(200, 200), QPoint(150, 170))
+    assert c.mapToScene(QPoint(100, 100)) == before  # the right button does not pan
+    QTest.keyPress(c, Qt.Key.Key_Space)
+    _drag_view(c, Qt.MouseButton.LeftButton, QPoint(200, 200), QPoint(150, 170))
+    QTest.keyRelease(c, Qt.Key.Key_Space)
+    after = c.mapToScene(QPoint(100, 100))
+    assert after.x() - before.x() == pytest.approx(50 / c.zoom, abs=1 / c.zoom + 0.01)
+    assert not c.document.pixels.any()  # panning does not paint
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "user-guide.md").read_text(encoding="utf-8").splitlines()
+    tour = [step[1] for step in TOUR_STEPS]
+    about_panning = [t for t in tour + guide if re.search(r"\bpan(s|ning)?\b", t)]
+    assert len(about_panning) >= 2  # the tour's brush card and the guide's line on zoom and pan
+    for text in about_panning:
+        assert "middle" in text and "Space" in text and not re.search(r"right[- ](drag|button)", text), text

@@ -2,7 +2,7 @@
 worker thread, live heatmaps arrive, Cancel stops it within a second leaving a loadable checkpoint,
 and a timer probe in the GUI thread never sees a long gap; a finished semi run shows its metrics,
 scores the image list (sortable), maps images like `semirest predict`, and its proposals become
-box labels that count as box time."""
+box labels (accepting them in the panel is not labeling time)."""
 from __future__ import annotations
 
 import gc
@@ -14,8 +14,7 @@ from PySide6.QtCore import QElapsedTimer, QEvent, QPointF, Qt, QTimer
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
-from semirest.core.project.store import ProjectStore
-from tests.gui.conftest import key, open_window
+from tests.gui.conftest import drag, key, open_window
 
 TINY = [
     "features.image_size=64", "features.d_f=64", "features.pretrain_dim=64", "features.batch_size=8",
@@ -118,12 +117,14 @@ def test_training_runs_in_a_worker_with_live_heatmaps_and_cancels_fast(window, q
     assert "cancelled" in panel.status.text()
 
 
-def test_mouse_over_the_train_dock_is_input_to_the_window(window, qtbot):
-    """Every panel of the dock answers QWidget.window() with the main window: the time tracker's
-    event filter calls it on each input (a panel attribute named ``window`` had made every mouse
-    move over the dock raise "TypeError: 'MainWindow' object is not callable")."""
-    dock = window.train_panels
-    window.session.tracker.stop()
+def test_input_over_the_train_dock_is_not_labeling_time(window, qtbot, clock):
+    """Mouse moves over every panel of the dock pause the labeling time and add none (each panel
+    answers QWidget.window() with the main window: a panel attribute named ``window`` had made
+    every mouse move over the dock raise "TypeError: 'MainWindow' object is not callable" in the
+    activity filter)."""
+    dock, s = window.train_panels, window.session
+    drag(window.canvas, [(20, 20), (40, 20)])  # a stroke opens the image's pixel span
+    clock.advance(2)
     for panel in (dock.training, dock.inference, dock.proposals):
         assert panel.window() is window
         for target in [panel] + panel.findChildren(QWidget):
@@ -131,7 +132,9 @@ def test_mouse_over_the_train_dock_is_input_to_the_window(window, qtbot):
             ev = QMouseEvent(QEvent.Type.MouseMove, p, QPointF(target.mapToGlobal(p.toPoint())),
                              Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
             QApplication.sendEvent(target, ev)
-    assert window.session.tracker.running  # the moves were noted as input
+            clock.advance(1)
+    assert not s.tracker.running  # paused at the first move over the dock
+    assert s.seconds(s.record.id) == pytest.approx(2)
 
 
 def test_training_error_is_a_message_not_a_crash(window, qtbot):
@@ -230,7 +233,7 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
     view.threshold.setValue(int(round(100 * cal.normalise(float(m.max()) * 0.8))))
     before = len(window.session.document.boxes)
     box_s = window.session.seconds(first.id, BOX)
-    key(qtbot, window, Qt.Key.Key_P)  # Propose boxes: reviewing them is box labeling
+    key(qtbot, window, Qt.Key.Key_P)  # Propose boxes: the box tool is chosen for the review
     n = len(proposals.proposals)
     assert 1 <= n <= 2 and window.canvas.tool is window.tools["box"]
     assert [p.score for p in proposals.proposals] == sorted((p.score for p in proposals.proposals), reverse=True)
@@ -245,7 +248,7 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
     clock.advance(2)
     qtbot.mouseClick(proposals.accept_one_button, Qt.MouseButton.LeftButton)  # the selected (first) one
     assert len(window.session.document.boxes) == before + 1 and len(proposals.proposals) == n - 1
-    assert window.session.seconds(first.id, BOX) > box_s  # reviewing suggestions is box time
+    assert window.session.seconds(first.id, BOX) == box_s  # accepting from the panel is not labeling time
     if n == 2:
         assert layer.numbers[0].text() == "1" and len(layer.polygons) == 1  # renumbered
         qtbot.mouseClick(proposals.reject_one_button, Qt.MouseButton.LeftButton)
@@ -290,4 +293,25 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
     # Training > Clear cache empties it through the menu action
     window.actions_["clear_cache"].trigger()
     assert panel.cache_label.text() == "empty"
+    window.close()
+
+
+def test_start_waits_for_images_in_an_empty_project(qtbot, tmp_path, clock):
+    """On a project without images Start is off and says why, Ctrl+T starts nothing (a run had
+    ended in a ValueError dialog); adding a folder of images turns Start on."""
+    from semirest.core.project.store import ProjectStore
+    from tests.conftest import make_images
+
+    ProjectStore.create(tmp_path / "empty.sqlite").close()
+    window = open_window(qtbot, tmp_path / "empty.sqlite", clock)
+    panel = window.train_panels.training
+    assert not panel.start_button.isEnabled()
+    assert "no images" in panel.start_button.toolTip()
+    key(qtbot, window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    assert not panel.busy and not panel.training.running and panel.error_box is None
+    assert "no images" in window.statusBar().currentMessage()
+    assert window.session.store.runs() == []
+    make_images(tmp_path / "images")
+    assert window.add_folder(tmp_path / "images")
+    assert panel.start_button.isEnabled() and panel.start_button.toolTip() == ""
     window.close()

@@ -22,7 +22,6 @@ def _project(tmp_path, name):
 
 
 def _label(store, with_pixels=True, with_blocks=True, with_boxes=True):
-    rng = np.random.default_rng(3)
     hws = {}
     for rec in store.images():
         hw = store.image_hw(rec)
@@ -158,6 +157,7 @@ def test_yolo_obb_is_normalised(tmp_path):
 
 def test_timing_csv_and_plots(tmp_path):
     a = _project(tmp_path, "a")
+    _label(a)  # every image holds every label type: all time rows count
     r = a.images()
     for rec, t, s in [(r[0], "pixel", 30.0), (r[0], "pixel", 4.0), (r[1], "block8", 17.0), (r[2], "box", 5.0), (r[1], "box", 6.0)]:
         a.add_time_span(TimeSpan(rec.id, t, "alice", s, "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:30+00:00"))

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPointF, Qt
 
-from semirest.core.labels.image_labels import PIXEL
-
 
 class Tool:
-    """A labeling tool. ``label_type`` decides which timer its time goes to."""
+    """A labeling tool (its edits, as undo commands, carry their label type for the timing)."""
 
     name = "tool"
-    label_type = PIXEL
     cursor = Qt.CursorShape.CrossCursor
 
     def __init__(self, canvas):

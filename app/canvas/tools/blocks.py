@@ -9,7 +9,6 @@ from PySide6.QtCore import Qt
 
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import BlockToggleCommand
-from semirest.core.labels.image_labels import BLOCK8, BLOCK16
 
 
 class BlockTool(Tool):
@@ -18,7 +17,6 @@ class BlockTool(Tool):
     def __init__(self, canvas, grid: int):
         super().__init__(canvas)
         self.grid = grid
-        self.label_type = BLOCK8 if grid == 8 else BLOCK16
         self.name = f"Blocks {grid}x{grid}"
         self._value: bool | None = None
         self._changed: list[tuple[int, int]] = []

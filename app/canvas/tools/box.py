@@ -12,7 +12,6 @@ from PySide6.QtCore import QPointF, Qt
 from semirest.app.canvas.layers import RotatedBoxItem
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import BoxAddCommand, BoxDeleteCommand, BoxEditCommand
-from semirest.core.labels.image_labels import BOX
 from semirest.core.labels.boxes import RotatedBox
 
 MIN_SIZE = 2.0
@@ -52,7 +51,6 @@ def rotate_box_towards(box: RotatedBox, p: tuple[float, float], snap: float = 0.
 
 class BoxTool(Tool):
     name = "Rotated box"
-    label_type = BOX
     cursor = Qt.CursorShape.CrossCursor
 
     def __init__(self, canvas):

@@ -5,11 +5,9 @@ from PySide6.QtCore import Qt
 
 from semirest.app.canvas.tools.base import Tool
 from semirest.app.undo import PixelStrokeCommand
-from semirest.core.labels.image_labels import PIXEL
 
 
 class BrushTool(Tool):
-    label_type = PIXEL
     cursor = Qt.CursorShape.BlankCursor  # the brush outline is the cursor
 
     def __init__(self, canvas, erase: bool = False):
