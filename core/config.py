@@ -21,7 +21,13 @@ class FeatureConfig:
     backbone: str = "efficientnet_lite0"
     weights: str | None = None  # local weight file for backbones without embedded weights
     allow_download: bool = False  # let timm fetch weights from its hub (never by default)
-    image_size: int = 256  # model input is image_size x image_size (any source size is resized)
+    image_size: int = 256  # model input of image_size x image_size pixels in all (the pixel budget)
+    # Shape of the model input: "images" (chosen from the training images when training starts:
+    # their median aspect at image_size**2 pixels, sides multiples of 32; elongated parts keep their
+    # shape instead of being squashed into a square), "square" (image_size x image_size), or a fixed
+    # "HxW". Training replaces "images" and "square" by the "HxW" it used, so a checkpoint always
+    # says its input size (features/patches.py: shaped_input_size).
+    input_size: str = "images"
     # > 0: instead, every image keeps its aspect and is scaled by this factor (sides rounded to a
     # multiple of 32), so a pixel of the model input means the same size on every image. For
     # datasets whose images differ in size and shape (magnetic_tile: 103-620 px wide): squashing
@@ -329,6 +335,9 @@ def _check_type(name: str, annotation: str, value: Any) -> None:
         raise ConfigError(f"{name} = {value!r}: expected a finite number")
 
 
+INPUT_SIZE_PATTERN = re.compile(r"images|square|\d{1,4}x\d{1,4}")
+
+
 def validate_config(cfg: Config) -> Config:
     """Refuse, with one line naming the field, a value the code cannot train or predict with
     (``train.steps = 0`` had saved an untrained model, ``train.lr = inf`` a NaN one). Float fields
@@ -361,6 +370,13 @@ def validate_config(cfg: Config) -> Config:
         raise ConfigError(f"model.embed_dim = {cfg.model.embed_dim} is not a multiple of model.num_heads = {cfg.model.num_heads}")
     if cfg.model.step > cfg.model.mu:
         raise ConfigError(f"model.step = {cfg.model.step} is larger than the window model.mu = {cfg.model.mu}")
+    if not INPUT_SIZE_PATTERN.fullmatch(cfg.features.input_size):
+        raise ConfigError(f"features.input_size = {cfg.features.input_size!r:.60}: expected images, square or HxW "
+                          "(e.g. 160x416)")
+    if "x" in cfg.features.input_size and any(int(v) % 32 or int(v) < 32 or int(v) > 8192
+                                              for v in cfg.features.input_size.split("x")):
+        raise ConfigError(f"features.input_size = {cfg.features.input_size!r}: each side must be a multiple of 32 "
+                          "from 32 to 8192 (the backbone's largest stride)")
     if not cfg.features.backbone:
         raise ConfigError("features.backbone is empty")
     try:

@@ -18,6 +18,7 @@ from torch import nn
 from semirest.core.config import Config
 from semirest.core.device import autocast
 from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.features.patches import model_input_size
 from semirest.core.memory.bank import BankSearcher, residual, scale_residual
 from semirest.core.model.bagging import predict_bagged, predict_whole
 from semirest.core.model.tokens import expand_token_map, pcr_to_tokens
@@ -135,7 +136,7 @@ def detector_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, se
     when already extracted (``extractor`` may then be None and ``images`` is not read)."""
     maps: list[np.ndarray] = []
     fc = extractor.cfg if extractor is not None else cfg.features
-    bs, size = fc.batch_size, (fc.image_size, fc.image_size)
+    bs, size = fc.batch_size, model_input_size(fc)
     n = len(images) if features is None else len(features)
     for i in range(0, n, bs):
         ex = None if exclude_sources is None else exclude_sources[i:i + bs]

@@ -11,7 +11,7 @@ import torch
 from semirest.core import distributed
 from semirest.core.config import FeatureConfig
 from semirest.core.features.backbones import FeatureBackbone
-from semirest.core.features.patches import PatchFeatures, images_to_tensor, scaled_input_size
+from semirest.core.features.patches import PatchFeatures, images_to_tensor, model_input_size, scaled_input_size
 from semirest.core.features.store import FeatureStore
 from semirest.core.progress import ProgressEvent, ProgressFn, no_progress
 
@@ -42,7 +42,8 @@ class FeatureExtractor:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return (self.cfg.image_size, self.cfg.image_size)
+        """(h, w) of the model input (features.input_size; see features/patches.py)."""
+        return model_input_size(self.cfg)
 
     @property
     def keeps_aspect(self) -> bool:

@@ -8,6 +8,7 @@ pooled together to ``d_f``. One d_f-vector therefore describes one stride-8 bloc
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -120,6 +121,45 @@ def scaled_input_size(image_hw: tuple[int, int], scale: float) -> tuple[int, int
         raise ValueError(f"scale must be > 0, got {scale}")
     m = SCALED_SIDE_MULTIPLE
     return tuple(max(m, int(round(side * scale / m)) * m) for side in image_hw)
+
+
+def shaped_input_size(sizes: Sequence[tuple[int, int]], image_size: int) -> tuple[int, int]:
+    """Model input (h, w) for images of the given (h, w) sizes: their median aspect h / w at about
+    ``image_size``**2 pixels, each side a multiple of 32 (features.input_size = "images").
+
+    One token grid for every image (the Swin's windows and the exported detector need one), but
+    shaped like the parts: a 250 x 630 px part becomes 160 x 416 instead of 256 x 256, so a token
+    covers a square of the part rather than a strip 2.5 times wider than high."""
+    if not sizes:
+        return (image_size, image_size)
+    aspect = float(np.median([h / max(w, 1) for h, w in sizes]))
+    budget = float(image_size) ** 2
+    m = SCALED_SIDE_MULTIPLE
+    w = math.sqrt(budget / aspect)
+    h = w * aspect
+    if min(h, w) < m:  # a strip: the short side is one cell, the long side takes the rest of the budget
+        h, w = (m, budget / m) if h < w else (budget / m, m)
+    return (max(m, int(round(h / m)) * m), max(m, int(round(w / m)) * m))
+
+
+def model_input_size(fc) -> tuple[int, int]:
+    """The (h, w) model input of a FeatureConfig: its fixed "HxW", else image_size x image_size (an
+    input size not yet chosen from training images)."""
+    if "x" in fc.input_size:
+        h, w = fc.input_size.split("x")
+        return (int(h), int(w))
+    return (fc.image_size, fc.image_size)
+
+
+def choose_input_size(fc, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """Fix ``fc.input_size`` to the "HxW" training uses (from the training images' (h, w) ``sizes``
+    for "images"; an input size already fixed is kept) and return it."""
+    if fc.input_size == "images":
+        h, w = shaped_input_size(list(sizes), fc.image_size)
+    else:
+        h, w = model_input_size(fc)
+    fc.input_size = f"{h}x{w}"
+    return (h, w)
 
 
 def images_to_tensor(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from semirest.core.config import BankConfig, Config
 from semirest.core.data.datasets import Category
 from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.features.patches import choose_input_size
 from semirest.core.features.store import FeatureStore
 from semirest.core.maps import to_image_maps, upsample_and_smooth
 from semirest.core.memory.bank import MemoryBank
@@ -39,6 +40,7 @@ class PatchCore:
             rows, ids = rows_and_sources(ex.extract_each(images, progress))
             self.bank = fit_memory_bank_rows(rows, ids, self.bank_cfg, self.seed, progress)
             return
+        choose_input_size(ex.cfg, [im.shape[:2] for im in images])
         feats = ex.extract_all(images, progress)
         self.bank = fit_memory_bank(feats, self.bank_cfg, self.seed, progress)
         if isinstance(feats, FeatureStore):

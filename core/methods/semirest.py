@@ -19,6 +19,7 @@ from semirest.core.calibration import Calibration, image_score
 from semirest.core.config import Config
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.features.patches import choose_input_size
 from semirest.core.maps import detector_maps, predict_maps, predict_scored_maps
 from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.registry import register_method
@@ -89,6 +90,7 @@ class SemiREST:
         it), then the semi stage on the same precomputed data, relabelled with the semi epsilons
         (synthetic, Eq. 14) and boxes (real images) (:func:`train_stages`). ``on_step``: every
         optimiser step's statistics (:class:`Trainer`)."""
+        choose_input_size(self.cfg.features, [im.shape[:2] for im in images])
         setting = self.cfg.setting
         real = self._real() if setting in ("sup", "semi") else None
         first = unsupervised_stage(self.cfg) if setting == "semi" else self.cfg

@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from semirest.core.config import Config, make_config
-from semirest.core.data.images import read_image
+from semirest.core.data.images import image_size, read_image
 from semirest.core.device import pick_device
 from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.features.patches import choose_input_size
 from semirest.core.files import write_json
 from semirest.core.labels.blocks import NEGATIVE
 from semirest.core.maps import predict_maps
@@ -213,6 +214,18 @@ class ProjectTrainingRun:
             self.preparation["features_extracted"] = self.preparation.get("features_extracted", 0) + len(missing)
         return out
 
+    def _normal_sizes(self) -> list[tuple[int, int]]:
+        """(h, w) of the normal training images: the project's record, else the file header."""
+        out = []
+        for p in self.plan.normal:
+            hw = p.hw
+            if hw is None:
+                wh = image_size(p.path)
+                hw = None if wh is None else (wh[1], wh[0])
+            if hw is not None:
+                out.append(hw)
+        return out
+
     def _normal_feature(self, i: int) -> np.ndarray:
         return self._normal_features([i], count=False)[i]
 
@@ -324,6 +337,7 @@ class ProjectTrainingRun:
         try:
             if not plan.normal:
                 raise ValueError("no normal training images: every image is labelled, or the project has none")
+            choose_input_size(cfg.features, self._normal_sizes())
             first = unsupervised_stage(cfg) if plan.setting == "semi" else cfg
             data = self._prepare(first)
             self.searcher = BankSearcher(data.bank, self.device)

@@ -96,7 +96,11 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r}, this program reads {VERSION}")
     try:
-        cfg = Config.from_dict(json.loads(meta["config"]))
+        stored = json.loads(meta["config"])
+        if isinstance(stored, dict) and isinstance(stored.get("features"), dict):
+            # checkpoints from before features.input_size were trained on the square input
+            stored["features"].setdefault("input_size", "square")
+        cfg = Config.from_dict(stored)
     except (KeyError, ValueError, RecursionError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{path}: unreadable or invalid config in the checkpoint ({str(exc)[:200]})") from None
     if cfg.features.allow_download:
@@ -105,7 +109,12 @@ def load_checkpoint(path: str | os.PathLike, expect: Config | None = None) -> Ch
     if expect is not None:
         diffs = []
         for section in ("features", "bank", "model"):
-            diffs += _differences(getattr(cfg, section).__dict__, getattr(expect, section).__dict__, section + ".")
+            mine, asked = dict(getattr(cfg, section).__dict__), dict(getattr(expect, section).__dict__)
+            if section == "features" and asked.get("input_size") in ("images", "square"):
+                # a size still to be chosen from training images matches the size training chose
+                mine.pop("input_size", None)
+                asked.pop("input_size", None)
+            diffs += _differences(mine, asked, section + ".")
         if diffs:
             raise CheckpointError(f"{path}: checkpoint was trained with another configuration "
                                   f"(preset {cfg.preset!r}): " + "; ".join(diffs))

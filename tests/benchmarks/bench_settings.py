@@ -42,6 +42,7 @@ from semirest.core.config import make_config, use_schedule_of
 from semirest.core.data.datasets import load_images, load_mvtec_category, split_budget, split_validation
 from semirest.core.device import pick_device
 from semirest.core.features.extractor import FeatureExtractor
+from semirest.core.features.patches import choose_input_size
 from semirest.core.labels.blocks import POSITIVE, block_labels
 from semirest.core.labels.boxes import RotatedBox, boxes_from_mask
 from semirest.core.memory.bank import BankSearcher
@@ -91,7 +92,7 @@ def main() -> None:
                     help="score the whole test remainder (part 'all') instead of validation and test parts")
     ap.add_argument("--semi-variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE]",
                     help="also semi with these overrides, from the same un model (repeatable)")
-    ap.add_argument("--only", action="append", help="rows to run (patchcore, un, sup, semi); default all")
+    ap.add_argument("--only", action="append", help="rows to run (patchcore, patchcore-preset, un, sup, semi); default all")
     ap.add_argument("--no-default-semi", action="store_true",
                     help="with --semi-variant: train only the variants, not the preset's own semi row")
     ap.add_argument("--diagnostic", action="append", default=[], choices=["exact-labels", "semi-scratch"],
@@ -106,7 +107,7 @@ def main() -> None:
     if len(args.data) != len(args.category):
         ap.error("give one --data per --category")
     rows = []
-    want = set(args.only or ["patchcore", "un", "sup", "semi"])
+    want = set(args.only or ["patchcore", "patchcore-preset", "un", "sup", "semi"])
     for root, name in zip(args.data, args.category):
         cfg = {s: make_config(args.preset, s, args.overrides) for s in ("un", "sup", "semi")}
         device = pick_device(cfg["un"].device)
@@ -121,6 +122,9 @@ def main() -> None:
         for s in labelled:
             im = s.load_image()
             real.append((im, s.load_mask(im.shape[:2])))
+        sizes = [im.shape[:2] for im in train]
+        for c in cfg.values():
+            choose_input_size(c.features, sizes)
         extractor = FeatureExtractor(cfg["un"].features, device)
         t0 = time.perf_counter()
         data = prepare_training_data(cfg["un"], extractor, train, name, real=real)
@@ -140,7 +144,7 @@ def main() -> None:
             for part in parts:
                 sel = np.flatnonzero(part_of == part)
                 r = {"category": name, "method": method, "setting": setting, "part": part,
-                     "backbone": cfg["un"].features.backbone, "image_size": cfg["un"].features.image_size,
+                     "backbone": cfg["un"].features.backbone, "image_size": cfg["un"].features.image_size, "input_size": cfg["un"].features.input_size,
                      "metrics": {k: float(v) for k, v in evaluate([maps[i] for i in sel], [masks[i] for i in sel]).items()},
                      "timing_s": {"fit": round(fit_s, 1), "predict_per_image": round(per_img, 4), "shared_preparation": round(prep_s, 1)},
                      "device": str(device), "n_test": len(sel), "preset": args.preset, "machine": machine_description(),
@@ -155,6 +159,13 @@ def main() -> None:
             pc = PatchCore(extractor, cfg["un"].bank, cfg["un"].eval.sigma, cfg["un"].seed)
             pc.bank = data.bank
             score("patchcore", "un", prep_s, pc.predict)
+        if "patchcore-preset" in want:  # the baseline with its own preset (own aspect x 0.75, 10 % bank)
+            own = make_config("patchcore", "un")
+            pc_own = PatchCore(FeatureExtractor(own.features, device), own.bank, own.eval.sigma, own.seed)
+            t1 = time.perf_counter()
+            pc_own.fit(load_images(cat.train))
+            score("patchcore", "un (patchcore preset)", time.perf_counter() - t1, pc_own.predict)
+            del pc_own
 
         def predictor(c, m):
             return lambda ims: predict_maps(c, m, extractor, searcher, data.residual_scale, ims)
