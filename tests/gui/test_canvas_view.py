@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, QRect, Qt
-from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel
 
 import semirest.app.image_cache as image_cache
@@ -37,9 +36,10 @@ def screw_window(qtbot, screw_project, clock):
 
 
 def add_box(window, box: RotatedBox) -> int:
-    key_box = window.canvas
-    local = key_box.document.add_box(box)
-    key_box.select_box(local)
+    """A box on the image on screen, selected."""
+    c = window.canvas
+    local = c.document.add_box(box)
+    c.select_box(local)
     return local
 
 
