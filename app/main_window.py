@@ -84,15 +84,19 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.study_dock)
         self.splitDockWidget(self.study_dock, self.list_dock, Qt.Orientation.Vertical)
         self.study_dock.hide()
-        # the canvas keeps about half of a small window (at 1024 px the docks took 710 px)
-        self.resizeDocks([self.list_dock], [max(200, min(380, round(self.width() * 0.22)))], Qt.Orientation.Horizontal)
         self.train_panels = make_train_dock(self.session, self.canvas)
         self.train_dock = QDockWidget("Train", self)
         self.train_dock.setObjectName("train_dock")
         self.train_dock.setWidget(scrollable(self.train_panels))
         self.train_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.train_dock)
-        self.resizeDocks([self.train_dock], [max(300, min(330, round(self.width() * 0.3)))], Qt.Orientation.Horizontal)
+        self._size_docks()
+
+    def _size_docks(self) -> None:
+        """Dock widths from the window's width: the canvas keeps about half of a small window
+        (at 1024 px, docks of 380 and 330 px left it 314)."""
+        self.resizeDocks([self.list_dock, self.train_dock], [max(200, min(380, round(self.width() * 0.22))),
+                         max(300, min(330, round(self.width() * 0.3)))], Qt.Orientation.Horizontal)
 
     def _build_toolbar_and_menus(self) -> None:
         a = self.actions_
@@ -298,6 +302,8 @@ class MainWindow(QMainWindow):
             placed, self._placed_size = self._placed_size, None
             if self.size() == placed and not self.screen().availableGeometry().contains(self.frameGeometry()):
                 fit_to_screen(self, PREFERRED_SIZE)
+            if self.size() != placed:
+                self._size_docks()
 
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.ActivationChange:

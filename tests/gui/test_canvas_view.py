@@ -5,7 +5,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, QRect, Qt
+from PySide6.QtCore import QPointF, QRect, QSize, Qt
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel
 
 import semirest.app.image_cache as image_cache
@@ -179,9 +179,16 @@ def test_window_opens_inside_the_screen(qtbot, small_project, clock):
 
 
 @pytest.mark.parametrize("size", [(1024, 600), (1280, 720)])
-def test_train_dock_is_usable_on_small_screens(window, qtbot, size):
-    window.resize(*size)
-    QApplication.processEvents()
+def test_train_dock_is_usable_on_small_screens(qtbot, small_project, clock, size):
+    from semirest.app.main_window import MainWindow
+    from semirest.core.project.store import ProjectStore
+
+    window = MainWindow(ProjectStore.open(small_project), "t", clock=clock)
+    qtbot.addWidget(window)
+    window.resize(*size)  # as if the screen were this small
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.size() == QSize(*size)
     area = window.train_dock.widget()
     content = area.widget()
     assert area.viewport().height() < content.height()  # taller than the dock: it scrolls
@@ -199,6 +206,7 @@ def test_train_dock_is_usable_on_small_screens(window, qtbot, size):
     for lab in content.findChildren(QLabel):
         if lab.isVisibleTo(content) and lab.text():
             assert not QRect(lab.mapTo(content, lab.rect().topLeft()), lab.size()).intersects(curve_rect), lab.text()
+    window.close()
 
 
 @pytest.fixture
