@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
 
@@ -19,11 +19,17 @@ from semirest.app.canvas.view import CanvasView
 from semirest.app.heap import freeze_long_lived_objects, keep_large_arrays_on_fresh_pages
 from semirest.app.panels.image_list import ImageListPanel, format_seconds
 from semirest.app.panels.study import StudyPanel
+from semirest.app.screen_fit import fit_to_screen, scrollable
 from semirest.app.session import LabelingSession
+from semirest.app.settings import KEEP_ZOOM, read_bool, write_bool
 from semirest.core.data.datasets import DatasetLayoutError
 from semirest.core.data.images import ImageReadError
 from semirest.core.project.formats import FORMATS, ExportTargetNotEmpty, check_new_images, export, images_from_folder
 from semirest.core.project.store import ProjectError, ProjectStore
+
+# image list, canvas (about 1000 px wide) and the Train panel side by side; smaller screens get less
+PREFERRED_SIZE = QSize(1760, 900)
+
 
 class MainWindow(QMainWindow):
     classes_dialog = None  # the open Edit ▸ Classes dialog
@@ -32,7 +38,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         keep_large_arrays_on_fresh_pages()
         self.setWindowTitle(f"SemiREST Studio — {store.path.name}" + (" [read-only]" if store.read_only else ""))
-        self.resize(1760, 900)  # image list, canvas (about 1000 px wide) and the Train panel side by side
+        fit_to_screen(self, PREFERRED_SIZE)
+        self._placed_size = self.size()  # refined in the first showEvent unless resized before
         self.canvas = CanvasView()
         self.setCentralWidget(self.canvas)
         self.session = LabelingSession(store, self.canvas, annotator, clock)
@@ -77,14 +84,19 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.study_dock)
         self.splitDockWidget(self.study_dock, self.list_dock, Qt.Orientation.Vertical)
         self.study_dock.hide()
-        self.resizeDocks([self.list_dock], [380], Qt.Orientation.Horizontal)
         self.train_panels = make_train_dock(self.session, self.canvas)
         self.train_dock = QDockWidget("Train", self)
         self.train_dock.setObjectName("train_dock")
-        self.train_dock.setWidget(self.train_panels)
+        self.train_dock.setWidget(scrollable(self.train_panels))
         self.train_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.train_dock)
-        self.resizeDocks([self.train_dock], [330], Qt.Orientation.Horizontal)
+        self._size_docks()
+
+    def _size_docks(self) -> None:
+        """Dock widths from the window's width: the canvas keeps about half of a small window
+        (at 1024 px, docks of 380 and 330 px left it 314)."""
+        self.resizeDocks([self.list_dock, self.train_dock], [max(200, min(380, round(self.width() * 0.22))),
+                         max(300, min(330, round(self.width() * 0.3)))], Qt.Orientation.Horizontal)
 
     def _build_toolbar_and_menus(self) -> None:
         a = self.actions_
@@ -105,7 +117,7 @@ class MainWindow(QMainWindow):
             "&Edit": ("undo", "redo", None, "delete_box", "rotate_minus1", "rotate_plus1", "rotate_minus15", "rotate_plus15",
                       None, "classes"),
             "&Tools": ("brush", "eraser", "brush_smaller", "brush_bigger", None, "block8", "block16", None, "box"),
-            "&View": ("zoom_in", "zoom_out", "zoom_fit", None, "reference", "study", None, "previous_image", "next_image"),
+            "&View": ("zoom_in", "zoom_out", "zoom_fit", "keep_zoom", None, "reference", "study", None, "previous_image", "next_image"),
             "T&raining": ("train", "retrain", "cancel_training", "clear_cache", None, "heatmap", "propose_boxes", "sort_by_score", None, "export_detector"),
         }
         for title, names in groups.items():
@@ -144,6 +156,9 @@ class MainWindow(QMainWindow):
         on_triggered(a["zoom_in"], c.zoom_in)
         on_triggered(a["zoom_out"], c.zoom_out)
         on_triggered(a["zoom_fit"], c.fit)
+        a["keep_zoom"].setChecked(read_bool(KEEP_ZOOM))
+        c.keep_zoom = a["keep_zoom"].isChecked()
+        a["keep_zoom"].toggled.connect(self._set_keep_zoom)
         a["reference"].toggled.connect(s.set_reference_visible)
         a["study"].toggled.connect(self._set_study_mode)
         # the dock's own close button hides it without the action: F2 stayed checked and then
@@ -218,6 +233,10 @@ class MainWindow(QMainWindow):
     def _after_edit(self, result) -> None:
         self._update_status()
 
+    def _set_keep_zoom(self, on: bool) -> None:
+        self.canvas.keep_zoom = on
+        write_bool(KEEP_ZOOM, on)
+
     def _set_study_mode(self, on: bool) -> None:
         self.study_dock.setVisible(on)
         self._image_changed(self.session.index)
@@ -277,6 +296,15 @@ class MainWindow(QMainWindow):
         self._update_time()
 
     # -- window events --------------------------------------------------------------------------
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._placed_size is not None:  # the window manager's frame is known now: fit it in too
+            placed, self._placed_size = self._placed_size, None
+            if self.size() == placed and not self.screen().availableGeometry().contains(self.frameGeometry()):
+                fit_to_screen(self, PREFERRED_SIZE)
+            if self.size() != placed:
+                self._size_docks()
+
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.ActivationChange:
             self.session.tracker.set_active(self.isActiveWindow())

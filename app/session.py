@@ -77,6 +77,7 @@ class LabelingSession(QObject):
         when the foreground lane has decoded it (``_on_full_image_ready``)."""
         if not self.records or not (0 <= index < len(self.records)):
             return
+        self.canvas.apply_queued_input()  # strokes made on this image's preview are its labels
         if self.canvas.tool is not None:
             self.canvas.tool.cancel()
         forward = index >= self.index

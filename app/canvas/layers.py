@@ -149,11 +149,18 @@ class BrushCursorItem(QGraphicsItem):
 class RotatedBoxItem(QGraphicsItem):
     """A rotated box: position = centre, rotation = angle (degrees clockwise, as RotatedBox).
 
-    When selected it shows 8 resize handles and a rotation handle above its top edge; handle sizes
-    stay constant on screen (``handle_scale`` is set by the view from its zoom)."""
+    When selected it shows handles sized in screen pixels (``handle_scale`` is set by the view
+    from its zoom), as many as the box's size on screen leaves room for: 8 resize handles and a
+    rotation handle above the top edge when both sides are at least ``LARGE_PX`` on screen, 4
+    smaller corner handles just outside the corners down to ``SMALL_PX``, none below (the box is
+    still selected and moved by a drag inside it). A 13x9 px box at fit zoom is about 10x7 px on
+    screen: 8 handles of 10 px covered it, and a drag from its centre resized it."""
 
-    HANDLE_PX = 5.0
+    HANDLE_PX = 4.0  # half the side of a resize handle on a large box
+    SMALL_HANDLE_PX = 3.0  # half the side of a corner handle on a small box
     ROTATE_PX = 28.0
+    LARGE_PX = 40.0
+    SMALL_PX = 8.0
 
     def __init__(self, local_id: int, box: RotatedBox):
         super().__init__()
@@ -183,25 +190,47 @@ class RotatedBoxItem(QGraphicsItem):
     def _local_rect(self) -> QRectF:
         return QRectF(-self.box.width / 2, -self.box.height / 2, self.box.width, self.box.height)
 
+    def screen_size(self) -> tuple[float, float]:
+        """The box's width and height in screen pixels at the current zoom."""
+        return self.box.width / self.handle_scale, self.box.height / self.handle_scale
+
+    def handle_half_px(self) -> float:
+        """Half the side of the shown resize handles in screen pixels (0: none shown)."""
+        sw, sh = self.screen_size()
+        if min(sw, sh) >= self.LARGE_PX:
+            return self.HANDLE_PX
+        if min(sw, sh) >= self.SMALL_PX:
+            return self.SMALL_HANDLE_PX
+        return 0.0
+
     def handles(self) -> dict[str, QPointF]:
-        """Handle positions in local coordinates: corners nw/ne/se/sw, edges n/e/s/w, rotate."""
+        """The handles shown when selected, in local coordinates: on a large box the corners
+        nw/ne/se/sw, the edges n/e/s/w and rotate; on a small one the 4 corners, each moved out
+        by its half side so that it never covers the box; on a tiny one none."""
         w, h = self.box.width / 2, self.box.height / 2
-        return {
-            "nw": QPointF(-w, -h), "n": QPointF(0, -h), "ne": QPointF(w, -h), "e": QPointF(w, 0),
-            "se": QPointF(w, h), "s": QPointF(0, h), "sw": QPointF(-w, h), "w": QPointF(-w, 0),
-            "rotate": QPointF(0, -h - self.ROTATE_PX * self.handle_scale),
-        }
+        half = self.handle_half_px()
+        if half == self.HANDLE_PX:
+            return {
+                "nw": QPointF(-w, -h), "n": QPointF(0, -h), "ne": QPointF(w, -h), "e": QPointF(w, 0),
+                "se": QPointF(w, h), "s": QPointF(0, h), "sw": QPointF(-w, h), "w": QPointF(-w, 0),
+                "rotate": QPointF(0, -h - self.ROTATE_PX * self.handle_scale),
+            }
+        if half:
+            o = half * self.handle_scale
+            return {"nw": QPointF(-w - o, -h - o), "ne": QPointF(w + o, -h - o), "se": QPointF(w + o, h + o), "sw": QPointF(-w - o, h + o)}
+        return {}
 
     def handle_at(self, scene_pos: QPointF) -> str | None:
+        """The handle under ``scene_pos`` (its drawn square plus 2 screen px), or None."""
         if not self.selected:
             return None
         p = self.mapFromScene(scene_pos)
-        tol = (self.HANDLE_PX + 3) * self.handle_scale
-        best, dist = None, tol
+        tol = (self.handle_half_px() + 2) * self.handle_scale
+        best, dist = None, None
         for name, q in self.handles().items():
-            d = math.hypot(p.x() - q.x(), p.y() - q.y())
-            if d <= dist:
-                best, dist = name, d
+            dx, dy = abs(p.x() - q.x()), abs(p.y() - q.y())
+            if dx <= tol and dy <= tol and (dist is None or dx + dy < dist):
+                best, dist = name, dx + dy
         return best
 
     def contains_scene(self, scene_pos: QPointF) -> bool:
@@ -210,7 +239,7 @@ class RotatedBoxItem(QGraphicsItem):
         return self._local_rect().adjusted(-tol, -tol, tol, tol).contains(p)
 
     def boundingRect(self) -> QRectF:
-        m = (self.HANDLE_PX + 3) * self.handle_scale + 2
+        m = (self.HANDLE_PX * 2 + 3) * self.handle_scale + 2
         r = self._local_rect().adjusted(-m, -m, m, m)
         if self.selected:
             r = r.united(QRectF(-m, -self.box.height / 2 - self.ROTATE_PX * self.handle_scale - m, 2 * m, 2 * m))
@@ -224,22 +253,23 @@ class RotatedBoxItem(QGraphicsItem):
         painter.setBrush(QBrush(fill))
         painter.setPen(QPen(QColor(0, 0, 0, 160), 3.5 * self.handle_scale))
         painter.drawRect(self._local_rect())
-        painter.setPen(QPen(color, 0))
         painter.setPen(QPen(color, 2 * self.handle_scale))
         painter.drawRect(self._local_rect())
         # a tick on the top edge shows which way the box's x axis (width) points
-        painter.drawLine(QPointF(0, -self.box.height / 2), QPointF(0, -self.box.height / 2 + 6 * self.handle_scale))
+        tick = min(6 * self.handle_scale, self.box.height / 2)
+        painter.drawLine(QPointF(0, -self.box.height / 2), QPointF(0, -self.box.height / 2 + tick))
         if not self.selected:
             return
         hs = self.handles()
+        s = self.handle_half_px() * self.handle_scale
         painter.setPen(QPen(color, 1.5 * self.handle_scale))
-        painter.drawLine(hs["n"], hs["rotate"])
-        s = self.HANDLE_PX * self.handle_scale
+        if "rotate" in hs:
+            painter.drawLine(hs["n"], hs["rotate"])
         painter.setBrush(QBrush(QColor(20, 20, 20)))
         for name, q in hs.items():
             if name == "rotate":
                 painter.setBrush(QBrush(color))
-                painter.drawEllipse(q, s * 1.2, s * 1.2)
+                painter.drawEllipse(q, s * 1.3, s * 1.3)
             else:
                 painter.drawRect(QRectF(q.x() - s, q.y() - s, 2 * s, 2 * s))
 

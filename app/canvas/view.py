@@ -1,13 +1,23 @@
 """The canvas: a QGraphicsView with zoom, pan and ordered layers, that hands mouse input to the
-current tool. It knows the current :class:`ImageDocument` only through its change callbacks."""
+current tool. It knows the current :class:`ImageDocument` only through its change callbacks.
+
+Zoom: an image is shown fitted to the view; it stays fitted (a window resize fits it again) until
+the user zooms. With ``keep_zoom`` a zoomed view keeps its zoom and centre across image switches.
+
+Input made while the full image is still decoding (a preview on screen) is queued with its tool
+and replayed when the full image arrives (or when the user leaves the image first), so no stroke
+is refused; a dashed trail shows it meanwhile."""
 from __future__ import annotations
 
 import numpy as np
+from dataclasses import dataclass
+
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QTransform, QWheelEvent
-from PySide6.QtWidgets import QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView
+from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainterPath, QPen, QTransform, QWheelEvent
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView
 
 from semirest.app.canvas.layers import (
+    Z_CURSOR,
     Z_HEATMAP,
     Z_IMAGE,
     Z_LABELS,
@@ -23,6 +33,21 @@ from semirest.app.document import Change, ImageDocument
 
 BRUSH_SIZES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 200, 256)
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+
+
+@dataclass(frozen=True)
+class QueuedInput:
+    """One mouse event made while the full image was loading, replayed through ``tool`` later."""
+
+    tool: object
+    brush_size: int
+    kind: str  # "press", "move" or "release"
+    pos: QPointF  # image coordinates
+    button_held: bool
+    modifiers: Qt.KeyboardModifier
+
+    def buttons(self) -> Qt.MouseButton:
+        return Qt.MouseButton.LeftButton if self.button_held else Qt.MouseButton.NoButton
 
 
 class CanvasView(QGraphicsView):
@@ -72,6 +97,17 @@ class CanvasView(QGraphicsView):
         self._label_dirty: tuple[int, int, int, int] | None = None  # where the buffer is not zero
         self._pan_from: QPointF | None = None
         self._space_down = False
+        self.fitted = True  # the image fills the view and follows its size until the user zooms
+        self.keep_zoom = False  # image switches keep a zoomed view's zoom and centre
+        self.queued: list[QueuedInput] = []  # input made while the full image loads
+        self._queued_pressed = False
+        self._replaying = False
+        self.queue_trail = QGraphicsPathItem()
+        pen = QPen(QColor(255, 235, 0), 2, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self.queue_trail.setPen(pen)
+        self.queue_trail.setZValue(Z_CURSOR)
+        self.scene().addItem(self.queue_trail)
 
     # -- document -------------------------------------------------------------------------------
     def set_document(
@@ -88,7 +124,17 @@ class CanvasView(QGraphicsView):
         With ``loading``, the full image is still being decoded: ``preview`` (a smaller BGRA
         version, or None) is stretched over the image's full size so labels, which always live
         at image resolution, stay aligned; :meth:`show_full_image` swaps the image in later.
-        Editing waits for the full image (see :meth:`can_edit`)."""
+        Input made meanwhile is queued (:meth:`show_full_image` applies it)."""
+        if self.queued and doc is self.document:
+            self.apply_queued_input()
+        elif self.queued:
+            self.message.emit(f"{len(self._queued_strokes())} strokes made while the image was loading were not applied: "
+                              "the image file's size differs from its preview.")
+            self._drop_queue()
+        keep = self.keep_zoom and not self.fitted and self.document is not None and doc is not None
+        if keep:
+            kept_transform = self.transform()
+            kept_centre = self.mapToScene(self.viewport().rect().center())
         if self.document is not None and self._on_change in self.document.listeners:
             self.document.listeners.remove(self._on_change)
         self.select_box(None)
@@ -124,7 +170,12 @@ class CanvasView(QGraphicsView):
             self.scene().setSceneRect(self.placeholder.boundingRect().adjusted(-20, -20, 20, 20))
         self.heatmap_layer.set_array(None)
         self.grid_item.configure(self.grid_item.grid, doc.hw if doc else None)
-        self.fit()
+        if keep:
+            self.setTransform(kept_transform)
+            self.centerOn(kept_centre)
+            self._zoom_updated()
+        else:
+            self.fit()
 
     def _show_image(self, bgra: np.ndarray | None, stretch_to_hw: tuple[int, int] | None) -> None:
         """Draw ``bgra`` in the image layer, scaled to cover ``stretch_to_hw`` image pixels."""
@@ -145,9 +196,46 @@ class CanvasView(QGraphicsView):
         self.heatmap_layer.setTransform(QTransform.fromScale(w / argb.shape[1], h / argb.shape[0]))
 
     def show_full_image(self, bgra: np.ndarray) -> None:
-        """Replace the preview by the full image, keeping zoom, pan, labels and the tool state."""
+        """Replace the preview by the full image, keeping zoom, pan, labels and the tool state,
+        and apply the input queued meanwhile."""
         self._show_image(bgra, None)
         self.loading = False
+        self.apply_queued_input()
+
+    def _queued_strokes(self) -> list[QueuedInput]:
+        return [q for q in self.queued if q.kind == "press"]
+
+    def _drop_queue(self) -> None:
+        self.queued = []
+        self._queued_pressed = False
+        self.queue_trail.setPath(QPainterPath())
+
+    def _queue(self, kind: str, pos: QPointF, event) -> None:
+        self.queued.append(QueuedInput(self.tool, self.brush_size, kind, pos, kind != "release", event.modifiers()))
+        path = self.queue_trail.path()
+        if kind == "press":
+            path.moveTo(pos)
+            path.lineTo(pos + QPointF(0.01, 0.01))  # a click shows as a dot
+        else:
+            path.lineTo(pos)
+        self.queue_trail.setPath(path)
+
+    def apply_queued_input(self) -> None:
+        """Replay the input queued while the full image loaded, each event through the tool and
+        brush size it was made with; the tool in use is kept."""
+        if not self.queued or self.document is None:
+            self._drop_queue()
+            return
+        queued, brush = self.queued, self.brush_size
+        self._drop_queue()
+        self._replaying = True
+        try:
+            for q in queued:
+                self.brush_size = q.brush_size
+                getattr(q.tool, q.kind)(q.pos, q)
+        finally:
+            self._replaying = False
+            self.brush_size = brush
 
     def _clean_label_buffer(self, hw: tuple[int, int]) -> np.ndarray:
         """An all-zero label overlay of size ``hw``: the previous image's, cleared only where it
@@ -235,6 +323,7 @@ class CanvasView(QGraphicsView):
         return self.transform().m11()
 
     def set_zoom(self, z: float, anchor_view: QPointF | None = None) -> None:
+        self.fitted = False
         z = max(MIN_ZOOM, min(MAX_ZOOM, z))
         f = z / self.zoom
         if anchor_view is None:
@@ -253,6 +342,8 @@ class CanvasView(QGraphicsView):
         self.set_zoom(self.zoom / 1.25)
 
     def fit(self) -> None:
+        """The whole image in the view; it follows the view's size until the user zooms."""
+        self.fitted = True
         r = self.scene().sceneRect()
         if r.isEmpty():
             return
@@ -268,13 +359,13 @@ class CanvasView(QGraphicsView):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        if getattr(self, "_fit_on_resize", True):
+        if self.fitted:
             self.fit()
 
     def wheelEvent(self, event: QWheelEvent) -> None:
-        self._fit_on_resize = False
         steps = event.angleDelta().y() / 120.0
         if steps:
+            self.fitted = False
             pos = event.position().toPoint()
             anchor = self.mapToScene(pos)
             z = max(MIN_ZOOM, min(MAX_ZOOM, self.zoom * (1.2**steps)))
@@ -294,13 +385,20 @@ class CanvasView(QGraphicsView):
     def _wants_pan(self, event: QMouseEvent) -> bool:
         return event.button() == Qt.MouseButton.MiddleButton or (event.button() == Qt.MouseButton.LeftButton and self._space_down)
 
+    def _queues_input(self) -> bool:
+        """True while the full image loads and its labels are on screen: input waits for it."""
+        return self.loading and self.document is not None and self.tool is not None
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        self._fit_on_resize = False
         if self._wants_pan(event):
             self._pan_from = event.position()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             return
         if self.tool is not None and event.button() == Qt.MouseButton.LeftButton:
+            if self._queues_input():
+                self._queue("press", self._image_pos(event), event)
+                self._queued_pressed = True
+                return
             self.tool.press(self._image_pos(event), event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -312,6 +410,9 @@ class CanvasView(QGraphicsView):
             return
         pos = self._image_pos(event)
         self.cursor_moved.emit(int(pos.x() // 1), int(pos.y() // 1))
+        if self._queued_pressed and self._queues_input():
+            self._queue("move", pos, event)
+            return
         if self.tool is not None:
             self.tool.move(pos, event)
 
@@ -321,6 +422,11 @@ class CanvasView(QGraphicsView):
             self.viewport().setCursor(self.tool.cursor if self.tool else Qt.CursorShape.ArrowCursor)
             return
         if self.tool is not None and event.button() == Qt.MouseButton.LeftButton:
+            if self._queued_pressed:
+                self._queued_pressed = False
+                if self._queues_input():
+                    self._queue("release", self._image_pos(event), event)
+                    return
             self.tool.release(self._image_pos(event), event)
 
     def leaveEvent(self, event) -> None:
@@ -346,8 +452,8 @@ class CanvasView(QGraphicsView):
 
     def can_edit(self) -> bool:
         """True if the current image may be edited; otherwise says why in the status bar."""
-        if self.loading:
-            self.message.emit("The full image is still loading; labels can be edited in a moment.")
+        if self.loading and not self._replaying:
+            self.message.emit("The full image is still loading; strokes are applied when it is shown, other edits wait for it.")
             return False
         if self.document is None:
             self.message.emit("This image cannot be labelled (it could not be opened).")

@@ -15,7 +15,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QRectF, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
@@ -41,7 +41,7 @@ def goto(w, key_name):
 
 def zoom_to(w, mask, margin=40):
     QApplication.processEvents()  # let docks settle first: a resize would fit the image again
-    w.canvas._fit_on_resize = False
+    w.canvas.fitted = False
     ys, xs = np.nonzero(mask)
     r = QRectF(xs.min() - margin, ys.min() - margin, xs.max() - xs.min() + 2 * margin, ys.max() - ys.min() + 2 * margin)
     w.canvas.fitInView(r, Qt.AspectRatioMode.KeepAspectRatio)
@@ -140,6 +140,21 @@ def main() -> int:
     key(w, Qt.Key.Key_G)
     grab(w, "rotated_box")
     key(w, Qt.Key.Key_G)
+
+    # 6. a 13x9 px box at fit zoom: its 4 corner handles sit outside it (crop, enlarged 4x)
+    goto(w, "test/manipulated_front/000")
+    key(w, Qt.Key.Key_0)
+    drag(c, [(114, 196), (127, 205)], steps=3)
+    move(c, 150, 240)
+    QApplication.processEvents()
+    p = c.mapFromScene(QPointF(120, 200))
+    crop = c.viewport().grab(QRect(p.x() - 40, p.y() - 30, 80, 60)).scaled(320, 240)
+    crop.save(str(OUT / "small_box_handles.png"))
+    print("docs/screenshots/small_box_handles.png")
+
+    # 7. the whole window on a 1024x600 screen: the Train dock scrolls
+    w.resize(1024, 600)
+    grab(w, "window_1024x600")
 
     w.image_list.select_row(w.session.index)
     w.close()

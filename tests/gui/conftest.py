@@ -20,6 +20,14 @@ class FakeClock:
         self.t += seconds
 
 
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path_factory):
+    """Studio settings (View ▸ Keep zoom…) in a fresh folder per test, never the user's."""
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path_factory.mktemp("settings")))
+
+
 @pytest.fixture
 def clock():
     return FakeClock()
@@ -30,6 +38,7 @@ def open_window(qtbot, project, clock, annotator="tester"):
     from semirest.core.project.store import ProjectStore
 
     w = MainWindow(ProjectStore.open(project), annotator, clock=clock)
+    w.resize(1760, 900)  # the preferred size; the offscreen screen (800x800) would make it smaller
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)

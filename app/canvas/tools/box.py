@@ -1,13 +1,16 @@
-"""R rotated box: drag on empty image to draw; drag a box to move it, its square handles to
-resize it (the opposite side stays put) and its round handle to rotate it (Shift: 15 degree
-steps); Z/X rotate by -1/+1 degree, Shift+Z/Shift+X by -15/+15; Delete removes it.
+"""R rotated box: drag on empty image to draw; drag inside a box to move it, its square handles
+to resize it (the opposite side stays put) and its round handle to rotate it (Shift: 15 degree
+steps); Z/X rotate by -1/+1 degree, Shift+Z/Shift+X by -15/+15; Delete removes it. The cursor
+says what a press would do: a size cursor along the hovered handle's direction on screen, a
+rotate cursor, a move cursor inside a box, the cross where a drag draws a new box.
 
 Boxes are :class:`RotatedBox` (centre, width, height, angle in degrees clockwise on screen)."""
 from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QCursor, QPainter, QPen, QPixmap, QPolygonF
 
 from semirest.app.canvas.layers import RotatedBoxItem
 from semirest.app.canvas.tools.base import Tool
@@ -47,6 +50,37 @@ def rotate_box_towards(box: RotatedBox, p: tuple[float, float], snap: float = 0.
     if snap:
         a = round(a / snap) * snap
     return RotatedBox(box.cx, box.cy, box.width, box.height, a)
+
+
+# size cursors by the handle's direction from the box centre on screen, in 45 degree sectors
+# starting at 0 degrees (to the right; screen y points down)
+SIZE_CURSORS = (Qt.CursorShape.SizeHorCursor, Qt.CursorShape.SizeFDiagCursor, Qt.CursorShape.SizeVerCursor, Qt.CursorShape.SizeBDiagCursor)
+MOVE_CURSOR = Qt.CursorShape.SizeAllCursor
+_rotate_cursor: QCursor | None = None
+
+
+def size_cursor(dx: float, dy: float) -> Qt.CursorShape:
+    """The resize cursor for a handle that lies (dx, dy) screen pixels from the box centre."""
+    a = math.degrees(math.atan2(dy, dx)) % 180.0
+    return SIZE_CURSORS[int(((a + 22.5) % 180.0) // 45.0)]
+
+
+def rotate_cursor() -> QCursor:
+    """A circular arrow (Qt has no rotate cursor), drawn once."""
+    global _rotate_cursor
+    if _rotate_cursor is None:
+        pm = QPixmap(24, 24)
+        pm.fill(Qt.GlobalColor.transparent)
+        p = QPainter(pm)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        for color, width in ((QColor(0, 0, 0), 4.0), (QColor(255, 255, 255), 2.0)):
+            p.setPen(QPen(color, width))
+            p.drawArc(QRectF(4, 4, 16, 16), 90 * 16, 270 * 16)  # from 12 o'clock, counter-clockwise to 3
+            p.setBrush(color)
+            p.drawPolygon(QPolygonF([QPointF(12, 0.5), QPointF(18, 4), QPointF(12, 7.5)]))
+        p.end()
+        _rotate_cursor = QCursor(pm, 12, 12)
+    return _rotate_cursor
 
 
 class BoxTool(Tool):
@@ -120,8 +154,26 @@ class BoxTool(Tool):
             return rotate_box_towards(b, p, snap=15.0 if shift else 0.0)
         return resize_box(b, self._mode, p)
 
+    def hover_cursor(self, pos: QPointF):
+        """What a press at ``pos`` would do, as a cursor."""
+        c = self.canvas
+        sel = c.box_items.get(c.selected_box)
+        handle = sel.handle_at(pos) if sel is not None else None
+        if handle == "rotate":
+            return rotate_cursor()
+        if handle is not None:
+            d = c.mapFromScene(sel.mapToScene(sel.handles()[handle])) - c.mapFromScene(sel.mapToScene(QPointF(0, 0)))
+            return size_cursor(d.x(), d.y())
+        if self._box_at(pos) is not None:
+            return MOVE_CURSOR
+        return self.cursor
+
     def move(self, pos, event) -> None:
-        if self._mode is None or not (event.buttons() & Qt.MouseButton.LeftButton):
+        if self._mode is None:
+            if self.canvas.document is not None and not (event.buttons() & Qt.MouseButton.LeftButton):
+                self.canvas.viewport().setCursor(self.hover_cursor(pos))
+            return
+        if not (event.buttons() & Qt.MouseButton.LeftButton):
             return
         box = self._dragged_box(pos, event)
         if self._mode == "create":
