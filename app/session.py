@@ -27,7 +27,7 @@ from semirest.core.project.previews import PreviewStore, needs_preview, preview_
 from semirest.core.project.store import ImageRecord, LabelSummary, ProjectError, ProjectStore, ProjectWriteError, TimeSpan
 
 MAX_KEPT_PIXELS = 64 * 2**20  # label pixels of documents kept for undo (uint8 each)
-SWEEP_BUDGET_S = 0.004  # the preview sweep's share of one event-loop turn (every 400 ms)
+SWEEP_BUDGET_S = 0.002  # the preview sweep's share of one event-loop turn (every 400 ms): 0.5 % of a core
 SWEEP_CHUNK = 64  # records whose paths are resolved at a time
 
 
