@@ -168,9 +168,15 @@ def test_clock_emits_only_the_current_time_cell(window, qtbot, clock):
     resets = []
     model.layoutChanged.connect(lambda: resets.append(1))
     model.modelReset.connect(lambda: resets.append(1))
-    qtbot.keyClick(window.canvas, Qt.Key.Key_Plus)  # input: the tracker times image 0
-    for _ in range(4):
+    from tests.gui.conftest import click, move
+
+    key(qtbot, window, Qt.Key.Key_K)
+    click(window.canvas, 5, 5)  # an edit: the tracker times image 0 from here
+    qtbot.wait(10)
+    cells.clear()  # the edit's own row update
+    for i in range(4):
         clock.advance(0.5)
+        move(window.canvas, 20 + i, 20)  # canvas input keeps the span open
         qtbot.wait(500)
     assert cells and set(cells) == {(0, 2, 0, 2)} and not resets
     cells.clear()
