@@ -214,3 +214,33 @@ def test_new_scores_while_sorted_do_not_read_every_row(tmp_path, qtbot, clock):
     assert [scores[w.session.records[r].id] for r in top] == sorted(scores.values(), reverse=True)[:3]
     assert 0 < len(calls) < 3000  # the rows on screen, not every row per score
     w.close()
+
+
+def test_class_filter_and_score_sort_keep_unscored_last(keyed_project, qtbot, clock):
+    from semirest.app.panels.image_list import SCORE, ImageFilter, ImageListOrder
+    from semirest.core.labels.boxes import RotatedBox
+    from semirest.core.project.store import ProjectStore
+
+    with ProjectStore.open(keyed_project) as store:
+        recs = store.images()
+        scratch = store.add_class("scratch")
+        store.set_blocks(recs[1].id, 8, on=[(0, 0)], class_id=scratch.id)
+        store.add_box(recs[5].id, RotatedBox(20, 20, 10, 4, 30.0), class_id=scratch.id)
+        store.set_blocks(recs[2].id, 8, on=[(1, 1)])  # default class
+        assert store.classes_by_image() == {recs[1].id: {scratch.id}, recs[5].id: {scratch.id}, recs[2].id: {1}}
+    w = open_window(qtbot, keyed_project, clock)
+    lst = w.image_list
+    bar = lst.filter_bar
+    bar.label_class.reload()
+    bar.label_class.setCurrentIndex(bar.label_class.findData(scratch.id))
+    assert lst.visible_order() == [1, 5]
+    w.close()
+    order = ImageListOrder(["b", "a", "c"], [10, 11, 12])
+    order.set_scores({10: 0.3, 12: 0.9})
+    for descending, want in ((True, [2, 0, 1]), (False, [0, 2, 1])):
+        order.column, order.descending = SCORE, descending
+        order.apply()
+        assert order.rows.tolist() == want
+    order.filter = ImageFilter(score_min=0.5)
+    order.apply()
+    assert order.rows.tolist() == [2] and order.step(0, +1) == 2 and order.position(0) == -1
