@@ -16,6 +16,7 @@ text, not an exception.
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,14 +132,17 @@ class ImageCache:
     def idle(self) -> bool:
         return all(f.ended() for f in self._items.values()) and (self._sweep is None or self._sweep.ended())
 
-    def sweep(self, todo: deque) -> bool:
+    def sweep(self, todo: deque, deadline: float | None = None) -> bool:
         """Start making the preview of the next image in ``todo`` that needs one (taking it off
-        the queue), if nothing else is being decoded. False once the queue is empty."""
+        the queue), if nothing else is being decoded; checks files until ``deadline``
+        (``time.perf_counter()``). False once the queue is empty."""
         if self.previews is None:
             return False
         if not self.idle:
             return bool(todo)
         while todo:
+            if deadline is not None and time.perf_counter() >= deadline:
+                return True
             p = todo.popleft()
             if needs_preview(p) and not self.previews.has(p):
                 self._sweep = self._background.start_worker(Worker(_make_preview, p, self.previews))

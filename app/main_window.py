@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QInputDial
 
 from semirest.app.actions import build_actions, on_triggered
 from semirest.app.canvas.activity import LabelingActivity
+from semirest.app.focus import hand_back_keys_in
 from semirest.app.canvas.tools.blocks import BlockTool
 from semirest.app.canvas.tools.box import BoxTool
 from semirest.app.canvas.tools.brush import BrushTool
@@ -117,7 +118,8 @@ class MainWindow(QMainWindow):
             "&Edit": ("undo", "redo", None, "delete_box", "rotate_minus1", "rotate_plus1", "rotate_minus15", "rotate_plus15",
                       None, "classes"),
             "&Tools": ("brush", "eraser", "brush_smaller", "brush_bigger", None, "block8", "block16", None, "box"),
-            "&View": ("zoom_in", "zoom_out", "zoom_fit", "keep_zoom", None, "reference", "study", None, "previous_image", "next_image"),
+            "&View": ("zoom_in", "zoom_out", "zoom_fit", "keep_zoom", None, "reference", "study", None, "previous_image",
+                      "next_image", "next_unlabelled", "next_above_threshold", "go_to_image", "find"),
             "T&raining": ("train", "retrain", "cancel_training", "clear_cache", None, "heatmap", "propose_boxes", "sort_by_score", None, "export_detector"),
         }
         for title, names in groups.items():
@@ -149,8 +151,12 @@ class MainWindow(QMainWindow):
         for n in range(1, 10):
             on_triggered(a[f"class_{n}"], lambda n=n: self._pick_class(n))
         on_triggered(a["classes"], self._edit_classes)
-        on_triggered(a["previous_image"], s.previous)
-        on_triggered(a["next_image"], s.next)
+        on_triggered(a["previous_image"], lambda: self._open_list_row(self.image_list.step(-1)))
+        on_triggered(a["next_image"], lambda: self._open_list_row(self.image_list.step(+1)))
+        on_triggered(a["next_unlabelled"], self._next_unlabelled)
+        on_triggered(a["next_above_threshold"], self._next_above_threshold)
+        on_triggered(a["find"], self.image_list.focus_filter)
+        on_triggered(a["go_to_image"], self.image_list.focus_go_to)
         on_triggered(a["undo"], lambda: self._after_edit(s.undo()))
         on_triggered(a["redo"], lambda: self._after_edit(s.redo()))
         on_triggered(a["zoom_in"], c.zoom_in)
@@ -192,6 +198,8 @@ class MainWindow(QMainWindow):
         c.zoom_changed.connect(lambda _z: self._update_status())
         c.tool_state_changed.connect(self._update_status)
         c.cursor_moved.connect(self._show_cursor)
+        hand_back_keys_in(self.train_panels, c)  # Enter / Esc in the Steps box etc.
+        hand_back_keys_in(self.image_list.filter_bar, c)
 
     # -- reactions ------------------------------------------------------------------------------
     def _show_message(self, text: str) -> None:
@@ -252,6 +260,27 @@ class MainWindow(QMainWindow):
             self.study.show_reference(loaded.bgra if loaded else None, self.session.reference_mask, rec.key, loading=self.canvas.loading)
         self._update_status()
 
+    def _open_list_row(self, row: int | None) -> None:
+        """A / D, U, S: open a row found in the image list's order (None: nothing found)."""
+        if row is not None and row != self.session.index:
+            self.session.open_index(row)
+
+    def _next_unlabelled(self) -> None:
+        row = self.image_list.next_unlabelled()
+        if row is None:
+            self._show_message("Every image in the list is labelled.")
+        self._open_list_row(row)
+
+    def _next_above_threshold(self) -> None:
+        threshold = self.train_panels.score_threshold()
+        if threshold is None:
+            self._show_message("No scores to go by: choose a run in the Inference view.")
+            return
+        row = self.image_list.next_scored_above(threshold)
+        if row is None:
+            self._show_message(f"No image in the list scores above the threshold ({threshold:.3f}).")
+        self._open_list_row(row)
+
     def _show_cursor(self, x: int, y: int) -> None:
         doc = self.canvas.document
         inside = doc is not None and 0 <= x < doc.hw[1] and 0 <= y < doc.hw[0]
@@ -260,7 +289,7 @@ class MainWindow(QMainWindow):
     def _tick(self) -> None:
         rec = self.session.record
         if rec is not None:
-            self.image_list.model.refresh(rec.id)
+            self.image_list.model.refresh_time(rec.id)  # one cell, only when its text changed
             self._update_time()
 
     def _update_time(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
+from itertools import islice
 
 import cv2
 import numpy as np
@@ -26,6 +27,13 @@ from semirest.core.project.previews import PreviewStore, needs_preview, preview_
 from semirest.core.project.store import ImageRecord, LabelSummary, ProjectError, ProjectStore, ProjectWriteError, TimeSpan
 
 MAX_KEPT_PIXELS = 64 * 2**20  # label pixels of documents kept for undo (uint8 each)
+SWEEP_BUDGET_S = 0.002  # the preview sweep's share of one event-loop turn (every 400 ms): 0.5 % of a core
+SWEEP_CHUNK = 64  # records whose paths are resolved at a time
+
+
+def _nearest_first(i: int, n: int):
+    """0..n-1 by distance from i: i, i+1, i-1, i+2, i-2, ..."""
+    yield from (j for d in range(n) for j in ((i + d, i - d) if d else (i,)) if 0 <= j < n)
 
 
 class LabelingSession(QObject):
@@ -55,8 +63,10 @@ class LabelingSession(QObject):
         self._retry.timeout.connect(self.retry_saves)
         self._loading = None  # the decoding job of the full image while its preview is shown
         self._ahead: tuple[int, ...] = ()
-        # make the missing previews in the background, nearest images first, one at a time
+        # make the missing previews in the background, nearest images first, one at a time; the
+        # check of which files need one (two file stats each) is spread over the event loop's turns
         self._sweep_todo: deque = deque()
+        self._sweep_rows = None  # record indices not yet queued, nearest the open image first
         self._sweep = QTimer(self)
         self._sweep.setInterval(400)
         self._sweep.timeout.connect(self._sweep_step)
@@ -211,15 +221,27 @@ class LabelingSession(QObject):
         self.records = self.store.images()
         self.summaries = self.store.summaries()
         self._sweep_todo.clear()
+        self._sweep_rows = None
         self._sweep.start()
 
     def _sweep_step(self) -> None:
-        if not self._sweep_todo:
-            i = max(self.index, 0)
-            order = sorted(range(len(self.records)), key=lambda j: abs(j - i))
-            self._sweep_todo.extend(self.store.image_path(self.records[j]) for j in order)
-        if not self.cache.sweep(self._sweep_todo):
-            self._sweep.stop()  # every large image has its preview
+        """At most :data:`SWEEP_BUDGET_S` of this turn of the event loop (at 50,000 images the
+        whole check took seconds in one go)."""
+        if self.cache.previews is None:
+            self._sweep.stop()
+            return
+        deadline = time.perf_counter() + SWEEP_BUDGET_S
+        if self._sweep_rows is None:
+            self._sweep_rows = _nearest_first(max(self.index, 0), len(self.records))
+        while True:
+            if not self._sweep_todo:
+                chunk = [self.store.image_path(self.records[j]) for j in islice(self._sweep_rows, SWEEP_CHUNK)]
+                if not chunk:
+                    self._sweep.stop()  # every large image has its preview
+                    return
+                self._sweep_todo.extend(chunk)
+            if self.cache.sweep(self._sweep_todo, deadline) or time.perf_counter() >= deadline:
+                return
 
     def next(self) -> None:
         self.open_index(min(self.index + 1, len(self.records) - 1))

@@ -35,5 +35,8 @@ class NoTrainingPanel(QWidget):
     def image_changed(self) -> None:
         pass
 
+    def score_threshold(self) -> None:
+        return None  # no runs, no scores
+
     def shutdown(self) -> None:
         pass

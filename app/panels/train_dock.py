@@ -1,7 +1,7 @@
 """The Train dock: the training panel, the inference view and box proposals, one above the other,
 wired to each other by signals. The window reaches the dock through the slots it shares with
 :class:`~semirest.app.panels.no_training.NoTrainingPanel` (start, retrain, cancel, clear_cache,
-toggle_heatmap, propose, image_changed, shutdown) and its three outgoing signals."""
+toggle_heatmap, propose, score_threshold, image_changed, shutdown) and its three outgoing signals."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -113,6 +113,10 @@ class TrainDock(QWidget):
         self.message.emit(f"Exporting the detector of run #{rec.id} to {out} …")
         self.export_job = self.export_lane.start_worker(job)
         return job
+
+    def score_threshold(self) -> float | None:
+        """The Inference view's threshold in score units (S: next image above it), None without a run."""
+        return self.inference.threshold_value if self.inference.run_id is not None else None
 
     def image_changed(self) -> None:
         """The image on screen changed: its map (the proposals and the live target follow by

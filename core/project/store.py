@@ -1252,6 +1252,16 @@ class ProjectStore:
                 acc.setdefault(i, {})["seconds"] = float(s)
         return {i: LabelSummary(**v) for i, v in acc.items()}
 
+    def classes_by_image(self) -> dict[int, set[int]]:
+        """Per image: the class ids of its cells and boxes, in two grouped queries (brush pixels
+        keep their classes inside PNG tiles, too slow to read for a whole project)."""
+        out: dict[int, set[int]] = {}
+        with self._engine.connect() as conn:
+            for table in (blocks, boxes):
+                for i, k in conn.execute(select(table.c.image_id, table.c.class_id).distinct()):
+                    out.setdefault(i, set()).add(int(k))
+        return out
+
     def summary(self, image_id: int) -> LabelSummary:
         return self.summaries().get(image_id, LabelSummary())
 

@@ -14,6 +14,7 @@ EXPECTED = {
     "brush": "B", "eraser": "E", "brush_smaller": "[", "brush_bigger": "]", "block8": "K", "block16": "L",
     "box": "R", "rotate_minus1": "Z", "rotate_plus1": "X", "rotate_minus15": "Shift+Z", "rotate_plus15": "Shift+X",
     "delete_box": "Del", "previous_image": "A", "next_image": "D", "undo": "Ctrl+Z", "redo": "Ctrl+Shift+Z",
+    "next_unlabelled": "U", "next_above_threshold": "S", "find": "Ctrl+F", "go_to_image": "Ctrl+G",
     "zoom_in": "+", "zoom_out": "-", "zoom_fit": "0", "reference": "G", "study": "F2",
     "train": "Ctrl+T", "heatmap": "H", "propose_boxes": "P",
     **{f"class_{n}": str(n) for n in range(1, 10)},

@@ -55,7 +55,7 @@ def gate(monkeypatch):
 
 def click_row(window, row):
     lst = window.image_list
-    rect = lst.view.visualRect(lst.proxy.mapFromSource(lst.model.index(row, 0)))  # the view shows a sortable proxy
+    rect = lst.view.visualRect(lst.model.index(lst.model.order.position(row), 0))
     QTest.mouseClick(lst.view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
 
 

@@ -189,7 +189,7 @@ def test_finished_semi_run_metrics_scores_inference_and_proposals(qtbot, boxed_d
     order = lst.visible_order()
     first = window.session.records[order[0]]
     assert scores[first.id] == pytest.approx(max(scores.values()))
-    assert lst.proxy.index(0, 3).data() == f"{max(scores.values()):.3f}"
+    assert lst.model.index(0, 3).data() == f"{max(scores.values()):.3f}"
 
     # inference view: the map of an image equals `semirest predict`'s for the same run
     window.session.open_index(order[0])
