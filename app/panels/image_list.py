@@ -419,6 +419,10 @@ class FilterBar(QWidget):
         self.go_to_box.setValidator(QIntValidator(1, 10**9))
         for w in (self.labelled, self.label_type, self.label_class):
             w.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Tab from the name box goes on to the list
+            # shrink with the dock: three full-width combos kept the list dock so wide that at
+            # 1024 px the canvas got 400 px
+            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            w.setMinimumContentsLength(3)
         lay = QGridLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(3)
