@@ -123,16 +123,28 @@ def scaled_input_size(image_hw: tuple[int, int], scale: float) -> tuple[int, int
     return tuple(max(m, int(round(side * scale / m)) * m) for side in image_hw)
 
 
+SHARED_ASPECT_TOLERANCE = 0.1  # images whose h / w is within 10 % of the median share its aspect
+SHARED_ASPECT_SHARE = 0.9  # ... and at least 90 % of them must, for a non-square grid
+
+
 def shaped_input_size(sizes: Sequence[tuple[int, int]], image_size: int) -> tuple[int, int]:
-    """Model input (h, w) for images of the given (h, w) sizes: their median aspect h / w at about
-    ``image_size``**2 pixels, each side a multiple of 32 (features.input_size = "images").
+    """Model input (h, w) for images of the given (h, w) sizes (features.input_size = "images"):
+    when they share one aspect (at least SHARED_ASPECT_SHARE of them within SHARED_ASPECT_TOLERANCE
+    of the median h / w), that aspect at about ``image_size``**2 pixels, each side a multiple of 32;
+    otherwise the square image_size x image_size.
 
     One token grid for every image (the Swin's windows and the exported detector need one), but
     shaped like the parts: a 250 x 630 px part becomes 160 x 416 instead of 256 x 256, so a token
-    covers a square of the part rather than a strip 2.5 times wider than high."""
+    covers a square of the part rather than a strip 2.5 times wider than high. Images of many
+    aspects (magnetic_tile: 22 % within 10 % of the median) stay square: the median grid squashes
+    them as much as the square does, and on magnetic_tile's validation part it lost to the square
+    (SemiREST un pixel AP 22.4 vs 23.4, PRO 74.6 vs 75.8; BENCHMARKS.md, model input shape)."""
     if not sizes:
         return (image_size, image_size)
-    aspect = float(np.median([h / max(w, 1) for h, w in sizes]))
+    aspects = np.array([h / max(w, 1) for h, w in sizes], dtype=np.float64)
+    aspect = float(np.median(aspects))
+    if np.mean(np.abs(aspects / aspect - 1.0) <= SHARED_ASPECT_TOLERANCE) < SHARED_ASPECT_SHARE:
+        return (image_size, image_size)
     budget = float(image_size) ** 2
     m = SCALED_SIDE_MULTIPLE
     w = math.sqrt(budget / aspect)

@@ -21,8 +21,11 @@ def test_shaped_input_size_follows_the_median_aspect_at_the_pixel_budget():
     assert shaped_input_size([(250, 630)] * 3, 256) == (160, 416)  # elongated parts: 20 x 52 tokens
     assert shaped_input_size([(320, 320)], 256) == (256, 256)  # square images stay square
     assert shaped_input_size([(630, 250)], 256) == (416, 160)
-    # the median, not the mean: one odd image does not reshape the grid of the others
-    assert shaped_input_size([(100, 200)] * 4 + [(900, 100)], 256) == (192, 352)
+    # the median, not the mean: one odd image in ten does not reshape the grid of the others
+    assert shaped_input_size([(100, 200)] * 9 + [(900, 100)], 256) == (192, 352)
+    # images of many aspects (as magnetic_tile's) share no shape: the square
+    assert shaped_input_size([(100, 200)] * 4 + [(900, 100)], 256) == (256, 256)
+    assert shaped_input_size([(285, 122), (375, 265), (272, 219), (123, 286)] * 5, 256) == (256, 256)
     assert shaped_input_size([(10, 5000)], 256) == (32, 2048)  # never below one stride-32 cell
     assert shaped_input_size([], 256) == (256, 256)
 
