@@ -200,6 +200,7 @@ class MainWindow(QMainWindow):
         c.cursor_moved.connect(self._show_cursor)
         hand_back_keys_in(self.train_panels, c)  # Enter / Esc in the Steps box etc.
         hand_back_keys_in(self.image_list.filter_bar, c)
+        self._show_class_colours()
 
     # -- reactions ------------------------------------------------------------------------------
     def _show_message(self, text: str) -> None:
@@ -219,9 +220,18 @@ class MainWindow(QMainWindow):
 
         dialog = ClassesDialog(self.session.store, self)
         dialog.classes_changed.connect(self._update_status)
+        dialog.classes_changed.connect(self._show_class_colours)
         self.classes_dialog = dialog  # reachable while open (tests)
         dialog.exec()
         self.classes_dialog = None
+
+    def _show_class_colours(self) -> None:
+        """Boxes on the canvas in their class's colour."""
+        try:
+            classes = self.session.store.classes()
+        except ProjectError:
+            return
+        self.canvas.set_class_colours({k.id: k.colour for k in classes})
 
     def _show_class(self) -> None:
         lab = self.status_labels["class"]

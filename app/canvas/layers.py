@@ -168,6 +168,7 @@ class RotatedBoxItem(QGraphicsItem):
         self.setZValue(Z_BOXES)
         self.selected = False
         self.handle_scale = 1.0  # image pixels per screen pixel
+        self.colour = QColor(BOX_COLOR)  # the box's class colour (CanvasView.set_class_colours)
         self.set_box(box)
 
     def set_box(self, box: RotatedBox) -> None:
@@ -176,6 +177,11 @@ class RotatedBoxItem(QGraphicsItem):
         self.setPos(box.cx, box.cy)
         self.setRotation(box.angle)
         self.update()
+
+    def set_colour(self, colour: QColor) -> None:
+        if colour != self.colour:
+            self.colour = QColor(colour)
+            self.update()
 
     def set_selected(self, selected: bool) -> None:
         self.prepareGeometryChange()
@@ -246,7 +252,7 @@ class RotatedBoxItem(QGraphicsItem):
         return r
 
     def paint(self, painter, option, widget=None):
-        color = BOX_SELECTED_COLOR if self.selected else BOX_COLOR
+        color = BOX_SELECTED_COLOR if self.selected else self.colour
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         fill = QColor(color)
         fill.setAlpha(35)

@@ -17,6 +17,7 @@ from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView
 
 from semirest.app.canvas.layers import (
+    BOX_COLOR,
     Z_CURSOR,
     Z_HEATMAP,
     Z_IMAGE,
@@ -87,6 +88,7 @@ class CanvasView(QGraphicsView):
         for it in (self.image_layer, self.reference_layer, self.label_layer, self.heatmap_layer, self.grid_item, self.proposal_layer, self.brush_cursor, self.placeholder):
             self.scene().addItem(it)
         self.box_items: dict[int, RotatedBoxItem] = {}
+        self.class_colours: dict[int, QColor] = {}  # class id -> colour boxes of that class are drawn in
         self.selected_box: int | None = None
         self.document: ImageDocument | None = None
         self.loading = False  # the full image is still being decoded (a preview is shown)
@@ -284,6 +286,17 @@ class CanvasView(QGraphicsView):
             self.scene().addItem(item)
         else:
             item.set_box(box)
+        item.set_colour(self._box_colour(local))
+
+    def _box_colour(self, local: int) -> QColor:
+        k = self.document.box_classes.get(local) if self.document is not None else None
+        return self.class_colours.get(k, BOX_COLOR)
+
+    def set_class_colours(self, colours: dict[int, str]) -> None:
+        """The project's class colours ("#rrggbb" by class id): every box is drawn in its class's."""
+        self.class_colours = {int(k): QColor(c) for k, c in colours.items()}
+        for local, item in self.box_items.items():
+            item.set_colour(self._box_colour(local))
 
     def select_box(self, local: int | None) -> None:
         if self.selected_box in self.box_items:

@@ -11,6 +11,7 @@ def test_class_keys_give_the_next_labels_their_class(window, qtbot, small_projec
     store = window.session.store
     scratch = store.add_class("scratch").id
     window._update_status()
+    window._show_class_colours()  # as the Classes dialog's classes_changed does
     assert window.status_labels["class"].text() == "class 1: defect"
     key(qtbot, window, Qt.Key.Key_2)
     assert window.status_labels["class"].text() == "class 2: scratch"
@@ -27,6 +28,14 @@ def test_class_keys_give_the_next_labels_their_class(window, qtbot, small_projec
     key(qtbot, window, Qt.Key.Key_3)  # there is no third class: the class stays
     assert "No class 3" in window.statusBar().currentMessage()
     assert window.status_labels["class"].text() == "class 2: scratch"
+    # each box is drawn in its class's colour, and follows a colour change
+    colours = {k.id: k.colour for k in store.classes()}
+    assert colours[scratch] != colours[1]
+    drawn = {round(it.box.cx): it.colour.name() for it in c.box_items.values()}
+    assert drawn == {120: colours[1], 35: colours[scratch]}
+    store.set_class_colour(scratch, "#00ff00")
+    window._show_class_colours()
+    assert {round(it.box.cx): it.colour.name() for it in c.box_items.values()}[35] == "#00ff00"
     window.close()
     with ProjectStore.open(small_project) as s:
         rec = s.images()[0]
