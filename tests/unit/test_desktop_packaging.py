@@ -47,6 +47,8 @@ def test_spec_ships_onnxruntime_and_the_inspect_command_but_not_openvino():
     assert re.search(r"binaries=ONNXRUNTIME_LIBS", spec)
     always_out = re.search(r"^ALWAYS_OUT = \[(.*?)\]$", spec, re.M | re.S).group(1)
     assert '"openvino"' in always_out and '"onnxruntime"' not in always_out
+    torch_family = re.search(r"^TORCH_FAMILY = \[(.*?)\]$", spec, re.M | re.S).group(1)
+    assert '"tqdm"' not in torch_family + always_out  # inspect's progress bar
     assert "openvino" in PYPROJECT["project"]["optional-dependencies"]
     assert not any("openvino" in d for d in PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["test"])
 
