@@ -1,4 +1,6 @@
-"""Run an exported SemiREST detector (``semirest export-model``) with onnxruntime: no torch, no faiss.
+"""Run an exported SemiREST detector (``semirest export-model``) with onnxruntime, or an OpenVINO IR
+export (``--format openvino``, the optional ``openvino`` package) with the OpenVINO runtime: no
+torch, no faiss.
 
 Imports only numpy, OpenCV and onnxruntime (and this package's torch-free image reading and
 calibration formulas), so a line PC needs ``pip install numpy opencv-python-headless onnxruntime``
@@ -32,10 +34,20 @@ from semirest.core.calibration import NORMALISED_THRESHOLD, Calibration, denorma
 from semirest.core.data.images import read_image, resize_batch
 
 FORMAT = "semirest-detector"
+OPENVINO_MISSING = 'OpenVINO detectors need the openvino package: pip install "semirest-studio[openvino]"'
+
+
+def import_openvino():
+    """The openvino module, or a DetectorError saying how to install it (it is an optional extra)."""
+    try:
+        import openvino
+    except ImportError:
+        raise DetectorError(OPENVINO_MISSING) from None
+    return openvino
 
 
 class DetectorError(ValueError):
-    """The file is not a usable exported detector; the message names it."""
+    """The file is not a usable exported detector (the message names it), or its runtime is missing."""
 
 
 @dataclass
@@ -60,15 +72,10 @@ class Detector:
         self.path = Path(path)
         if not self.path.is_file():
             raise DetectorError(f"{self.path}: no such detector file")
-        opts = onnxruntime.SessionOptions()
-        if threads > 0:
-            opts.intra_op_num_threads = threads
-        try:
-            self.session = onnxruntime.InferenceSession(str(self.path), opts,
-                                                        providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own several types
-            raise DetectorError(f"{self.path}: not a readable ONNX file ({str(exc).splitlines()[0]})") from None
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if self.path.suffix.lower() == ".xml":
+            self.metadata, self._infer = self._open_openvino(threads)
+        else:
+            self.metadata, self._infer = self._open_onnx(threads, providers)
         if self.metadata.get("format") != FORMAT:
             raise DetectorError(f"{self.path}: not a SemiREST detector (format {self.metadata.get('format')!r}); "
                                 "make one with `semirest export-model`")
@@ -80,11 +87,48 @@ class Detector:
         self.input_size = (h, w)
         self.calibrated = self.metadata.get("calibrated") == "true"
         self.calibration = Calibration.from_json(self.metadata.get("calibration") or None)
-        self.input_name = self.session.get_inputs()[0].name
+
+    def _open_onnx(self, threads: int, providers: Sequence[str] | None):
+        opts = onnxruntime.SessionOptions()
+        if threads > 0:
+            opts.intra_op_num_threads = threads
+        try:
+            session = onnxruntime.InferenceSession(str(self.path), opts,
+                                                   providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own several types
+            raise DetectorError(f"{self.path}: not a readable ONNX file ({str(exc).splitlines()[0]})") from None
+        input_name = session.get_inputs()[0].name
+
+        def infer(batch: np.ndarray):
+            return tuple(session.run(None, {input_name: batch}))
+
+        return dict(session.get_modelmeta().custom_metadata_map), infer
+
+    def _open_openvino(self, threads: int):
+        ov = import_openvino()
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as exc:  # noqa: BLE001 - openvino raises RuntimeError and its own types
+            raise DetectorError(f"{self.path}: not a readable OpenVINO IR file ({str(exc).splitlines()[0]})") from None
+        meta = {}
+        if model.has_rt_info(["semirest"]):
+            meta = {str(k): v.astype(str) for k, v in model.get_rt_info()["semirest"].items()}
+        config = {"INFERENCE_NUM_THREADS": threads} if threads > 0 else {}
+        # f32 inference: the default on some CPUs is bf16, which moves scores by ~1e-2
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+        compiled = core.compile_model(model, "CPU", config)
+        request = compiled.create_infer_request()
+
+        def infer(batch: np.ndarray):
+            result = request.infer({0: batch})
+            return tuple(np.array(result[compiled.output(i)]) for i in range(3))
+
+        return meta, infer
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """float32 (N, 3, H, W) in [0, 1] -> (maps (N, H, W), scores (N,), normalised scores (N,))."""
-        maps, scores, normalised = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})
+        maps, scores, normalised = self._infer(np.ascontiguousarray(batch, np.float32))
         return maps, scores, normalised
 
     def detect(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,12 +17,20 @@ def cmd_export_model(args) -> int:
         raise CliError("give one of --run RUN_DIR or --checkpoint FILE")
     ckpt = Path(args.run) / CHECKPOINT_NAME if args.run else Path(args.checkpoint)
     out = Path(args.out)
-    if out.suffix.lower() != ".onnx":
-        raise CliError(f"{out}: the output must be an .onnx file")
+    suffix = {"onnx": ".onnx", "openvino": ".xml"}[args.format]
+    if out.suffix.lower() != suffix:
+        raise CliError(f"{out}: the output of --format {args.format} must be an {suffix} file")
+    if args.format == "openvino":
+        from semirest.core.deploy import DetectorError, import_openvino
+
+        try:
+            import_openvino()
+        except DetectorError as exc:
+            raise CliError(str(exc)) from None
     try:
         from semirest.core.train.export import export_checkpoint
 
-        wrote, detector = export_checkpoint(ckpt, out)
+        wrote, detector = export_checkpoint(ckpt, out, args.format)
     except CheckpointError as exc:
         raise CliError(str(exc)) from None
     except ModuleNotFoundError as exc:
@@ -36,14 +44,17 @@ def cmd_export_model(args) -> int:
               "threshold is 0.5 on the raw score and normalised_score equals score", file=sys.stderr)
     thr = f"threshold {detector.calibration.threshold:.4g}" if detector.calibration else "uncalibrated"
     h, w = detector.extractor.input_size
-    print(f"wrote {wrote} ({wrote.stat().st_size / 1e6:.1f} MB; input N x 3 x {h} x {w}; {thr})", file=sys.stderr)
+    size = wrote.stat().st_size + (wrote.with_suffix(".bin").stat().st_size if args.format == "openvino" else 0)
+    print(f"wrote {wrote} ({size / 1e6:.1f} MB; input N x 3 x {h} x {w}; {thr})", file=sys.stderr)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export-model", help="export a trained model as one ONNX detector file (runs without torch)")
+    p = sub.add_parser("export-model", help="export a trained model as one ONNX (or OpenVINO IR) detector file (runs without torch)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run folder of `semirest train` (holds model.safetensors)")
     src.add_argument("--checkpoint", help="a model .safetensors file")
-    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--out", required=True, help="the file to write: .onnx, or .xml (plus its .bin) for openvino")
+    p.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
+                   help="onnx (default; onnxruntime) or openvino (OpenVINO IR; needs the openvino extra)")
     p.set_defaults(func=cmd_export_model)

@@ -278,7 +278,7 @@ def register(sub) -> None:
                        description=__doc__.split("\n\n", 3)[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run folder of `semirest train` (or its model.safetensors): the torch path")
-    src.add_argument("--model", help="detector.onnx from `semirest export-model`: the onnxruntime path (no torch)")
+    src.add_argument("--model", help="detector.onnx (onnxruntime) or detector.xml (OpenVINO) from `semirest export-model` (no torch)")
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--out", required=True, help="output folder: verdicts.csv and overlays/")
     p.add_argument("--threshold", type=float, default=None,

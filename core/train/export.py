@@ -245,13 +245,10 @@ def metadata(detector) -> dict[str, str]:
     }
 
 
-def export_detector(detector, out: str | os.PathLike, opset: int = OPSET) -> Path:
-    """Write ``detector`` (a fitted or loaded SemiREST) as one ONNX file, checked and atomically."""
+def onnx_model_bytes(detector, opset: int = OPSET) -> bytes:
+    """The serialised, checked ONNX model of ``detector`` (a fitted or loaded SemiREST) with its metadata."""
     import onnx
 
-    from semirest.core.files import write_atomic
-
-    out = Path(out)
     if detector.cfg.features.input_scale > 0:
         raise ValueError("features.input_scale models have no fixed input size and cannot be exported")
     if getattr(detector.bank, "index_kind", "flat") != "flat":
@@ -277,17 +274,72 @@ def export_detector(detector, out: str | os.PathLike, opset: int = OPSET) -> Pat
                          "file (a smaller bank: bank.max_size or bank.coreset_ratio)")
     data = model.SerializeToString()
     onnx.checker.check_model(onnx.load_from_string(data))
+    return data
+
+
+def export_detector(detector, out: str | os.PathLike, opset: int = OPSET) -> Path:
+    """Write ``detector`` (a fitted or loaded SemiREST) as one ONNX file, checked and atomically."""
+    from semirest.core.files import write_atomic
+
+    out = Path(out)
+    data = onnx_model_bytes(detector, opset)
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(out, data)
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, object]:
-    """Load a run's checkpoint and write it as one ONNX detector (``semirest export-model`` and the
-    studio's Training > Export detector): returns (the file written, the loaded detector)."""
+def export_openvino(detector, out: str | os.PathLike) -> Path:
+    """Write ``detector`` as OpenVINO IR (``out`` .xml plus its .bin), converted from the ONNX graph,
+    with the metadata in the IR's rt_info under ``semirest``. Both files are written in a temporary
+    folder next to ``out`` and then renamed into place (the .bin first: an .xml always finds its weights)."""
+    import shutil
+    import tempfile
+
+    from semirest.core.deploy import import_openvino
+    from semirest.core.files import _sync_folder
+
+    ov = import_openvino()
+    out = Path(out)
+    data = onnx_model_bytes(detector)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".tmp", dir=out.parent))
+    try:
+        onnx_path = tmp / "detector.onnx"
+        onnx_path.write_bytes(data)
+        # Core.read_model runs the same ONNX frontend as convert_model, which where torch is imported
+        # first tries the file as a torch.export archive and logs that failure's traceback
+        model = ov.Core().read_model(str(onnx_path))
+        for k, v in metadata(detector).items():
+            model.set_rt_info(v, ["semirest", k])
+        xml = tmp / out.name
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        os.replace(xml.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(xml, out)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{out}: could not be written ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _sync_folder(out.parent)
+    return out
+
+
+EXPORT_SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                      fmt: str = "onnx") -> tuple[Path, object]:
+    """Load a run's checkpoint and write it as one ONNX detector, or as OpenVINO IR with ``fmt``
+    "openvino" (``semirest export-model`` and the studio's Training > Export detector): returns
+    (the file written, the loaded detector)."""
     from semirest.core.methods.semirest import SemiREST
 
     out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ValueError(f"{out}: the output must be an .onnx file")
+    suffix = EXPORT_SUFFIXES[fmt]
+    if out.suffix.lower() != suffix:
+        raise ValueError(f"{out}: the output must be an {suffix} file")
+    if fmt == "openvino":
+        from semirest.core.deploy import import_openvino
+
+        import_openvino()  # the missing-package message before the checkpoint is loaded
     detector = SemiREST.load(checkpoint, "cpu")
-    return export_detector(detector, out), detector
+    write = export_openvino if fmt == "openvino" else export_detector
+    return write(detector, out), detector

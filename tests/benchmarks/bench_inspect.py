@@ -1,9 +1,9 @@
-"""`semirest inspect` speed on the torch and the ONNX path, and the calibrated threshold's real
+"""`semirest inspect` speed on the torch, the ONNX and (where openvino is installed) the OpenVINO path, and the calibrated threshold's real
 false-alarm rate, in one run on one category.
 
 A seeded part of train/good (``--holdout``) is kept out of training altogether; the rest trains a
 model (calibrated at ``--false-alarm`` on leave-one-out scores of its own training images), which
-is exported to ONNX. Both paths then inspect the same images (held-out normals, test/good and the
+is exported to ONNX (and to OpenVINO IR). The paths then inspect the same images (held-out normals, test/good and the
 test defects) on the CPU, after one warm-up batch each; printed: images/s of each path, the largest
 score difference between them, the false-alarm rate on the held-out normal images (train/good
 part and test/good) against the requested one, and the miss rate on the test defects.
@@ -13,7 +13,7 @@ part and test/good) against the requested one, and the miss rate on the test def
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +42,7 @@ def main() -> None:
     from semirest.core.deploy import Detector
     from semirest.core.cli.inspect import Inspection, TorchDetector
     from semirest.core.data.datasets import load_images
-    from semirest.core.train.export import export_detector
+    from semirest.core.train.export import export_detector, export_openvino
     from semirest.core.methods.semirest import SemiREST
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-inspect-"))
@@ -62,12 +62,17 @@ def main() -> None:
     t0 = time.perf_counter()
     onnx_file = export_detector(SemiREST.load(ckpt), work / "detector.onnx")
     export_s = time.perf_counter() - t0
+    detectors = [("torch", TorchDetector(ckpt, "cpu")), ("onnx", Detector(onnx_file))]
+    if importlib.util.find_spec("openvino") is None:  # the optional extra: its row only where installed
+        print("openvino is not installed: no OpenVINO row")
+    else:
+        detectors.append(("openvino", Detector(export_openvino(SemiREST.load(ckpt), work / "detector.xml"))))
 
     good_test = [s for s in cat.test if s.defect_type == "good"]
     defects = [s for s in cat.test if s.defect_type != "good"]
     paths = [s.path for s in held + good_test + defects]
     results = {}
-    for name, det in (("torch", TorchDetector(ckpt, "cpu")), ("onnx", Detector(onnx_file))):
+    for name, det in detectors:
         for sub in ("warm", "inspect"):
             (work / f"{sub}_{name}").mkdir(parents=True, exist_ok=True)
         Inspection(det, work / f"warm_{name}", 0.5, False, args.batch).run(paths[:args.batch])
@@ -89,6 +94,9 @@ def main() -> None:
         "torch_images_per_s": round(results["torch"]["images_per_s"], 2),
         "onnx_images_per_s": round(results["onnx"]["images_per_s"], 2),
         "max_score_difference": diff,
+        **({"openvino_images_per_s": round(results["openvino"]["images_per_s"], 2),
+            "openvino_max_score_difference": float(np.abs(results["torch"]["scores"] - results["openvino"]["scores"]).max())}
+           if "openvino" in results else {}),
         "requested_false_alarm": args.false_alarm, "threshold": cal.threshold, "calibration_images": cal.n_images,
         "calibration_unseen_by_swin": cal.n_unseen,
         "false_alarm_heldout_train_good": far_held, "heldout_train_good": n_h,
@@ -100,6 +108,9 @@ def main() -> None:
           f"export {export_s:.0f} s, {summary['detector_mb']} MB")
     print(f"inspect on {len(paths)} images (CPU, {torch.get_num_threads()} threads): torch {summary['torch_images_per_s']:.2f} "
           f"images/s, ONNX {summary['onnx_images_per_s']:.2f} images/s; max |score difference| {diff:.2e}")
+    if "openvino" in results:
+        print(f"OpenVINO {summary['openvino_images_per_s']:.2f} images/s; max |score difference| to torch "
+              f"{summary['openvino_max_score_difference']:.2e}")
     print(f"threshold {cal.threshold:.4f} calibrated for {args.false_alarm:.1%} false alarms on {cal.n_images} images "
           f"(leave-one-out); measured false alarms: {far_held:.1%} of {n_h} held-out train/good, {far_test_good:.1%} of "
           f"{n_g} test/good ({summary['false_alarm_all_heldout']:.1%} of both); misses {miss:.1%} of {len(defects)} test defects")

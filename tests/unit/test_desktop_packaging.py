@@ -36,6 +36,23 @@ def test_spec_builds_both_entry_points_and_ships_the_resources():
     assert "/packaging/build/" in ignored and "/packaging/dist/" in ignored
 
 
+def test_spec_ships_onnxruntime_and_the_inspect_command_but_not_openvino():
+    """`semirest inspect --model detector.onnx` runs from the folder without torch: the lazily
+    imported command modules are hidden imports and onnxruntime's libraries and data are collected."""
+    spec = (REPO / "packaging" / "semirest-studio.spec").read_text()
+    hidden = re.search(r"^hidden = \[(.*?)\]$", spec, re.M | re.S).group(1)
+    for module in ("semirest.core.cli.inspect", "semirest.core.deploy", "onnxruntime"):
+        assert f'"{module}"' in hidden, module
+    assert 'collect_data_files("onnxruntime")' in spec and 'collect_dynamic_libs("onnxruntime")' in spec
+    assert re.search(r"binaries=ONNXRUNTIME_LIBS", spec)
+    always_out = re.search(r"^ALWAYS_OUT = \[(.*?)\]$", spec, re.M | re.S).group(1)
+    assert '"openvino"' in always_out and '"onnxruntime"' not in always_out
+    torch_family = re.search(r"^TORCH_FAMILY = \[(.*?)\]$", spec, re.M | re.S).group(1)
+    assert '"tqdm"' not in torch_family + always_out  # inspect's progress bar
+    assert "openvino" in PYPROJECT["project"]["optional-dependencies"]
+    assert not any("openvino" in d for d in PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["test"])
+
+
 def test_desktop_entry_is_valid_and_names_the_gui_script_and_icon():
     cp = configparser.ConfigParser(interpolation=None)
     cp.optionxform = str
