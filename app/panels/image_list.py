@@ -271,7 +271,14 @@ class ImageListModel(QAbstractTableModel):
             rec = self.session.records[self.row_at(index.row())]
             by_type = self.session.seconds_by_type(rec.id)
             times = ", ".join(f"{t} {v:.1f} s" for t, v in by_type.items()) or "no time yet"
-            return f"{rec.key}\n{rec.path}\n{describe(self.session.summaries.get(rec.id, LabelSummary()))}\n{times}"
+            row = self.row_at(index.row())
+            try:
+                names = [k.name for k in self.session.store.classes()
+                         if k.id in self.order.classes and self.order.classes[k.id][row]]
+            except ProjectError:
+                names = []
+            kinds = f" ({', '.join(names)})" if names else ""
+            return f"{rec.key}\n{rec.path}\n{describe(self.session.summaries.get(rec.id, LabelSummary()))}{kinds}\n{times}"
         return None
 
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:

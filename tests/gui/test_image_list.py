@@ -234,6 +234,9 @@ def test_class_filter_and_score_sort_keep_unscored_last(keyed_project, qtbot, cl
     bar.label_class.reload()
     bar.label_class.setCurrentIndex(bar.label_class.findData(scratch.id))
     assert lst.visible_order() == [1, 5]
+    # the row's tooltip names its classes
+    tips = [lst.model.data(lst.model.index(p, 0), Qt.ItemDataRole.ToolTipRole) for p in range(2)]
+    assert all("(scratch)" in t for t in tips)
     w.close()
     order = ImageListOrder(["b", "a", "c"], [10, 11, 12])
     order.set_scores({10: 0.3, 12: 0.9})
