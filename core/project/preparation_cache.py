@@ -225,6 +225,25 @@ class PreparationCache:
             self.write_errors.append(str(exc))
 
     # -- size and clearing --------------------------------------------------------------------
+    def keep_only(self, feature_keys: set[str], row_keys: set[str]) -> int:
+        """Remove per-image PCFs and labelled k-NN rows whose keys a run did not use (images
+        removed or edited, another input size or backbone, an older bank), so the cache holds
+        one project state, as it holds one bank; returns the bytes freed."""
+        freed = 0
+        for sub, keep in (("features", feature_keys), ("labelled", row_keys)):
+            folder = self.folder / sub
+            if not folder.is_dir():
+                continue
+            for path in folder.glob("*.npy"):
+                if path.stem not in keep:
+                    try:
+                        size = path.stat().st_size
+                        path.unlink()
+                        freed += size
+                    except OSError:
+                        pass
+        return freed
+
     def size_bytes(self) -> int:
         return cache_size(self.folder)
 

@@ -276,6 +276,7 @@ class ProjectTrainingRun:
         k = max(3, cfg.bank.knn)
         image_keys = [cache.image_key(p.path, cfg.features) for p in plan.labelled]
         keys = [cache.labelled_key(ik, self.preparation_key, k) for ik in image_keys]
+        self._labelled_keys = (set(image_keys), set(keys))
         feats: list = [cache.load_features(ik) for ik in image_keys]
         rows: list = [cache.load_rows(key) if f is not None else None for key, f in zip(keys, feats)]
         to_extract = [i for i, f in enumerate(feats) if f is None]
@@ -341,7 +342,10 @@ class ProjectTrainingRun:
             first = unsupervised_stage(cfg) if plan.setting == "semi" else cfg
             data = self._prepare(first)
             self.searcher = BankSearcher(data.bank, self.device)
+            self._labelled_keys: tuple[set[str], set[str]] = (set(), set())
             real_set, real_feats = self._labelled_set(cfg)
+            self.preparation["cache_freed_bytes"] = self.cache.keep_only(
+                set(self._normal_keys) | self._labelled_keys[0], self._labelled_keys[1])
             self.preparation["seconds"] = round(time.perf_counter() - t0, 2)
             if self.cache.write_errors:  # the run goes on; the next one recomputes what was not kept
                 self.preparation["cache_write_errors"] = self.cache.write_errors[:3]

@@ -95,6 +95,11 @@ def test_each_changed_input_is_recomputed(boxed_demo_project, spy):
 
     _, s = _train(boxed_demo_project, ["features.lambda_pe=0.2"])  # a feature field: every PCF again
     assert spy()["prepared"] == 1 and s["preparation"]["features_extracted"] == 6
+    # what this run did not use is gone: the 6 normal and 2 labelled images' PCFs under the new
+    # feature fields, the labelled rows against the new bank; nothing of the earlier runs
+    folder = cache_folder(boxed_demo_project)
+    assert len(list((folder / "features").glob("*.npy"))) == 8 and len(list((folder / "labelled").glob("*.npy"))) == 2
+    assert s["preparation"]["cache_freed_bytes"] > 0
 
     # a field the preparation does not read (the Swin's width) reuses everything
     _, s = _train(boxed_demo_project, ["features.lambda_pe=0.2", "model.embed_dim=16"])
