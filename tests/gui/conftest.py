@@ -87,3 +87,24 @@ def click(canvas, x, y):
 
 def key(qtbot, window, k, modifiers=Qt.KeyboardModifier.NoModifier):
     qtbot.keyClick(window.canvas, k, modifiers)
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """Large images decode only once the gate is opened (small ones pass at once), or after 5 s,
+    so that a failing test that never opens it still closes its window."""
+    import threading
+
+    from semirest.app import image_cache
+    from semirest.core.project.previews import PREVIEW_MIN_BYTES
+
+    opened = threading.Event()
+    real = image_cache.load_for_display
+
+    def gated(path, previews=None):
+        if path.stat().st_size >= PREVIEW_MIN_BYTES:
+            opened.wait(5)
+        return real(path, previews)
+
+    monkeypatch.setattr(image_cache, "load_for_display", gated)
+    return opened

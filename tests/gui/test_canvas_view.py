@@ -1,6 +1,5 @@
 """Small boxes stay editable (handles sized on screen, a drag inside moves), hover cursors, Keep
 zoom and Fit, windows that fit small screens, and strokes made while a large image loads."""
-import threading
 
 import cv2
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 from PySide6.QtCore import QPointF, QRect, QSize, Qt
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel
 
-import semirest.app.image_cache as image_cache
 from semirest.core.labels.boxes import RotatedBox
 from semirest.core.project.previews import PREVIEW_MIN_BYTES
 from tests.gui.conftest import drag, key, move, open_window
@@ -249,21 +247,6 @@ def large_project(tmp_path, real_mvtec):
     store.set_image_size(rec.id, 3000, 3000)
     store.close()
     return tmp_path / "p.sqlite"
-
-
-@pytest.fixture
-def gate(monkeypatch):
-    """Large images decode only once the gate is opened (or after 5 s)."""
-    opened = threading.Event()
-    real = image_cache.load_for_display
-
-    def gated(path, previews=None):
-        if path.stat().st_size >= PREVIEW_MIN_BYTES:
-            opened.wait(5)
-        return real(path, previews)
-
-    monkeypatch.setattr(image_cache, "load_for_display", gated)
-    return opened
 
 
 def test_stroke_while_loading_is_applied_when_the_image_arrives(large_project, gate, qtbot, clock):

@@ -2,14 +2,12 @@
 at once with the labels at image resolution, strokes made on it apply when the full image arrives, and the full image
 replaces the preview without losing the view. The decoder is held back by a gate, so the test
 sees the in-between state deterministically on any machine."""
-import threading
 
 import numpy as np
 import pytest
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtTest import QTest
 
-import semirest.app.image_cache as image_cache
 from semirest.core.project.previews import PREVIEW_MIN_BYTES, PREVIEW_SIDE, PreviewStore, preview_folder
 from tests.gui.conftest import drag, key, open_window
 
@@ -35,22 +33,6 @@ def mixed_project(tmp_path):
     store.add_images([NewImage(p, p.stem) for p in paths])
     store.close()
     return tmp_path / "p.sqlite", paths
-
-
-@pytest.fixture
-def gate(monkeypatch):
-    """Large images decode only once the gate is opened (small ones pass at once), or after 5 s,
-    so that a failing test that never opens it still closes its window."""
-    opened = threading.Event()
-    real = image_cache.load_for_display
-
-    def gated(path, previews=None):
-        if path.stat().st_size >= PREVIEW_MIN_BYTES:
-            opened.wait(5)
-        return real(path, previews)
-
-    monkeypatch.setattr(image_cache, "load_for_display", gated)
-    return opened
 
 
 def click_row(window, row):
