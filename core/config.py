@@ -118,6 +118,10 @@ class TrainConfig:
     lambda_u: float = 5.0
     rampup_steps: int = 400
     box_unknown_fraction: float = 0.5  # v of Eq. 15
+    # how the tokens inside the boxes get their targets: "resmixmatch" (the paper's Algorithm 1)
+    # or "box_targets" (bank distances as a fixed teacher, core/train/box_targets.py)
+    semi_method: str = "resmixmatch"
+    box_quantile: float = 0.999  # box_targets: distance quantile of normal tokens above which a boxed token is positive
     # -- this project's choices where the paper is silent (docs/algorithm-reference.md) --
     positive_windows: bool = False  # an image with positive tokens always gives one window holding some
     synthetic_pool: int = 0  # synthetic images prepared up front; 0 = one per normal pool image
@@ -291,7 +295,7 @@ PRESET_SETTING_TRAIN = {"fast": {"semi": dict(b2=0)}}
 CHOICES = {
     "setting": ("un", "sup", "semi"), "bank.projection": ("pca", "random"), "bank.residual": ("square", "abs"),
     "bank.index": ("flat", "ivf", "auto"), "bank.stream_stage1": ("greedy", "random"),
-    "bank.stream_dtype": ("float32", "float16"),
+    "bank.stream_dtype": ("float32", "float16"), "train.semi_method": ("resmixmatch", "box_targets"),
 }
 AT_LEAST_ONE = (
     "features.image_size", "features.d_f", "features.pretrain_dim", "features.neighbourhood", "features.batch_size",
@@ -312,10 +316,11 @@ RANGES.update({
     "train.dropout_alpha": (0, 1), "train.synthetic_pool": (0, None), "train.normal_pool": (0, None),
     "train.m_copies": (1, 64), "train.sharpen_t": (0, None), "train.mixup_alpha": (0, None), "train.alpha_u": (0, 1),
     "train.gamma_u": (0, None), "train.lambda_u": (0, None), "train.box_unknown_fraction": (0, 1),
+    "train.box_quantile": (0, 1),
     "eval.sigma": (0, None), "eval.false_alarm": (0, 1),
     "eval.calibration_images": (-1, None),
 })
-OPEN_LOW = {"eval.false_alarm", "bank.coreset_ratio", "model.mlp_ratio", "train.lr", "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
+OPEN_LOW = {"eval.false_alarm", "train.box_quantile", "bank.coreset_ratio", "model.mlp_ratio", "train.lr", "train.window_fraction", "train.sharpen_t", "train.mixup_alpha"}
 OPEN_HIGH = {"eval.false_alarm", "model.drop_path", "train.warmup_fraction", "train.ema_decay"}
 
 

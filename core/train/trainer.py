@@ -24,7 +24,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from semirest.core.model.tokens import pcr_to_tokens
 from semirest.core.progress import ProgressEvent, ProgressFn
 from semirest.core.progress import no_progress as _no_progress
 from semirest.core.train.augment import KnnAugmenter, pcr_dropout
+from semirest.core.train.box_targets import box_targets, nn_distances, normal_distance_threshold
 from semirest.core.train.losses import focal_loss
 from semirest.core.train.resmixmatch import ResMixMatchParams, resmixmatch_loss
 from semirest.core.train.synthetic import SyntheticAnomalies
@@ -156,6 +157,19 @@ def relabel(cfg: Config, images: ImageSet, semi: bool = False,
         else:
             labels[i] = torch.from_numpy(block_labels(m, grid, cfg.train.eps_plus, cfg.train.eps_minus))
     return ImageSet(images.features, images.neighbours, labels, images.masks)
+
+
+def box_target_set(data: TrainingData, quantile: float) -> ImageSet:
+    """The box-labelled images with their Eq. 15 UNKNOWN tokens turned into targets by the bank's
+    distances (:mod:`semirest.core.train.box_targets`)."""
+    bank = torch.from_numpy(data.bank.features)
+    real = data.real
+    threshold = normal_distance_threshold(data.normal.features, data.normal.neighbours, bank, quantile)
+    labels = real.labels.clone()
+    for i in range(len(real)):
+        d = nn_distances(real.features[i], real.neighbours[i], bank).numpy()
+        labels[i] = torch.from_numpy(box_targets(labels[i].numpy(), d, threshold))
+    return ImageSet(real.features, real.neighbours, labels, real.masks)
 
 
 def residual_scale(cfg: Config, normal: ImageSet, bank_features: torch.Tensor, max_images: int = 64) -> float:
@@ -311,6 +325,9 @@ class Trainer:
         self.step_count = 0
         self.losses: list[float] = []
         self.semi = cfg.setting == "semi" and data.real is not None and tc.b3 > 0
+        if self.semi and tc.semi_method == "box_targets":
+            self.data = data = replace(data, real=box_target_set(data, tc.box_quantile))
+            self.semi = False  # the boxed images now hold targets: they train through the focal loss
         self.mix_params = ResMixMatchParams(
             m_copies=tc.m_copies, sharpen_t=tc.sharpen_t, mixup_alpha=tc.mixup_alpha, dropout=tc.mix_dropout,
             dropout_alpha=tc.dropout_alpha, alpha_x=tc.focal_alpha, gamma_x=tc.focal_gamma, alpha_u=tc.alpha_u,

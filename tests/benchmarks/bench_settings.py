@@ -49,7 +49,9 @@ from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.patchcore import PatchCore
 from semirest.core.metrics import evaluate
 from semirest.core.maps import predict_maps
-from semirest.core.train.trainer import Trainer, prepare_training_data, relabel
+from semirest.core.labels.blocks import UNKNOWN, block_fractions
+from semirest.core.train.box_targets import nn_distances
+from semirest.core.train.trainer import Trainer, box_target_set, prepare_training_data, relabel
 
 
 def pct(m: dict) -> dict:
@@ -78,6 +80,27 @@ def jittered(boxes: list[RotatedBox], rng: np.random.Generator) -> list[RotatedB
         out.append(RotatedBox(b.cx + rng.uniform(-0.1, 0.1) * size, b.cy + rng.uniform(-0.1, 0.1) * size,
                               b.width * 1.25, b.height * 1.25, b.angle + rng.uniform(-10.0, 10.0)))
     return out
+
+
+def box_target_quality(d, quantile: float) -> dict:
+    """How good the bank-distance teacher of ``train.semi_method = "box_targets"`` is inside the
+    boxes (truth: a token holds a defect pixel): the in-box token AUROC of the distances, and the
+    precision / recall of the positives it makes."""
+    from sklearn.metrics import roc_auc_score
+
+    bank = torch.from_numpy(d.bank.features)
+    targets = box_target_set(d, quantile).labels
+    scores, truth, pos = [], [], []
+    for i, m in enumerate(d.real.masks):
+        unknown = (d.real.labels[i] == UNKNOWN).numpy()
+        defect = block_fractions(m > 0, unknown.shape) > 0
+        scores.append(nn_distances(d.real.features[i], d.real.neighbours[i], bank).numpy()[unknown])
+        truth.append(defect[unknown])
+        pos.append((targets[i] == POSITIVE).numpy()[unknown])
+    s, t, p = (np.concatenate(x) for x in (scores, truth, pos))
+    return {"inbox_token_auroc": round(float(roc_auc_score(t, s)), 4) if 0 < t.sum() < len(t) else None,
+            "box_positives": int(p.sum()), "positive_precision": round(float(t[p].mean()), 3) if p.any() else None,
+            "positive_recall": round(float(p[t].mean()), 3) if t.any() else None, "inbox_tokens": int(len(t))}
 
 
 def main() -> None:
@@ -151,7 +174,8 @@ def main() -> None:
                      **(extra or {})}
                 rows.append(r)
                 print(json.dumps({k: r[k] for k in ("category", "method", "setting", "part")} | pct(r["metrics"]) | r["timing_s"]
-                                 | {k: r[k] for k in ("train_seed", "guess_mean_first", "guess_mean_last") if k in r}), flush=True)
+                                 | {k: r[k] for k in ("train_seed", "guess_mean_first", "guess_mean_last", "inbox_token_auroc",
+                                                     "positive_precision", "positive_recall") if k in r}), flush=True)
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)
 
@@ -230,7 +254,12 @@ def main() -> None:
                         boxes = [jittered(boxes_from_mask(mk), rng) for _, mk in real]
                     d = replace(data, synthetic=relabel(c, data.synthetic),
                                 real=relabel(cfg["sup"], data.real) if exact_labels else relabel(c, data.real, semi=True, boxes=boxes))
-                    m, s, guesses = train(c, d, model=copy.deepcopy(un_model).train())
+                    guesses = {}
+                    if c.train.semi_method == "box_targets" and not exact_labels:
+                        guesses = box_target_quality(d, c.train.box_quantile)
+                        print(label, guesses, flush=True)
+                    m, s, g = train(c, d, model=copy.deepcopy(un_model).train())
+                    guesses = {**guesses, **g}
                     score("semirest", label, s, predictor(c, m), {"annotation": annotation_counts(c, [mk for _, mk in real], grid),
                                                                   "train_seed": seed, **guesses})
 
