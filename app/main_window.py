@@ -145,9 +145,10 @@ class MainWindow(QMainWindow):
             on_triggered(a[name], lambda t=tool: self._use_tool(t))
         on_triggered(a["brush_smaller"], lambda: c.grow_brush(-1))
         on_triggered(a["brush_bigger"], lambda: c.grow_brush(+1))
+        box = self.tools["box"]
         for name, deg in (("rotate_minus1", -1), ("rotate_plus1", 1), ("rotate_minus15", -15), ("rotate_plus15", 15)):
-            on_triggered(a[name], lambda d=deg: self._after_edit(self.tools["box"].rotate_selected(d)))
-        on_triggered(a["delete_box"], lambda: self._after_edit(self.tools["box"].delete_selected()))
+            on_triggered(a[name], lambda d=deg: self._after_edit(c.edit_or_queue(lambda: box.rotate_selected(d), f"Rotate box {d:+d}°")))
+        on_triggered(a["delete_box"], lambda: self._after_edit(c.edit_or_queue(box.delete_selected, "Delete box")))
         for n in range(1, 10):
             on_triggered(a[f"class_{n}"], lambda n=n: self._pick_class(n))
         on_triggered(a["classes"], self._edit_classes)
@@ -157,8 +158,8 @@ class MainWindow(QMainWindow):
         on_triggered(a["next_above_threshold"], self._next_above_threshold)
         on_triggered(a["find"], self.image_list.focus_filter)
         on_triggered(a["go_to_image"], self.image_list.focus_go_to)
-        on_triggered(a["undo"], lambda: self._after_edit(s.undo()))
-        on_triggered(a["redo"], lambda: self._after_edit(s.redo()))
+        on_triggered(a["undo"], lambda: self._after_edit(c.edit_or_queue(s.undo, "Undo")))
+        on_triggered(a["redo"], lambda: self._after_edit(c.edit_or_queue(s.redo, "Redo")))
         on_triggered(a["zoom_in"], c.zoom_in)
         on_triggered(a["zoom_out"], c.zoom_out)
         on_triggered(a["zoom_fit"], c.fit)

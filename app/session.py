@@ -266,7 +266,15 @@ class LabelingSession(QObject):
 
     def add_boxes(self, boxes) -> int:
         """Boxes as labels of the image on screen, each its own undoable edit (accepted suggestions);
-        returns how many were added (none where the image cannot be edited now)."""
+        returns how many were added, or queued behind the strokes made while the full image loads
+        (none where the image cannot be edited)."""
+        boxes = list(boxes)
+        if self.document is None or not self.canvas.can_edit_soon():
+            return 0
+        self.canvas.edit_or_queue(lambda: self._add_boxes_now(boxes), f"Accept {len(boxes)} suggested box(es)")
+        return len(boxes)
+
+    def _add_boxes_now(self, boxes: list) -> int:
         doc = self.document
         if doc is None or not self.canvas.can_edit():
             return 0
@@ -281,8 +289,10 @@ class LabelingSession(QObject):
         return self._step(self.book.history(self.record.id).redo) if self._can_step() else None
 
     def _can_step(self) -> bool:
-        if self.record is None or self.document is None:
+        if self.record is None:
             return False
+        if self.document is None:
+            return self.canvas.can_edit()  # False, and the status bar says why
         if self.canvas.tool is not None:
             self.canvas.tool.cancel()
         return self.canvas.can_edit()

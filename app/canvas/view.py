@@ -6,11 +6,15 @@ the user zooms. With ``keep_zoom`` a zoomed view keeps its zoom and centre acros
 
 Input made while the full image is still decoding (a preview on screen) is queued with its tool
 and replayed when the full image arrives (or when the user leaves the image first), so no stroke
-is refused; a dashed trail shows it meanwhile."""
+is refused; a dashed trail shows it meanwhile. Keyboard edits made meanwhile (undo, redo, rotate,
+delete, accepted suggestions, Escape) join the same queue, so they act on the strokes before them
+in the order they were made."""
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainterPath, QPen, QTransform, QWheelEvent
@@ -46,9 +50,20 @@ class QueuedInput:
     pos: QPointF  # image coordinates
     button_held: bool
     modifiers: Qt.KeyboardModifier
+    label_class: int  # the class picked (keys 1-9) when the event was made
 
     def buttons(self) -> Qt.MouseButton:
         return Qt.MouseButton.LeftButton if self.button_held else Qt.MouseButton.NoButton
+
+
+@dataclass(frozen=True)
+class QueuedEdit:
+    """A keyboard or panel edit made while the full image was loading, run in order after the
+    strokes made before it."""
+
+    run: Callable[[], object]
+    text: str  # what it does, for the status bar
+    label_class: int
 
 
 class CanvasView(QGraphicsView):
@@ -101,7 +116,7 @@ class CanvasView(QGraphicsView):
         self._space_down = False
         self.fitted = True  # the image fills the view and follows its size until the user zooms
         self.keep_zoom = False  # image switches keep a zoomed view's zoom and centre
-        self.queued: list[QueuedInput] = []  # input made while the full image loads
+        self.queued: list[QueuedInput | QueuedEdit] = []  # input made while the full image loads
         self._queued_pressed = False
         self._replaying = False
         self.queue_trail = QGraphicsPathItem()
@@ -130,8 +145,9 @@ class CanvasView(QGraphicsView):
         if self.queued and doc is self.document:
             self.apply_queued_input()
         elif self.queued:
-            self.message.emit(f"{len(self._queued_strokes())} strokes made while the image was loading were not applied: "
-                              "the image file's size differs from its preview.")
+            edits = sum(isinstance(q, QueuedEdit) for q in self.queued)
+            self.message.emit(f"{len(self._queued_strokes())} strokes and {edits} other edits made while the image was loading "
+                              "were not applied: the image file's size differs from its preview.")
             self._drop_queue()
         keep = self.keep_zoom and not self.fitted and self.document is not None and doc is not None
         if keep:
@@ -205,7 +221,7 @@ class CanvasView(QGraphicsView):
         self.apply_queued_input()
 
     def _queued_strokes(self) -> list[QueuedInput]:
-        return [q for q in self.queued if q.kind == "press"]
+        return [q for q in self.queued if isinstance(q, QueuedInput) and q.kind == "press"]
 
     def _drop_queue(self) -> None:
         self.queued = []
@@ -213,7 +229,8 @@ class CanvasView(QGraphicsView):
         self.queue_trail.setPath(QPainterPath())
 
     def _queue(self, kind: str, pos: QPointF, event) -> None:
-        self.queued.append(QueuedInput(self.tool, self.brush_size, kind, pos, kind != "release", event.modifiers()))
+        self.queued.append(QueuedInput(self.tool, self.brush_size, kind, pos, kind != "release", event.modifiers(),
+                                       self.document.label_class))
         path = self.queue_trail.path()
         if kind == "press":
             path.moveTo(pos)
@@ -222,22 +239,41 @@ class CanvasView(QGraphicsView):
             path.lineTo(pos)
         self.queue_trail.setPath(path)
 
+    def edit_or_queue(self, edit: Callable[[], object], text: str) -> object:
+        """Run a keyboard or panel edit now; while the full image loads (its labels on screen),
+        queue it behind the strokes made so far and say so in the status bar. Returns the edit's
+        result, or None when it was queued."""
+        if not self._queues_input() or self._replaying:
+            return edit()
+        self.queued.append(QueuedEdit(edit, text, self.document.label_class))
+        n = sum(isinstance(q, QueuedEdit) for q in self.queued)
+        self.message.emit(f"{text}: done when the full image has loaded ({n} edit{'s' if n > 1 else ''} waiting, "
+                          f"{len(self._queued_strokes())} strokes).")
+        return None
+
     def apply_queued_input(self) -> None:
-        """Replay the input queued while the full image loaded, each event through the tool and
-        brush size it was made with; the tool in use is kept."""
+        """Replay the input queued while the full image loaded in the order it was made: each
+        mouse event through the tool, brush size and class it was made with, each keyboard edit
+        as it was asked for; the tool, brush size and class in use are kept."""
         if not self.queued or self.document is None:
             self._drop_queue()
             return
-        queued, brush = self.queued, self.brush_size
+        queued, brush, doc = self.queued, self.brush_size, self.document
+        label_class = doc.label_class
         self._drop_queue()
         self._replaying = True
         try:
             for q in queued:
+                doc.label_class = q.label_class
+                if isinstance(q, QueuedEdit):
+                    q.run()
+                    continue
                 self.brush_size = q.brush_size
                 getattr(q.tool, q.kind)(q.pos, q)
         finally:
             self._replaying = False
             self.brush_size = brush
+            doc.label_class = label_class
 
     def _clean_label_buffer(self, hw: tuple[int, int]) -> np.ndarray:
         """An all-zero label overlay of size ``hw``: the previous image's, cleared only where it
@@ -452,7 +488,10 @@ class CanvasView(QGraphicsView):
             self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
             return
         if event.key() == Qt.Key.Key_Escape and self.tool is not None:
-            self.tool.cancel()
+            if self.queued and self._queues_input():  # cancels the queued drag it follows
+                self.edit_or_queue(self.tool.cancel, "Cancel")
+            else:
+                self.tool.cancel()
             return
         super().keyPressEvent(event)
 
@@ -463,13 +502,21 @@ class CanvasView(QGraphicsView):
             return
         super().keyReleaseEvent(event)
 
+    def can_edit_soon(self) -> bool:
+        """True if the current image may be edited now or once its full image has loaded (an
+        edit made meanwhile is queued); otherwise says why in the status bar."""
+        if self._queues_input() and self.document.editable:
+            return True
+        return self.can_edit()
+
     def can_edit(self) -> bool:
         """True if the current image may be edited; otherwise says why in the status bar."""
-        if self.loading and not self._replaying:
-            self.message.emit("The full image is still loading; strokes are applied when it is shown, other edits wait for it.")
-            return False
         if self.document is None:
-            self.message.emit("This image cannot be labelled (it could not be opened).")
+            self.message.emit("The image's size is known only once it has loaded: label it when it is shown."
+                              if self.loading else "This image cannot be labelled (it could not be opened).")
+            return False
+        if self.loading and not self._replaying:
+            self.message.emit("The full image is still loading: this edit cannot wait for it; make it when the image is shown.")
             return False
         if not self.document.editable:
             self.message.emit("The project is read-only: labels cannot be changed.")

@@ -121,8 +121,8 @@ class ProposalsPanel(QWidget):
         """Suggestions ``rows`` become ordinary box labels (each its own undo step); the others stay for review."""
         boxes = [self.proposals[r].box for r in rows]
         n = self.session.add_boxes(boxes) if boxes else 0
-        self._remove(rows)
-        if n:
+        if n:  # else refused (read-only project, no image; the status bar says why): they stay for review
+            self._remove(rows)
             self.message.emit(f"{n} suggested box(es) accepted as labels.")
         return n
 

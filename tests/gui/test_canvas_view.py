@@ -278,3 +278,101 @@ def test_stroke_while_loading_is_kept_when_leaving_before_it_arrives(large_proje
     assert w.session.index == 0 and doc.pixels[500, 500:801].all()
     gate.set()
     w.close()
+
+
+def test_keyboard_edits_while_loading_are_applied_in_order_after_the_strokes(large_project, gate, qtbot, clock):
+    """Rotate, Delete, undo, redo and class keys made on the loading image act, once it has
+    loaded, on the strokes made before them, as if the image had been there all along."""
+    from semirest.core.labels.classes import DEFAULT_CLASS_ID
+    from semirest.core.project.store import ProjectStore
+
+    store = ProjectStore.open(large_project)
+    scratch = store.add_class("scratch").id
+    store.close()
+    w = open_window(qtbot, large_project, clock)
+    c = w.canvas
+    key(qtbot, w, Qt.Key.Key_D)
+    assert c.loading and c.document.hw == (3000, 3000)
+    key(qtbot, w, Qt.Key.Key_R)
+    drag(c, [(500, 500), (900, 800)])  # box A, selected when drawn
+    key(qtbot, w, Qt.Key.Key_X, Qt.KeyboardModifier.ShiftModifier)  # A turned by +15 degrees
+    key(qtbot, w, Qt.Key.Key_2)  # class 2 from now on
+    drag(c, [(1500, 1500), (1900, 1700)])  # box B in class 2 ...
+    key(qtbot, w, Qt.Key.Key_Delete)  # ... deleted
+    key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # ... and back
+    drag(c, [(2200, 2200), (2400, 2400)])  # box C ...
+    key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # ... undone
+    key(qtbot, w, Qt.Key.Key_B)
+    drag(c, [(1000, 2800), (2000, 2800)])  # a stroke, undone and redone
+    key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    doc = c.document
+    assert not doc.boxes and not doc.pixels.any()  # nothing applied yet ...
+    message = w.statusBar().currentMessage()
+    assert "done when the full image has loaded" in message and "still loading" not in message  # ... all waiting
+    gate.set()
+    qtbot.waitUntil(lambda: not c.loading, timeout=15000)
+    assert c.queued == [] and c.document is doc
+    boxes = sorted(doc.boxes.items(), key=lambda kv: kv[1].cx)
+    assert len(boxes) == 2
+    (a_id, a), (b_id, b) = boxes
+    px = 1.1 / c.zoom  # one screen pixel
+    assert (a.cx, a.cy, a.angle) == pytest.approx((700, 650, 15), abs=px)
+    assert (b.cx, b.cy, b.angle) == pytest.approx((1700, 1600, 0), abs=px)
+    assert doc.box_classes[a_id] == DEFAULT_CLASS_ID and doc.box_classes[b_id] == scratch
+    assert doc.pixels[2800, 1000:2001].all() and not doc.pixels[2900].any()
+    assert w.session.label_class == scratch
+    key(qtbot, w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # the history is in the order made
+    assert not doc.pixels.any() and len(doc.boxes) == 2
+    w.close()
+
+
+def test_escape_while_loading_cancels_the_queued_box_drag(large_project, gate, qtbot, clock):
+    from PySide6.QtTest import QTest
+
+    from tests.gui.conftest import view_point
+
+    w = open_window(qtbot, large_project, clock)
+    c = w.canvas
+    key(qtbot, w, Qt.Key.Key_D)
+    key(qtbot, w, Qt.Key.Key_R)
+    assert c.loading
+    move(c, 500, 500)
+    QTest.mousePress(c.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(c, 500, 500))
+    move(c, 800, 800, Qt.MouseButton.LeftButton)
+    key(qtbot, w, Qt.Key.Key_Escape)
+    move(c, 900, 900, Qt.MouseButton.LeftButton)
+    QTest.mouseRelease(c.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(c, 900, 900))
+    drag(c, [(1500, 1500), (1700, 1700)])  # the next box is kept
+    gate.set()
+    qtbot.waitUntil(lambda: not c.loading, timeout=15000)
+    (box,) = c.document.boxes.values()
+    assert (box.cx, box.cy) == pytest.approx((1600, 1600), abs=1.1 / c.zoom)
+    w.close()
+
+
+def test_edits_on_an_image_of_unknown_size_are_refused_with_a_reason(tmp_path, real_mvtec, gate, qtbot, clock):
+    """Before a large image's size is known there are no labels to edit: strokes and keys say so."""
+    from semirest.core.data.images import write_png
+    from semirest.core.project.store import NewImage, ProjectStore
+
+    src = sorted((real_mvtec / "screw" / "train" / "good").glob("*.png"))[0]
+    big = cv2.resize(cv2.imread(str(src), cv2.IMREAD_GRAYSCALE), (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    big = np.clip(big.astype(np.int16) + np.random.default_rng(0).integers(-3, 4, big.shape), 0, 255).astype(np.uint8)
+    write_png(tmp_path / "large.png", big)
+    store = ProjectStore.create(tmp_path / "p.sqlite")
+    store.add_images([NewImage(src, "small"), NewImage(tmp_path / "large.png", "large")])
+    store.close()
+    w = open_window(qtbot, tmp_path / "p.sqlite", clock)
+    c = w.canvas
+    key(qtbot, w, Qt.Key.Key_D)
+    assert c.loading and c.document is None
+    for k, mods in ((Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier), (Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)):
+        w.statusBar().clearMessage()
+        key(qtbot, w, k, mods)
+        assert "size is known only once it has loaded" in w.statusBar().currentMessage()
+    w.statusBar().clearMessage()
+    drag(c, [(100, 100), (200, 100)])
+    assert "size is known only once it has loaded" in w.statusBar().currentMessage()
+    gate.set()
+    w.close()
