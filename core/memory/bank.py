@@ -172,13 +172,24 @@ def residual(query: torch.Tensor, neighbour: torch.Tensor, mode: str = "square")
 # synthetic pool and each test image (Eq. 5, Eq. 12): millions of queries against a bank of tens of
 # thousands of 1024-d entries. faiss' flat index is float32 BLAS only and becomes a per-query loop
 # once entries are excluded (the same-image rule of defaults row 5). Here the candidates come from a
-# bf16 GEMM (about 5x the float32 speed on this project's AMX CPU, tensor cores on a GPU), and the
-# best ``candidates`` per query are then re-ranked with exact float32 distances, so the returned
-# order is exact unless the true neighbour falls outside the bf16 shortlist (the tests compare with
-# brute force).
+# GEMM, and the best ``candidates`` per query are then re-ranked with exact float32 distances, so the
+# returned order is exact unless the true neighbour falls outside the shortlist (the tests compare
+# with brute force). The shortlist GEMM runs in bf16 where the hardware has bf16 matrix units (about
+# 5x the float32 speed on an AMX CPU; tensor cores on a GPU) and in float32 elsewhere: on an AVX2 CPU
+# without them, one 1024 x 1024 by 1024 x 32,768 product took 16.2 s in bf16 and 3.0 s in float32
+# (one thread), which made the calibration of a 10 % bank model take hours.
 #
 # Banks built with an approximate faiss index (``bank.index`` "ivf", or "auto" above
 # ``bank.index_threshold`` entries) are searched through that index instead (MemoryBank.search).
+def shortlist_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU and on CPUs with bf16 matrix units (AMX or AVX512-BF16), else float32."""
+    if device.type == "cuda":
+        return torch.bfloat16
+    if device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()):
+        return torch.bfloat16
+    return torch.float32
+
+
 class BankSearcher:
     """k-NN over a :class:`MemoryBank`'s entries on ``device``; excludes one source image on request."""
 
@@ -187,7 +198,8 @@ class BankSearcher:
         self.bank = bank
         self.device = torch.device(device)
         self.features = torch.from_numpy(bank.features).to(self.device)
-        self.low = self.features.to(torch.bfloat16)
+        self.shortlist_dtype = shortlist_dtype(self.device)
+        self.low = self.features.to(self.shortlist_dtype)
         self.sq_norms = (self.features * self.features).sum(1)
         self.candidates = int(candidates)
         self.chunk = int(chunk)
@@ -220,7 +232,7 @@ class BankSearcher:
         for i in range(0, q_all.shape[0], self.chunk):
             q = q_all[i:i + self.chunk]
             # ||q - m||^2 up to the per-query constant ||q||^2: only the ranking matters here
-            approx = self.sq_norms[None, :] - 2.0 * (q.to(torch.bfloat16) @ self.low.T).float()
+            approx = self.sq_norms[None, :] - 2.0 * (q.to(self.shortlist_dtype) @ self.low.T).float()
             if hi > lo:
                 approx[:, lo:hi] = float("inf")
             cand = approx.topk(c, dim=1, largest=False).indices

@@ -59,6 +59,19 @@ def test_searcher_matches_brute_force_and_excludes_source(device):
     assert not np.isin(bank.source_ids[rows.numpy()], [1]).any()
 
 
+def test_searcher_shortlist_in_either_dtype_matches_brute_force():
+    # float32 where the CPU has no bf16 matrix units (bf16 was 5x slower there), bf16 where it has
+    rng = np.random.default_rng(1)
+    bank = MemoryBank(rng.normal(size=(400, 32)).astype(np.float32), np.repeat(np.arange(4), 100))
+    q = torch.from_numpy(rng.normal(size=(64, 32)).astype(np.float32))
+    d = torch.cdist(q, torch.from_numpy(bank.features))
+    d[:, 200:300] = float("inf")
+    for dtype in (torch.float32, torch.bfloat16):
+        s = BankSearcher(bank, "cpu")
+        s.shortlist_dtype, s.low = dtype, s.features.to(dtype)
+        assert torch.equal(s.search(q, 2, exclude_source=2), d.topk(2, largest=False).indices)
+
+
 @pytest.mark.cuda
 def test_loss_decreases_on_a_fixed_batch(fitted, device):
     cfg = make_config("fast", "un", TINY + ["train.steps=40", "model.drop_path=0.0"])
