@@ -14,6 +14,12 @@ class ActionSpec:
     checkable: bool = False
     group: str | None = None
     tip: str = ""
+    short: str = ""  # the toolbar's label where the menu's text is too long for a 1024 px window
+
+
+# toolbar labels: the full texts with their shortcuts took 1,139 px, more than a 1024 px window
+SHORT = {"brush": "Brush B", "eraser": "Eraser E", "block8": "8×8 K", "block16": "16×16 L", "box": "Box R",
+         "previous_image": "◀ Prev A", "next_image": "Next D ▶", "zoom_fit": "Fit 0", "reference": "Reference G", "study": "Study F2"}
 
 
 ACTION_SPECS = (
@@ -66,6 +72,8 @@ def build_actions(parent) -> dict[str, QAction]:
     actions, groups = {}, {}
     for spec in ACTION_SPECS:
         a = QAction(spec.text, parent)
+        if spec.short or spec.name in SHORT:
+            a.setIconText(spec.short or SHORT[spec.name])
         a.setObjectName(f"action_{spec.name}")
         if spec.shortcuts:
             a.setShortcuts([QKeySequence(s) for s in spec.shortcuts])

@@ -57,10 +57,11 @@ class ImageDocument:
             self.boxes[local] = box
             self._db_box_id[local] = db_id
             self.box_classes[local] = labels.box_class(db_id)
-        self.cells = {g: np.zeros(grid_shape(self.hw, g), dtype=bool) for g in (8, 16)}
+        # per grid, each cell's class id (0: off), so the canvas colours cells by class in numpy
+        self.cells = {g: np.zeros(grid_shape(self.hw, g), dtype=np.uint8) for g in (8, 16)}
         for g in (8, 16):
             for r, c in labels.blocks[g]:
-                self.cells[g][r, c] = True
+                self.cells[g][r, c] = labels.block_class(g, (r, c))
         self._stroke_before: np.ndarray | None = None
         self._stroke_rect: Rect | None = None
 
@@ -198,7 +199,7 @@ class ImageDocument:
         if not cells:
             return
         for r, c in cells:
-            self.cells[grid][r, c] = on
+            self.cells[grid][r, c] = self.label_class if on else 0
             if on:
                 self.labels.blocks[grid].add((r, c))
                 self.labels.block_classes[(grid, r, c)] = self.label_class

@@ -105,8 +105,9 @@ class MainWindow(QMainWindow):
         bar.setObjectName("tools_toolbar")
         bar.setMovable(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        # short labels (the actions' icon texts, see actions.SHORT): every button fits a 1024 px
+        # window; the menus keep the full names, the tooltips name the shortcut
         for name in ("brush", "eraser", "block8", "block16", "box"):
-            a[name].setText(f"{a[name].text()}  [{a[name].shortcut().toString()}]")
             bar.addAction(a[name])
         bar.addSeparator()
         for name in ("undo", "redo", None, "previous_image", "next_image", None, "zoom_fit", "reference", "study"):
@@ -227,12 +228,13 @@ class MainWindow(QMainWindow):
         self.classes_dialog = None
 
     def _show_class_colours(self) -> None:
-        """Boxes on the canvas in their class's colour."""
+        """Labels on the canvas and the image list's class chips in their class's colour and name."""
         try:
             classes = self.session.store.classes()
         except ProjectError:
             return
-        self.canvas.set_class_colours({k.id: k.colour for k in classes})
+        self.canvas.set_class_colours({k.id: k.colour for k in classes}, {k.id: k.name for k in classes})
+        self.image_list.model.set_classes(classes)
 
     def _show_class(self) -> None:
         lab = self.status_labels["class"]

@@ -313,8 +313,8 @@ class LabelingSession(QObject):
         old = self.summaries.get(doc.image_id, LabelSummary())
         self.summaries[doc.image_id] = LabelSummary(
             pixel_count=int(np.count_nonzero(doc.pixels)),
-            block8=int(doc.cells[8].sum()),
-            block16=int(doc.cells[16].sum()),
+            block8=int(np.count_nonzero(doc.cells[8])),
+            block16=int(np.count_nonzero(doc.cells[16])),
             boxes=len(doc.boxes),
             seconds=old.seconds,
         )

@@ -1,5 +1,5 @@
-"""The canvas layers, bottom to top: image, reference, labels, grid, boxes, heatmap, box proposals,
-brush cursor.
+"""The canvas layers, bottom to top: image, reference, labels, grid, boxes, heatmap, class tags,
+box proposals, brush cursor.
 
 Images and masks are drawn from numpy-backed QImages, and each paint draws only the exposed
 rectangle, so a brush dab on a 4096x4096 image repaints a few hundred pixels, not the image.
@@ -10,12 +10,13 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QImage, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPolygonItem, QGraphicsSimpleTextItem, QStyleOptionGraphicsItem
 
 from semirest.core.labels.boxes import RotatedBox
+from semirest.core.labels.classes import PALETTE
 
-Z_IMAGE, Z_REFERENCE, Z_LABELS, Z_GRID, Z_BOXES, Z_HEATMAP, Z_PROPOSALS, Z_CURSOR = 0, 10, 20, 25, 30, 40, 45, 50
+Z_IMAGE, Z_REFERENCE, Z_LABELS, Z_GRID, Z_BOXES, Z_HEATMAP, Z_TAGS, Z_PROPOSALS, Z_CURSOR = 0, 10, 20, 25, 30, 40, 42, 45, 50
 
 
 def argb(r: int, g: int, b: int, a: int) -> int:
@@ -23,15 +24,88 @@ def argb(r: int, g: int, b: int, a: int) -> int:
     return (a << 24) | ((r * a // 255) << 16) | ((g * a // 255) << 8) | (b * a // 255)
 
 
-# Label colours: pixel red, 8x8 blocks orange, 16x16 blocks violet; reference green; boxes cyan.
-PIXEL_ARGB = argb(235, 35, 35, 150)
-BLOCK8_ARGB = argb(255, 150, 0, 120)
-BLOCK16_ARGB = argb(170, 70, 255, 120)
+# Labels take their class's hue; the type shows in the pattern: brush pixels a solid fill, 8x8
+# cells a faint fill with a bright 1-pixel outline per cell, 16x16 cells a faint fill with bright
+# diagonal hatching. Reference green; boxes (and labels of an unknown class) in the class colours.
+PIXEL_ALPHA, BLOCK_FILL_ALPHA, BLOCK_LINE_ALPHA = 150, 70, 220
+HATCH_PERIOD, HATCH_WIDTH = 6, 2  # 16x16 cells: a 2-pixel line every 6 pixels along x + y
 REFERENCE_FILL_ARGB = argb(40, 230, 90, 70)
 REFERENCE_EDGE_ARGB = argb(60, 255, 110, 230)
 BOX_COLOR = QColor(0, 220, 255)
 BOX_SELECTED_COLOR = QColor(255, 235, 0)
 PROPOSAL_COLOR = QColor(255, 80, 200)  # suggested boxes: dashed magenta, apart from the labels' cyan
+
+
+class LabelPalette:
+    """ARGB32 lookup tables indexed by class id (0-255): what each label type is drawn with.
+
+    ``pixel`` is the brush fill, ``block_fill`` the inside of a cell, ``block_line`` its outline or
+    hatching; id 0 (no label) is transparent. Ids without a colour get the class palette's colour
+    in id order (as new classes are coloured)."""
+
+    def __init__(self, colours: dict[int, str] | None = None):
+        colours = colours or {}
+        self.pixel = np.zeros(256, np.uint32)
+        self.block_fill = np.zeros(256, np.uint32)
+        self.block_line = np.zeros(256, np.uint32)
+        for k in range(1, 256):
+            c = QColor(colours.get(k, PALETTE[(k - 1) % len(PALETTE)]))
+            r, g, b = c.red(), c.green(), c.blue()
+            self.pixel[k] = argb(r, g, b, PIXEL_ALPHA)
+            self.block_fill[k] = argb(r, g, b, BLOCK_FILL_ALPHA)
+            self.block_line[k] = argb(r, g, b, BLOCK_LINE_ALPHA)
+
+
+class ClassTagItem(QGraphicsItem):
+    """A class name on the canvas: a small label in the class's colour whose bottom-left corner
+    sits on an image point, in screen pixels (it keeps its size at any zoom).
+
+    ``region_px`` is the size (long side, image pixels) of what it names; the view hides the tag
+    while that is smaller than :data:`MIN_SCREEN_PX` on screen, where it would cover the label."""
+
+    MIN_SCREEN_PX = 14.0
+    PAD_X, PAD_Y = 3, 1
+
+    def __init__(self, name: str, colour: QColor, region_px: float = 0.0, class_id: int | None = None, kind: str = "box"):
+        super().__init__()
+        self.class_id = class_id
+        self.kind = kind  # "box", "pixel", "block8" or "block16"
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self.setZValue(Z_TAGS)
+        self.region_px = region_px
+        self.font = QFont()
+        self.font.setPixelSize(11)
+        self.font.setBold(True)
+        self.name = ""
+        self.colour = QColor()
+        self.set_class(name, colour)
+
+    def set_class(self, name: str, colour: QColor) -> None:
+        if name == self.name and colour == self.colour:
+            return
+        self.prepareGeometryChange()
+        self.name, self.colour = name, QColor(colour)
+        fm = QFontMetrics(self.font)
+        w = fm.horizontalAdvance(name) + 2 * self.PAD_X
+        h = fm.height() + 2 * self.PAD_Y
+        self._rect = QRectF(0, -h, w, h)
+        self.update()
+
+    def show_at_zoom(self, zoom: float) -> None:
+        self.setVisible(self.region_px * zoom >= self.MIN_SCREEN_PX)
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, painter, option, widget=None):
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor(0, 0, 0, 170), 1))
+        painter.setBrush(QBrush(self.colour))
+        painter.drawRoundedRect(self._rect.adjusted(0.5, 0.5, -0.5, -0.5), 2, 2)
+        light = 0.299 * self.colour.red() + 0.587 * self.colour.green() + 0.114 * self.colour.blue() > 140
+        painter.setPen(QColor(0, 0, 0) if light else QColor(255, 255, 255))
+        painter.setFont(self.font)
+        painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, self.name)
 
 
 class ArrayImageItem(QGraphicsItem):

@@ -1,10 +1,12 @@
 """Label and reference masks rendered to ARGB32 overlay arrays (numpy only, region by region)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-from semirest.app.canvas.layers import BLOCK8_ARGB, BLOCK16_ARGB, PIXEL_ARGB, REFERENCE_EDGE_ARGB, REFERENCE_FILL_ARGB
+from semirest.app.canvas.layers import HATCH_PERIOD, HATCH_WIDTH, REFERENCE_EDGE_ARGB, REFERENCE_FILL_ARGB, LabelPalette
 
 Rect = tuple[int, int, int, int]
 
@@ -21,10 +23,24 @@ def _cells_region(cells: np.ndarray, grid: int, rect: Rect) -> np.ndarray | None
     return up[oy : oy + (y1 - y0), ox : ox + (x1 - x0)]
 
 
-def compose_labels(out: np.ndarray, pixels: np.ndarray, cells: dict[int, np.ndarray], rect: Rect | None = None) -> None:
+def _block_lines(grid: int, rect: Rect) -> np.ndarray:
+    """Where a cell of ``grid`` draws its bright pattern inside ``rect``: the 1-pixel outline of
+    each 8x8 cell, diagonal hatching in 16x16 cells (so the two grids and the brush differ in
+    pattern, not only in colour, once colour means the class)."""
+    x0, y0, x1, y1 = rect
+    ys, xs = np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :]
+    if grid == 8:
+        return (ys % grid == 0) | (ys % grid == grid - 1) | (xs % grid == 0) | (xs % grid == grid - 1)
+    return (ys + xs) % HATCH_PERIOD < HATCH_WIDTH
+
+
+def compose_labels(out: np.ndarray, pixels: np.ndarray, cells: dict[int, np.ndarray], rect: Rect | None = None,
+                   palette: LabelPalette | None = None) -> None:
     """Write the label colours of ``rect`` (whole image if None) into ``out`` (H, W) uint32.
 
-    Pixel labels are drawn over 8x8 blocks, which are drawn over 16x16 blocks."""
+    ``pixels`` and ``cells`` hold class ids (0: no label); each is drawn in its class's colour
+    from ``palette``. Pixel labels are drawn over 8x8 blocks, which are drawn over 16x16 blocks."""
+    palette = palette or LabelPalette()
     h, w = pixels.shape
     x0, y0, x1, y1 = rect if rect is not None else (0, 0, w, h)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
@@ -32,13 +48,53 @@ def compose_labels(out: np.ndarray, pixels: np.ndarray, cells: dict[int, np.ndar
         return
     region = out[y0:y1, x0:x1]
     region[...] = 0
-    for grid, color in ((16, BLOCK16_ARGB), (8, BLOCK8_ARGB)):
+    for grid in (16, 8):
         m = _cells_region(cells[grid], grid, (x0, y0, x1, y1))
         if m is not None:
-            region[m] = color
+            on = m > 0
+            drawn = np.where(_block_lines(grid, (x0, y0, x1, y1)), palette.block_line[m], palette.block_fill[m])
+            region[on] = drawn[on]
     pix = pixels[y0:y1, x0:x1]
     if pix.any():
-        region[pix.astype(bool)] = PIXEL_ARGB
+        on = pix > 0
+        region[on] = palette.pixel[pix[on]]
+
+
+@dataclass(frozen=True)
+class LabelRegion:
+    """One connected region of brush pixels or cells of one class (for its class tag)."""
+
+    class_id: int
+    kind: str  # "pixel", "block8" or "block16"
+    rect: Rect  # bounding box in image pixels
+    area: int  # image pixels
+
+
+def label_regions(pixels: np.ndarray, cells: dict[int, np.ndarray], bounds: Rect | None = None) -> list[LabelRegion]:
+    """The connected regions (8-connected) of each class's brush pixels and of each grid's cells,
+    largest first. Only ``bounds`` (see :func:`label_bounds`) is scanned; cells are scanned at
+    cell resolution."""
+    out: list[LabelRegion] = []
+    if bounds is not None:
+        x0, y0, x1, y1 = bounds
+        crop = pixels[y0:y1, x0:x1]
+        if crop.size and crop.any():
+            present = np.flatnonzero(np.bincount(crop.ravel(), minlength=1))
+            for k in present[present > 0]:
+                n, _lab, stats, _c = cv2.connectedComponentsWithStats((crop == k).view(np.uint8), connectivity=8)
+                for x, y, w, h, area in stats[1:]:
+                    out.append(LabelRegion(int(k), "pixel", (x0 + int(x), y0 + int(y), x0 + int(x + w), y0 + int(y + h)), int(area)))
+    for grid, m in cells.items():
+        if not m.any():
+            continue
+        present = np.flatnonzero(np.bincount(m.ravel()))
+        for k in present[present > 0]:
+            n, _lab, stats, _c = cv2.connectedComponentsWithStats((m == k).view(np.uint8), connectivity=8)
+            for x, y, w, h, area in stats[1:]:
+                rect = (int(x) * grid, int(y) * grid, int(x + w) * grid, int(y + h) * grid)
+                out.append(LabelRegion(int(k), f"block{grid}", rect, int(area) * grid * grid))
+    out.sort(key=lambda r: -r.area)
+    return out
 
 
 def label_bounds(pixels: np.ndarray, cells: dict[int, np.ndarray]) -> Rect | None:

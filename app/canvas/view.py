@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainterPath, QPen, QTransform, QWheelEvent
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView
 
@@ -29,15 +29,20 @@ from semirest.app.canvas.layers import (
     Z_REFERENCE,
     ArrayImageItem,
     BrushCursorItem,
+    ClassTagItem,
     GridItem,
+    LabelPalette,
     ProposalLayer,
     RotatedBoxItem,
 )
-from semirest.app.canvas.overlay import compose_labels, compose_reference, label_bounds
+from semirest.app.canvas.overlay import compose_labels, compose_reference, label_bounds, label_regions
 from semirest.app.document import Change, ImageDocument
+from semirest.core.labels.classes import PALETTE
 
 BRUSH_SIZES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 200, 256)
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+REGION_TAGS_MS = 250  # pixel and cell regions are tagged again this long after the last edit (not per dab)
+MAX_REGION_TAGS = 100  # the largest regions of an image get a tag; thousands of specks would hide it
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,15 @@ class CanvasView(QGraphicsView):
         for it in (self.image_layer, self.reference_layer, self.label_layer, self.heatmap_layer, self.grid_item, self.proposal_layer, self.brush_cursor, self.placeholder):
             self.scene().addItem(it)
         self.box_items: dict[int, RotatedBoxItem] = {}
-        self.class_colours: dict[int, QColor] = {}  # class id -> colour boxes of that class are drawn in
+        self.class_colours: dict[int, QColor] = {}  # class id -> colour labels of that class are drawn in
+        self.class_names: dict[int, str] = {}  # class id -> the name its tags show
+        self.palette = LabelPalette()  # pixel and cell colours by class id
+        self.box_tags: dict[int, ClassTagItem] = {}  # box local id -> its class tag
+        self.region_tags: list[ClassTagItem] = []  # one per connected pixel or cell region
+        self._region_timer = QTimer(self)
+        self._region_timer.setSingleShot(True)
+        self._region_timer.setInterval(REGION_TAGS_MS)
+        self._region_timer.timeout.connect(self.refresh_region_tags)
         self.selected_box: int | None = None
         self.document: ImageDocument | None = None
         self.loading = False  # the full image is still being decoded (a preview is shown)
@@ -156,9 +169,10 @@ class CanvasView(QGraphicsView):
         if self.document is not None and self._on_change in self.document.listeners:
             self.document.listeners.remove(self._on_change)
         self.select_box(None)
-        for it in self.box_items.values():
+        for it in (*self.box_items.values(), *self.box_tags.values()):
             self.scene().removeItem(it)
         self.box_items.clear()
+        self.box_tags.clear()
         self.document = doc
         self.loading = loading
         if loading and preview is not None and doc is not None:
@@ -171,7 +185,7 @@ class CanvasView(QGraphicsView):
             self._label_array = self._clean_label_buffer((h, w))
             bounds = label_bounds(doc.pixels, doc.cells)
             if bounds is not None:
-                compose_labels(self._label_array, doc.pixels, doc.cells, bounds)
+                compose_labels(self._label_array, doc.pixels, doc.cells, bounds, self.palette)
                 self._mark_dirty(bounds)
             self.label_layer.set_array(self._label_array)
             for local, box in doc.boxes.items():
@@ -186,6 +200,7 @@ class CanvasView(QGraphicsView):
             self.placeholder.setPos(0, 0)
             self.placeholder.setVisible(True)
             self.scene().setSceneRect(self.placeholder.boundingRect().adjusted(-20, -20, 20, 20))
+        self.refresh_region_tags()  # before the zoom below, which shows or hides each tag
         self.heatmap_layer.set_array(None)
         self.grid_item.configure(self.grid_item.grid, doc.hw if doc else None)
         if keep:
@@ -299,10 +314,11 @@ class CanvasView(QGraphicsView):
     def _on_change(self, change: Change) -> None:
         doc = self.document
         if change.kind in ("pixels", "blocks") and self._label_array is not None:
-            compose_labels(self._label_array, doc.pixels, doc.cells, change.rect)
+            compose_labels(self._label_array, doc.pixels, doc.cells, change.rect, self.palette)
             self._mark_dirty(change.rect)
             x0, y0, x1, y1 = change.rect
             self.label_layer.update(QRectF(x0, y0, x1 - x0, y1 - y0))
+            self._region_timer.start()
         elif change.kind == "boxes":
             self._sync_box(change.box_id)
 
@@ -313,6 +329,9 @@ class CanvasView(QGraphicsView):
             if item is not None:
                 self.scene().removeItem(item)
                 del self.box_items[local]
+            tag = self.box_tags.pop(local, None)
+            if tag is not None:
+                self.scene().removeItem(tag)
             if self.selected_box == local:
                 self.selected_box = None
             return
@@ -323,16 +342,75 @@ class CanvasView(QGraphicsView):
         else:
             item.set_box(box)
         item.set_colour(self._box_colour(local))
+        self._sync_box_tag(local)
+
+    def _box_class(self, local: int) -> int | None:
+        return self.document.box_classes.get(local) if self.document is not None else None
 
     def _box_colour(self, local: int) -> QColor:
-        k = self.document.box_classes.get(local) if self.document is not None else None
-        return self.class_colours.get(k, BOX_COLOR)
+        return self.class_colours.get(self._box_class(local), BOX_COLOR)
 
-    def set_class_colours(self, colours: dict[int, str]) -> None:
-        """The project's class colours ("#rrggbb" by class id): every box is drawn in its class's."""
+    def _class_name(self, class_id: int | None) -> str:
+        return self.class_names.get(class_id, f"class {class_id}")
+
+    def _sync_box_tag(self, local: int) -> None:
+        """The box's class name at its top-left corner on screen (the corner nearest the view's
+        top-left), hidden while the box's short side is under ``MIN_SCREEN_PX`` on screen."""
+        box = self.document.boxes[local]
+        name, colour = self._class_name(self._box_class(local)), self._box_colour(local)
+        tag = self.box_tags.get(local)
+        if tag is None:
+            tag = self.box_tags[local] = ClassTagItem(name, colour, class_id=self._box_class(local))
+            self.scene().addItem(tag)
+        tag.set_class(name, colour)
+        corners = box.corners()
+        x, y = corners[np.argmin(corners[:, 0] + corners[:, 1])]
+        tag.setPos(float(x), float(y))
+        tag.region_px = min(box.width, box.height)
+        tag.show_at_zoom(self.zoom)
+
+    def refresh_region_tags(self) -> None:
+        """A class tag at the top-left of each connected region of brush pixels and of cells
+        (the :data:`MAX_REGION_TAGS` largest), each hidden while its region is tiny on screen."""
+        self._region_timer.stop()
+        for tag in self.region_tags:
+            self.scene().removeItem(tag)
+        self.region_tags = []
+        doc = self.document
+        if doc is None:
+            return
+        regions = label_regions(doc.pixels, doc.cells, label_bounds(doc.pixels, {}))
+        zoom = self.zoom
+        for r in regions[:MAX_REGION_TAGS]:
+            x0, y0, x1, y1 = r.rect
+            tag = ClassTagItem(self._class_name(r.class_id), self._class_colour(r.class_id), max(x1 - x0, y1 - y0), r.class_id, r.kind)
+            tag.setPos(float(x0), float(y0))
+            tag.show_at_zoom(zoom)
+            self.scene().addItem(tag)
+            self.region_tags.append(tag)
+
+    def _class_colour(self, class_id: int) -> QColor:
+        c = self.class_colours.get(class_id)
+        return c if c is not None else QColor(PALETTE[(class_id - 1) % len(PALETTE)])
+
+    def set_class_colours(self, colours: dict[int, str], names: dict[int, str] | None = None) -> None:
+        """The project's class colours ("#rrggbb" by class id) and names: every box, brush pixel
+        and cell is drawn in its class's colour and tagged with its class's name."""
         self.class_colours = {int(k): QColor(c) for k, c in colours.items()}
+        if names is not None:
+            self.class_names = {int(k): n for k, n in names.items()}
+        self.palette = LabelPalette({int(k): c for k, c in colours.items()})
         for local, item in self.box_items.items():
             item.set_colour(self._box_colour(local))
+            self._sync_box_tag(local)
+        doc = self.document
+        if doc is not None and self._label_array is not None:
+            bounds = label_bounds(doc.pixels, doc.cells)
+            if bounds is not None:
+                compose_labels(self._label_array, doc.pixels, doc.cells, bounds, self.palette)
+                self._mark_dirty(bounds)
+                self.label_layer.update()
+        self.refresh_region_tags()
 
     def select_box(self, local: int | None) -> None:
         if self.selected_box in self.box_items:
@@ -404,6 +482,8 @@ class CanvasView(QGraphicsView):
         s = 1.0 / max(self.zoom, 1e-6)
         for it in self.box_items.values():
             it.set_handle_scale(s)
+        for tag in (*self.box_tags.values(), *self.region_tags):
+            tag.show_at_zoom(self.zoom)
         self.zoom_changed.emit(self.zoom)
 
     def resizeEvent(self, event) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QDoubleValidator, QIntValidator
+from PySide6.QtGui import QColor, QDoubleValidator, QIntValidator, QPainter, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGridLayout, QHeaderView, QLabel, QLineEdit, QTableView,
                                QVBoxLayout, QWidget)
 
@@ -26,6 +26,7 @@ FILTER_TYPING_MS = 150  # the name filter applies this long after the last key
 NAME, LABELS, TIME, SCORE = range(4)
 TYPE_NAMES = {"pixel": "pixels", "block8": "8×8 cells", "block16": "16×16 cells", "box": "boxes"}
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+CHIP_W, CHIP_H, CHIP_GAP, MAX_CHIPS = 8, 14, 2, 5  # a row's class chips (the name column's icon)
 
 
 def _count(n: int) -> str:
@@ -179,10 +180,35 @@ class ImageListOrder:
 
 
 def document_classes(doc) -> set[int]:
-    """Class ids of an open document's cells and boxes (what :class:`ImageFilter` filters by)."""
+    """Class ids of an open document's brush pixels, cells and boxes (what :class:`ImageFilter`
+    filters by and the list's chips show). The project indexes only cells' and boxes' classes
+    (brush pixels keep theirs inside PNG tiles), so pixel classes are known for images opened
+    since the list was built."""
+    from semirest.app.canvas.overlay import label_bounds
+
     labels = doc.labels
     out = {labels.block_class(g, cell) for g in (8, 16) for cell in labels.blocks[g]}
+    bounds = label_bounds(doc.pixels, {})
+    if bounds is not None:
+        x0, y0, x1, y1 = bounds
+        present = np.flatnonzero(np.bincount(doc.pixels[y0:y1, x0:x1].ravel()))
+        out |= {int(k) for k in present if k}
     return out | {doc.box_classes.get(local) for local in doc.boxes}
+
+
+def class_chips(colours: tuple[str, ...]) -> QPixmap:
+    """One small colour chip per class (at most :data:`MAX_CHIPS`; a last, grey chip stands for
+    the rest), for a row's icon."""
+    shown = colours[:MAX_CHIPS] if len(colours) <= MAX_CHIPS else (*colours[: MAX_CHIPS - 1], "#9a9a9a")
+    pm = QPixmap(len(shown) * (CHIP_W + CHIP_GAP), CHIP_H)
+    pm.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pm)
+    p.setPen(QColor(0, 0, 0, 150))
+    for i, c in enumerate(shown):
+        p.setBrush(QColor(c))
+        p.drawRect(i * (CHIP_W + CHIP_GAP), 0, CHIP_W - 1, CHIP_H - 1)
+    p.end()
+    return pm
 
 
 class ImageListModel(QAbstractTableModel):
@@ -194,6 +220,9 @@ class ImageListModel(QAbstractTableModel):
         super().__init__()
         self.session = session
         self._text: dict[int, tuple[str, str, str, str]] = {}  # row -> the four cells' text
+        self._chips: dict[int, QPixmap | QColor] = {}  # row -> its icon: class chips, or labelled / not
+        self._chip_pixmaps: dict[tuple[str, ...], QPixmap] = {}  # one pixmap per set of class colours
+        self._classes: list = self._read_classes()  # the project's LabelClass list, in list order
         self._scores: dict[int, float] = {}
         self._pending_scores: dict[int, float] | None = None
         self._score_timer = QTimer(self)
@@ -224,10 +253,44 @@ class ImageListModel(QAbstractTableModel):
         if order.column == TIME:
             order.seconds = np.fromiter((self.session.seconds(int(i)) for i in order.ids), np.float64, len(order.ids))
 
+    def _read_classes(self) -> list:
+        try:
+            return self.session.store.classes()
+        except ProjectError:
+            return []
+
+    def set_classes(self, classes: list) -> None:
+        """The project's classes changed (added, renamed, recoloured): the chips draw again."""
+        self._classes = list(classes)
+        self._chips.clear()
+        self._chip_pixmaps.clear()
+        if len(self.order):
+            self.dataChanged.emit(self.index(0, NAME), self.index(len(self.order) - 1, NAME), [Qt.ItemDataRole.DecorationRole])
+
+    def row_classes(self, row: int) -> list:
+        """The classes of record ``row``'s labels, in the class list's order."""
+        return [k for k in self._classes if k.id in self.order.classes and self.order.classes[k.id][row]]
+
+    def chips(self, row: int) -> QPixmap | QColor:
+        """Record ``row``'s icon, cached: its classes' colour chips, or the labelled (green) or
+        unlabelled (grey) square where no class is known."""
+        icon = self._chips.get(row)
+        if icon is None:
+            colours = tuple(k.colour for k in self.row_classes(row))
+            if colours:
+                icon = self._chip_pixmaps.get(colours)
+                if icon is None:
+                    icon = self._chip_pixmaps[colours] = class_chips(colours)
+            else:
+                icon = LABELLED if self.order.counts[row].any() else UNLABELLED
+            self._chips[row] = icon
+        return icon
+
     def records_reloaded(self) -> None:
         """The session read its image records again (images were added)."""
         self.beginResetModel()
         self._text.clear()
+        self._chips.clear()
         self.order = self._new_order(self.order)
         self.endResetModel()
 
@@ -264,19 +327,14 @@ class ImageListModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self.texts(self.row_at(index.row()))[col]
         if role == Qt.ItemDataRole.DecorationRole and col == NAME:
-            return LABELLED if self.order.counts[self.row_at(index.row())].any() else UNLABELLED
+            return self.chips(self.row_at(index.row()))
         if role == Qt.ItemDataRole.TextAlignmentRole and col >= TIME:
             return RIGHT
         if role == Qt.ItemDataRole.ToolTipRole:
             rec = self.session.records[self.row_at(index.row())]
             by_type = self.session.seconds_by_type(rec.id)
             times = ", ".join(f"{t} {v:.1f} s" for t, v in by_type.items()) or "no time yet"
-            row = self.row_at(index.row())
-            try:
-                names = [k.name for k in self.session.store.classes()
-                         if k.id in self.order.classes and self.order.classes[k.id][row]]
-            except ProjectError:
-                names = []
+            names = [k.name for k in self.row_classes(self.row_at(index.row()))]
             kinds = f" ({', '.join(names)})" if names else ""
             return f"{rec.key}\n{rec.path}\n{describe(self.session.summaries.get(rec.id, LabelSummary()))}{kinds}\n{times}"
         return None
@@ -350,6 +408,7 @@ class ImageListModel(QAbstractTableModel):
             classes = {k for k, flags in self.order.classes.items() if flags[row]}
         self.order.set_summary(row, self.session.summaries.get(image_id, LabelSummary()), classes)
         self._text.pop(row, None)
+        self._chips.pop(row, None)
         p = self.order.position(row)
         if p >= 0:
             self.dataChanged.emit(self.index(p, 0), self.index(p, 3))
