@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QDoubleValidator, QIntValidator, QPainter, QPixmap
+from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QDoubleValidator, QIcon, QIntValidator, QPainter, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGridLayout, QHeaderView, QLabel, QLineEdit, QTableView,
                                QVBoxLayout, QWidget)
 
@@ -196,9 +196,13 @@ def document_classes(doc) -> set[int]:
     return out | {doc.box_classes.get(local) for local in doc.boxes}
 
 
-def class_chips(colours: tuple[str, ...]) -> QPixmap:
+CHIPS_SIZE = QSize(MAX_CHIPS * (CHIP_W + CHIP_GAP), CHIP_H)  # the list's icon size
+
+
+def class_chips(colours: tuple[str, ...]) -> QIcon:
     """One small colour chip per class (at most :data:`MAX_CHIPS`; a last, grey chip stands for
-    the rest), for a row's icon."""
+    the rest), for a row's icon; a selected row shows the same colours (Qt's generated selected
+    icon tinted them with the highlight)."""
     shown = colours[:MAX_CHIPS] if len(colours) <= MAX_CHIPS else (*colours[: MAX_CHIPS - 1], "#9a9a9a")
     pm = QPixmap(len(shown) * (CHIP_W + CHIP_GAP), CHIP_H)
     pm.fill(Qt.GlobalColor.transparent)
@@ -208,7 +212,10 @@ def class_chips(colours: tuple[str, ...]) -> QPixmap:
         p.setBrush(QColor(c))
         p.drawRect(i * (CHIP_W + CHIP_GAP), 0, CHIP_W - 1, CHIP_H - 1)
     p.end()
-    return pm
+    icon = QIcon()
+    for mode in (QIcon.Mode.Normal, QIcon.Mode.Selected, QIcon.Mode.Active):
+        icon.addPixmap(pm, mode)
+    return icon
 
 
 class ImageListModel(QAbstractTableModel):
@@ -220,8 +227,8 @@ class ImageListModel(QAbstractTableModel):
         super().__init__()
         self.session = session
         self._text: dict[int, tuple[str, str, str, str]] = {}  # row -> the four cells' text
-        self._chips: dict[int, QPixmap | QColor] = {}  # row -> its icon: class chips, or labelled / not
-        self._chip_pixmaps: dict[tuple[str, ...], QPixmap] = {}  # one pixmap per set of class colours
+        self._chips: dict[int, QIcon] = {}  # row -> its icon: class chips, or labelled / not
+        self._chip_icons: dict[tuple[str, ...], QIcon] = {}  # one icon per set of class colours
         self._classes: list = self._read_classes()  # the project's LabelClass list, in list order
         self._scores: dict[int, float] = {}
         self._pending_scores: dict[int, float] | None = None
@@ -263,7 +270,7 @@ class ImageListModel(QAbstractTableModel):
         """The project's classes changed (added, renamed, recoloured): the chips draw again."""
         self._classes = list(classes)
         self._chips.clear()
-        self._chip_pixmaps.clear()
+        self._chip_icons.clear()
         if len(self.order):
             self.dataChanged.emit(self.index(0, NAME), self.index(len(self.order) - 1, NAME), [Qt.ItemDataRole.DecorationRole])
 
@@ -271,18 +278,17 @@ class ImageListModel(QAbstractTableModel):
         """The classes of record ``row``'s labels, in the class list's order."""
         return [k for k in self._classes if k.id in self.order.classes and self.order.classes[k.id][row]]
 
-    def chips(self, row: int) -> QPixmap | QColor:
-        """Record ``row``'s icon, cached: its classes' colour chips, or the labelled (green) or
-        unlabelled (grey) square where no class is known."""
+    def chips(self, row: int) -> QIcon:
+        """Record ``row``'s icon, cached: its classes' colour chips, or one labelled (green) or
+        unlabelled (grey) chip where no class is known."""
         icon = self._chips.get(row)
         if icon is None:
             colours = tuple(k.colour for k in self.row_classes(row))
-            if colours:
-                icon = self._chip_pixmaps.get(colours)
-                if icon is None:
-                    icon = self._chip_pixmaps[colours] = class_chips(colours)
-            else:
-                icon = LABELLED if self.order.counts[row].any() else UNLABELLED
+            if not colours:
+                colours = (LABELLED.name() if self.order.counts[row].any() else UNLABELLED.name(),)
+            icon = self._chip_icons.get(colours)
+            if icon is None:
+                icon = self._chip_icons[colours] = class_chips(colours)
             self._chips[row] = icon
         return icon
 
@@ -567,6 +573,7 @@ class ImageListPanel(QWidget):
         # and number), so the start is what gives way
         self.view.setTextElideMode(Qt.TextElideMode.ElideLeft)
         self.view.setAlternatingRowColors(True)
+        self.view.setIconSize(CHIPS_SIZE)  # room for a row's class chips (smaller icons are not stretched)
         # fixed widths: ResizeToContents measures up to 1,000 rows (data() calls) on every reorder
         fm = self.view.fontMetrics()
         h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
