@@ -28,7 +28,7 @@ def argb(r: int, g: int, b: int, a: int) -> int:
 # cells a faint fill with a bright 1-pixel outline per cell, 16x16 cells a faint fill with bright
 # diagonal hatching. Reference green; boxes (and labels of an unknown class) in the class colours.
 PIXEL_ALPHA, BLOCK_FILL_ALPHA, BLOCK_LINE_ALPHA = 150, 70, 220
-HATCH_PERIOD, HATCH_WIDTH = 6, 2  # 16x16 cells: a 2-pixel line every 6 pixels along x + y
+HATCH_PERIOD, HATCH_WIDTH = 8, 2  # 16x16 cells: a 2-pixel line every 8 pixels along x + y (periodic per cell)
 REFERENCE_FILL_ARGB = argb(40, 230, 90, 70)
 REFERENCE_EDGE_ARGB = argb(60, 255, 110, 230)
 BOX_COLOR = QColor(0, 220, 255)

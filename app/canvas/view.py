@@ -200,7 +200,11 @@ class CanvasView(QGraphicsView):
             self.placeholder.setPos(0, 0)
             self.placeholder.setVisible(True)
             self.scene().setSceneRect(self.placeholder.boundingRect().adjusted(-20, -20, 20, 20))
-        self.refresh_region_tags()  # before the zoom below, which shows or hides each tag
+        # the old image's region tags go now; this one's come with the timer, so that finding its
+        # regions (up to ~55 ms on a 4096x4096 image labelled throughout) does not delay showing it
+        self._clear_region_tags()
+        if doc is not None:
+            self._region_timer.start()
         self.heatmap_layer.set_array(None)
         self.grid_item.configure(self.grid_item.grid, doc.hw if doc else None)
         if keep:
@@ -369,13 +373,16 @@ class CanvasView(QGraphicsView):
         tag.region_px = min(box.width, box.height)
         tag.show_at_zoom(self.zoom)
 
+    def _clear_region_tags(self) -> None:
+        for tag in self.region_tags:
+            self.scene().removeItem(tag)
+        self.region_tags = []
+
     def refresh_region_tags(self) -> None:
         """A class tag at the top-left of each connected region of brush pixels and of cells
         (the :data:`MAX_REGION_TAGS` largest), each hidden while its region is tiny on screen."""
         self._region_timer.stop()
-        for tag in self.region_tags:
-            self.scene().removeItem(tag)
-        self.region_tags = []
+        self._clear_region_tags()
         doc = self.document
         if doc is None:
             return

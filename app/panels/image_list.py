@@ -245,6 +245,8 @@ class ImageListModel(QAbstractTableModel):
             classes = s.store.classes_by_image()
         except ProjectError:
             classes = {}
+        for image_id, doc in s.docs.items():  # their brush pixels' classes too (see document_classes)
+            classes[image_id] = document_classes(doc)
         for image_id, summary in s.summaries.items():
             row = order.row_of.get(image_id)
             if row is not None:

@@ -126,12 +126,12 @@ def test_brush_and_cells_are_drawn_in_their_class_colour(window, qtbot):
     arr = c.label_layer.array
     assert near(rgb(arr[30, 40]), scratch.colour) and near(rgb(arr[60, 40]), defect.colour)
     assert near(rgb(arr[88, 96]), scratch.colour) and near(rgb(arr[91, 99]), scratch.colour)
-    assert near(rgb(arr[96, 132]), scratch.colour) and near(rgb(arr[98, 132]), scratch.colour)
+    assert near(rgb(arr[96, 128]), scratch.colour) and near(rgb(arr[96, 131]), scratch.colour)
     alpha = lambda y, x: int(arr[y, x]) >> 24  # noqa: E731
     # the type stays visible: a solid brush fill; a cell's outline bright, its inside faint;
     # 16x16 cells hatched along x + y
     assert alpha(30, 40) > alpha(91, 99) and alpha(88, 96) > alpha(91, 99)
-    assert alpha(96, 132) > alpha(98, 132) == alpha(91, 99)
+    assert alpha(96, 128) == alpha(97, 128) > alpha(96, 131) == alpha(91, 99)
 
     def recolour(d):
         d.list.setCurrentRow(1)
@@ -139,7 +139,7 @@ def test_brush_and_cells_are_drawn_in_their_class_colour(window, qtbot):
 
     edit_classes(window, qtbot, recolour)
     arr = c.label_layer.array
-    for y, x in ((30, 40), (88, 96), (91, 99), (96, 132)):
+    for y, x in ((30, 40), (88, 96), (91, 99), (96, 128)):
         assert near(rgb(arr[y, x]), "#00ff00"), (y, x)
     assert near(rgb(arr[60, 40]), defect.colour)
 
