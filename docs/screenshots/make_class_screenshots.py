@@ -80,7 +80,7 @@ def main() -> int:
     w._show_class_colours()
     w.resize(1400, 900)
     w.show()
-    QApplication.processEvents()
+    app.processEvents()
     c = w.canvas
     # a few labelled rows for the list's chips, then the picture's image with all three classes
     label_image(w, "test/manipulated_front/000", 1, None, 1)
