@@ -8,9 +8,11 @@ Rules (also in docs/studio.md):
 * an open span counts the active time until an edit of another type (which closes it at that
   edit's press and opens the other type's span there), leaving the image, the window losing
   focus, or :data:`IDLE_SECONDS` (30 s) without input (it then ends 30 s after the last input);
-* only input on the canvas is activity (:mod:`semirest.app.canvas.activity`); navigation keys,
-  the image list, the panels and dialogs never are: input elsewhere in the window pauses the
-  count (the span stays open) until the next canvas input;
+* only input on the canvas is activity (:mod:`semirest.app.canvas.activity`); the image list,
+  the panels and dialogs never are: input elsewhere in the window, or the keyboard leaving the
+  canvas (Ctrl+G, Ctrl+F), pauses the count (the span stays open) until the next canvas input;
+* an edit replayed after a large image loaded counts from its own press
+  (:meth:`TimeTracker.press_mark`, :meth:`TimeTracker.replay_press`);
 * each span is stored (image, label type, annotator, seconds, start, end); an open span is written
   every :data:`FLUSH_SECONDS` of counted time so a crash loses little.
 
