@@ -55,6 +55,7 @@ class TimeTracker:
         self._span_from = 0.0  # the counter where the open span began
         self._span_start_wall: datetime | None = None
         self._press: tuple[float, float] | None = None  # (counter, clock) at the press of the gesture under way
+        self._stopped: tuple[float, float] = (0.0, clock())  # (counter, clock) where counting last stopped
         self.totals: dict[int, dict[str, float]] = {}  # stored time, kept in sync with spans written
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -106,6 +107,19 @@ class TimeTracker:
         self._span_from = at
         self._span_start_wall = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, now - at_clock))
 
+    def press_mark(self) -> tuple[float, float] | None:
+        """The press of the gesture under way, for an edit made later from it (a stroke queued
+        while the full image loads is replayed, and becomes an edit, only once it has loaded)."""
+        return self._press
+
+    def replay_press(self, mark: tuple[float, float] | None) -> None:
+        """The next edit began at ``mark`` (from :meth:`press_mark`): a replayed stroke's span
+        opens at its own press. A press from before counting last stopped (idle limit, focus
+        lost) counts from that stop: the time before it belongs to a closed stretch."""
+        if mark is not None and mark[0] < self._stopped[0]:
+            mark = self._stopped
+        self._press = mark
+
     def set_active(self, active: bool) -> None:
         """Window focus: losing it closes the open span."""
         if not active:
@@ -143,6 +157,7 @@ class TimeTracker:
         """Past the idle limit: the open span ends idle_seconds after the last input."""
         if self._last_input is not None and now - self._last_input > self.idle_seconds:
             self._counted += self.idle_seconds
+            self._stopped = (self._counted, self._last_input + self.idle_seconds)
             self._last_input = None
             self._press = None
             if self.label_type is not None:
@@ -153,6 +168,7 @@ class TimeTracker:
             self._counted += min(max(0.0, now - self._last_input), self.idle_seconds)
         if self.label_type is not None:
             self._close_span(self._counted)
+        self._stopped = (self._counted, now if self._last_input is None else min(now, self._last_input + self.idle_seconds))
         self._last_input = None
         self._press = None
 
