@@ -193,16 +193,26 @@ class ImageDocument:
         cs = [c for _, c in cells]
         return (min(cs) * grid, min(rs) * grid, min(w, (max(cs) + 1) * grid), min(h, (max(rs) + 1) * grid))
 
-    def set_cells(self, grid: int, cells, on: bool, commit: bool = True) -> None:
-        """Turn cells of one grid on or off (shown at once; committed if ``commit``)."""
+    def cell_class(self, grid: int, cell: tuple[int, int]) -> int | None:
+        """The class of a cell that is on (None for a cell that is off)."""
+        r, c = cell
+        if not self.cells[grid][r, c]:
+            return None
+        return self.labels.block_classes.get((grid, r, c), DEFAULT_CLASS_ID)
+
+    def set_cells(self, grid: int, cells, on: bool, commit: bool = True, classes=None) -> None:
+        """Turn cells of one grid on or off (shown at once; committed if ``commit``). Cells turned
+        on get their class from ``classes`` (cell -> class id; undo and redo), else
+        :attr:`label_class`."""
         cells = list(cells)
         if not cells:
             return
+        classes = classes or {}
         for r, c in cells:
             self.cells[grid][r, c] = self.label_class if on else 0
             if on:
                 self.labels.blocks[grid].add((r, c))
-                self.labels.block_classes[(grid, r, c)] = self.label_class
+                self.labels.block_classes[(grid, r, c)] = classes.get((r, c)) or self.label_class
             else:
                 self.labels.blocks[grid].discard((r, c))
                 self.labels.block_classes.pop((grid, r, c), None)
@@ -211,9 +221,20 @@ class ImageDocument:
             self.commit_cells(grid, cells, on)
 
     def commit_cells(self, grid: int, cells, on: bool) -> None:
+        """Write cells as they are now: off, or on in the class each holds (one write per class)."""
         cells = list(cells)
-        self._persist(lambda: self.store.set_blocks(self.image_id, grid, on=cells if on else (), off=() if on else cells,
-                                                    class_id=self.label_class))
+        if not on:
+            self._persist(lambda: self.store.set_blocks(self.image_id, grid, off=cells))
+            return
+        by_class: dict[int, list[tuple[int, int]]] = {}
+        for r, c in cells:
+            by_class.setdefault(self.labels.block_classes.get((grid, r, c), self.label_class), []).append((r, c))
+
+        def write():
+            for k, group in by_class.items():
+                self.store.set_blocks(self.image_id, grid, on=group, class_id=k)
+
+        self._persist(write)
 
     # -- boxes ----------------------------------------------------------------------------------
     def add_box(self, box: RotatedBox, local_id: int | None = None) -> int:

@@ -58,9 +58,8 @@ class MainWindow(QMainWindow):
         self._wire()
         self.ask_unsaved_on_close = self._ask_unsaved_on_close  # tests replace the dialog
         self._closed = False
-        a, tracker = self.actions_, self.session.tracker
-        self.activity = LabelingActivity(self, self.canvas, tracker.note_input, tracker.note_elsewhere,
-                                         a["previous_image"].shortcuts() + a["next_image"].shortcuts())
+        tracker = self.session.tracker
+        self.activity = LabelingActivity(self, self.canvas, tracker.note_input, tracker.note_elsewhere)
         QApplication.instance().installEventFilter(self.activity)
         self.actions_["brush"].trigger()
         self.session.open_index(0)

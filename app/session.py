@@ -55,6 +55,7 @@ class LabelingSession(QObject):
         self.summaries: dict[int, LabelSummary] = store.summaries()
         self.tracker = TimeTracker(self._write_span, annotator, clock)
         self.tracker.totals = store.time_totals()
+        canvas.mark_press, canvas.replay_press = self.tracker.press_mark, self.tracker.replay_press
         self._pending_spans: list[TimeSpan] = []
         self.save_error: str | None = None
         canvas.command_done.connect(self._canvas_edit)

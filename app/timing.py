@@ -8,9 +8,11 @@ Rules (also in docs/studio.md):
 * an open span counts the active time until an edit of another type (which closes it at that
   edit's press and opens the other type's span there), leaving the image, the window losing
   focus, or :data:`IDLE_SECONDS` (30 s) without input (it then ends 30 s after the last input);
-* only input on the canvas is activity (:mod:`semirest.app.canvas.activity`); navigation keys,
-  the image list, the panels and dialogs never are: input elsewhere in the window pauses the
-  count (the span stays open) until the next canvas input;
+* only input on the canvas is activity (:mod:`semirest.app.canvas.activity`); the image list,
+  the panels and dialogs never are: input elsewhere in the window, or the keyboard leaving the
+  canvas (Ctrl+G, Ctrl+F), pauses the count (the span stays open) until the next canvas input;
+* an edit replayed after a large image loaded counts from its own press
+  (:meth:`TimeTracker.press_mark`, :meth:`TimeTracker.replay_press`);
 * each span is stored (image, label type, annotator, seconds, start, end); an open span is written
   every :data:`FLUSH_SECONDS` of counted time so a crash loses little.
 
@@ -53,6 +55,7 @@ class TimeTracker:
         self._span_from = 0.0  # the counter where the open span began
         self._span_start_wall: datetime | None = None
         self._press: tuple[float, float] | None = None  # (counter, clock) at the press of the gesture under way
+        self._stopped: tuple[float, float] = (0.0, clock())  # (counter, clock) where counting last stopped
         self.totals: dict[int, dict[str, float]] = {}  # stored time, kept in sync with spans written
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -104,6 +107,19 @@ class TimeTracker:
         self._span_from = at
         self._span_start_wall = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, now - at_clock))
 
+    def press_mark(self) -> tuple[float, float] | None:
+        """The press of the gesture under way, for an edit made later from it (a stroke queued
+        while the full image loads is replayed, and becomes an edit, only once it has loaded)."""
+        return self._press
+
+    def replay_press(self, mark: tuple[float, float] | None) -> None:
+        """The next edit began at ``mark`` (from :meth:`press_mark`): a replayed stroke's span
+        opens at its own press. A press from before counting last stopped (idle limit, focus
+        lost) counts from that stop: the time before it belongs to a closed stretch."""
+        if mark is not None and mark[0] < self._stopped[0]:
+            mark = self._stopped
+        self._press = mark
+
     def set_active(self, active: bool) -> None:
         """Window focus: losing it closes the open span."""
         if not active:
@@ -141,6 +157,7 @@ class TimeTracker:
         """Past the idle limit: the open span ends idle_seconds after the last input."""
         if self._last_input is not None and now - self._last_input > self.idle_seconds:
             self._counted += self.idle_seconds
+            self._stopped = (self._counted, self._last_input + self.idle_seconds)
             self._last_input = None
             self._press = None
             if self.label_type is not None:
@@ -151,6 +168,7 @@ class TimeTracker:
             self._counted += min(max(0.0, now - self._last_input), self.idle_seconds)
         if self.label_type is not None:
             self._close_span(self._counted)
+        self._stopped = (self._counted, now if self._last_input is None else min(now, self._last_input + self.idle_seconds))
         self._last_input = None
         self._press = None
 

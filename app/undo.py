@@ -1,8 +1,9 @@
 """Undo/redo: one history per image, one command per user action (a whole stroke is one step).
 
 Plain Python (no Qt). Commands record deltas, not snapshots: a stroke keeps only the changed
-rectangle, before and after, bit-packed and zlib-compressed, so hundreds of steps on a
-4096x4096 image cost a few megabytes. Histories are bounded by a step count and by memory
+rectangle, before and after, as a bit-packed, zlib-compressed mask of labelled pixels and their
+class (one number when the patch holds one class, as a stroke's usually does), so hundreds of
+steps on a 4096x4096 image cost a few megabytes; undo and redo bring back the exact classes. Histories are bounded by a step count and by memory
 (:class:`HistoryBook`), dropping the oldest steps first.
 """
 from __future__ import annotations
@@ -17,13 +18,29 @@ from semirest.core.labels.image_labels import BOX, GRIDS, PIXEL
 from semirest.core.labels.boxes import RotatedBox
 
 
-def _pack(a: np.ndarray) -> bytes:
-    return zlib.compress(np.packbits(a.astype(bool), axis=None).tobytes(), 1)
+def _pack(a: np.ndarray) -> tuple[bytes, int | bytes]:
+    """A class patch as (the mask of non-zero pixels, their class): one int when they all share
+    one, else their values in mask order, compressed (packing the values only as bits lost the
+    class: a class-2 stroke came back as class 1 on undo/redo)."""
+    mask = a != 0
+    bits = zlib.compress(np.packbits(mask, axis=None).tobytes(), 1)
+    values = a[mask]
+    if values.size == 0 or (values == values[0]).all():
+        return bits, int(values[0]) if values.size else 0
+    return bits, zlib.compress(values.tobytes(), 1)
 
 
-def _unpack(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    bits = np.unpackbits(np.frombuffer(zlib.decompress(data), np.uint8), count=shape[0] * shape[1])
-    return bits.reshape(shape).astype(np.uint8)
+def _unpack(packed: tuple[bytes, int | bytes], shape: tuple[int, int], dtype=np.uint8) -> np.ndarray:
+    bits, classes = packed
+    mask = np.unpackbits(np.frombuffer(zlib.decompress(bits), np.uint8), count=shape[0] * shape[1]).reshape(shape).view(bool)
+    out = np.zeros(shape, dtype)
+    out[mask] = classes if isinstance(classes, int) else np.frombuffer(zlib.decompress(classes), dtype)
+    return out
+
+
+def _packed_bytes(packed: tuple[bytes, int | bytes]) -> int:
+    bits, classes = packed
+    return len(bits) + (len(classes) if isinstance(classes, bytes) else 0)
 
 
 class Command:
@@ -47,42 +64,51 @@ class PixelStrokeCommand(Command):
     def __init__(self, rect: Rect, before: np.ndarray, after: np.ndarray, erase: bool = False):
         self.rect = rect
         self.shape = before.shape
+        self.dtype = before.dtype
         self._before = _pack(before)
         self._after = _pack(after)
         self.text = "erase" if erase else "paint"
 
     def undo(self, doc):
-        doc.apply_pixels(self.rect, _unpack(self._before, self.shape))
+        doc.apply_pixels(self.rect, _unpack(self._before, self.shape, self.dtype))
 
     def redo(self, doc):
-        doc.apply_pixels(self.rect, _unpack(self._after, self.shape))
+        doc.apply_pixels(self.rect, _unpack(self._after, self.shape, self.dtype))
 
     @property
     def nbytes(self) -> int:
-        return len(self._before) + len(self._after) + 200
+        return _packed_bytes(self._before) + _packed_bytes(self._after) + 200
 
 
 class BlockToggleCommand(Command):
-    """One click or drag of a block tool: the cells it turned on and off."""
+    """One click or drag of a block tool: the cells it turned on (with the class they got) and off
+    (with the class they had), so that undo and redo bring each cell back in its own class. Plain
+    lists of cells leave the class to the one picked at undo/redo time."""
 
-    def __init__(self, grid: int, turned_on: list, turned_off: list):
+    def __init__(self, grid: int, turned_on, turned_off):
         self.grid = grid
-        self.on = list(turned_on)
-        self.off = list(turned_off)
+        self.on: dict[tuple[int, int], int | None] = _cell_classes(turned_on)
+        self.off: dict[tuple[int, int], int | None] = _cell_classes(turned_off)
         self.label_type = {v: k for k, v in GRIDS.items()}[grid]
         self.text = f"toggle {len(self.on) + len(self.off)} {grid}x{grid} blocks"
 
     def undo(self, doc):
-        doc.set_cells(self.grid, self.on, False)
-        doc.set_cells(self.grid, self.off, True)
+        doc.set_cells(self.grid, list(self.on), False)
+        doc.set_cells(self.grid, list(self.off), True, classes=self.off)
 
     def redo(self, doc):
-        doc.set_cells(self.grid, self.off, False)
-        doc.set_cells(self.grid, self.on, True)
+        doc.set_cells(self.grid, list(self.off), False)
+        doc.set_cells(self.grid, list(self.on), True, classes=self.on)
 
     @property
     def nbytes(self) -> int:
         return 200 + 60 * (len(self.on) + len(self.off))
+
+
+def _cell_classes(cells) -> dict[tuple[int, int], int | None]:
+    if isinstance(cells, dict):
+        return {tuple(c): k for c, k in cells.items()}
+    return {tuple(c): None for c in cells}
 
 
 class BoxAddCommand(Command):

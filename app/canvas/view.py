@@ -56,6 +56,7 @@ class QueuedInput:
     button_held: bool
     modifiers: Qt.KeyboardModifier
     label_class: int  # the class picked (keys 1-9) when the event was made
+    press_mark: object = None  # a press: where the time tracker noted it (``CanvasView.mark_press``)
 
     def buttons(self) -> Qt.MouseButton:
         return Qt.MouseButton.LeftButton if self.button_held else Qt.MouseButton.NoButton
@@ -132,6 +133,10 @@ class CanvasView(QGraphicsView):
         self.queued: list[QueuedInput | QueuedEdit] = []  # input made while the full image loads
         self._queued_pressed = False
         self._replaying = False
+        # the time tracker's note of the press under way, and its replay: a queued stroke's edit
+        # happens when the full image has loaded, but its time begins at its own press
+        self.mark_press: Callable[[], object] = lambda: None
+        self.replay_press: Callable[[object], None] = lambda mark: None
         self.queue_trail = QGraphicsPathItem()
         pen = QPen(QColor(255, 235, 0), 2, Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
@@ -249,7 +254,7 @@ class CanvasView(QGraphicsView):
 
     def _queue(self, kind: str, pos: QPointF, event) -> None:
         self.queued.append(QueuedInput(self.tool, self.brush_size, kind, pos, kind != "release", event.modifiers(),
-                                       self.document.label_class))
+                                       self.document.label_class, self.mark_press() if kind == "press" else None))
         path = self.queue_trail.path()
         if kind == "press":
             path.moveTo(pos)
@@ -288,6 +293,8 @@ class CanvasView(QGraphicsView):
                     q.run()
                     continue
                 self.brush_size = q.brush_size
+                if q.kind == "press":
+                    self.replay_press(q.press_mark)
                 getattr(q.tool, q.kind)(q.pos, q)
         finally:
             self._replaying = False

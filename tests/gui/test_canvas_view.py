@@ -376,3 +376,31 @@ def test_edits_on_an_image_of_unknown_size_are_refused_with_a_reason(tmp_path, r
     assert "size is known only once it has loaded" in w.statusBar().currentMessage()
     gate.set()
     w.close()
+
+
+def test_strokes_queued_while_loading_count_from_the_first_press(large_project, gate, qtbot, clock):
+    """Strokes made on a loading image are edits only when they are replayed; their time still
+    starts at the first queued stroke's press, not at the last real press before the replay."""
+    from semirest.core.project.store import ProjectStore
+    from tests.gui.test_timing import timed_drag
+
+    w = open_window(qtbot, large_project, clock)
+    c, s = w.canvas, w.session
+    key(qtbot, w, Qt.Key.Key_D)
+    assert c.loading
+    large = s.record.id
+    clock.advance(5)  # looking at the preview: not counted
+    timed_drag(c, clock, [(500, 500), (800, 500)])  # 2 s, queued
+    clock.advance(3)
+    timed_drag(c, clock, [(500, 900), (800, 900)])  # 2 s, queued
+    clock.advance(1)
+    assert s.seconds(large) == 0  # no edit yet: no span
+    gate.set()
+    qtbot.waitUntil(lambda: not c.loading, timeout=15000)
+    assert c.document.pixels[500, 500:801].all() and c.document.pixels[900, 500:801].all()
+    assert s.seconds(large, "pixel") == pytest.approx(2 + 3 + 2 + 1)
+    clock.advance(2)
+    key(qtbot, w, Qt.Key.Key_A)
+    w.close()
+    with ProjectStore.open(large_project) as store:
+        assert store.time_totals() == {large: {"pixel": pytest.approx(10)}}

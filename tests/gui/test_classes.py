@@ -229,3 +229,38 @@ def test_image_list_shows_each_rows_class_chips(window, qtbot, monkeypatch):
     seen = {QColor(shot.pixel(x, r.center().y())).name() for x in range(r.left(), r.left() + 60)}
     assert {defect.colour, scratch.colour} <= seen
     assert "defect, scratch" in model.index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
+
+
+def test_undo_and_redo_bring_labels_back_in_their_own_class(window, qtbot, small_project):
+    """A class-2 stroke and cell, undone and redone while class 1 is picked, are class 2 again;
+    a class-2 cell turned off and undone is class 2 again; the project holds the same."""
+    store = window.session.store
+    scratch = store.add_class("scratch").id
+    c = window.canvas
+    undo = lambda: key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # noqa: E731
+    redo = lambda: key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)  # noqa: E731
+    key(qtbot, window, Qt.Key.Key_2)
+    key(qtbot, window, Qt.Key.Key_B)
+    drag(c, [(20, 30), (60, 30)])  # a scratch stroke
+    key(qtbot, window, Qt.Key.Key_K)
+    click(c, 100, 90)  # a scratch cell
+    doc = c.document
+    pixels = doc.pixels.copy()
+    assert set(pixels[pixels > 0]) == {scratch} and doc.labels.block_classes == {(8, 11, 12): scratch}
+    key(qtbot, window, Qt.Key.Key_1)
+    undo()
+    undo()
+    assert not doc.pixels.any() and not doc.labels.block_classes
+    redo()
+    redo()
+    assert (doc.pixels == pixels).all() and doc.labels.block_classes == {(8, 11, 12): scratch}
+    click(c, 100, 90)  # the scratch cell turned off with class 1 picked ...
+    assert not doc.labels.block_classes
+    undo()  # ... and back, as scratch
+    assert doc.labels.block_classes == {(8, 11, 12): scratch}
+    window.close()
+    with ProjectStore.open(small_project) as s:
+        rec = s.images()[0]
+        lab = s.load_labels(rec.id, rec.hw)
+    assert (lab.pixels == pixels).all()
+    assert [lab.block_class(8, cell) for cell in lab.blocks[8]] == [scratch]

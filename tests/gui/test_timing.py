@@ -195,3 +195,35 @@ def test_tracker_flushes_long_spans():
     tr.stop()
     assert sum(sp.seconds for sp in spans) == pytest.approx(40)
     assert {sp.label_type for sp in spans} == {"pixel"}
+
+
+def test_go_to_and_find_keys_pause_the_count(window, qtbot, clock):
+    """Ctrl+G and Ctrl+F take the keyboard from the canvas to a box of the image list: the time
+    from the key to the box's first character (or to the next image) is navigation, not labeling."""
+    w, s = window, window.session
+    first = s.record.id
+    timed_drag(w.canvas, clock, [(20, 20), (40, 20)])  # 2 s of painting
+    clock.advance(3)  # looking at the stroke: counts, up to the key
+    key(qtbot, w, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    name = w.image_list.filter_bar.name
+    assert name.hasFocus()
+    clock.advance(4)
+    qtbot.keyClicks(name, "x")
+    clock.advance(4)
+    qtbot.keyClick(name, Qt.Key.Key_Escape)
+    assert w.canvas.hasFocus()
+    clock.advance(2)  # back on the canvas, before its next input: not counted
+    assert s.seconds(first, "pixel") == pytest.approx(5)
+    timed_drag(w.canvas, clock, [(20, 50), (40, 50)])  # the open span counts on
+    assert s.seconds(first, "pixel") == pytest.approx(7)
+    clock.advance(3)
+    key(qtbot, w, Qt.Key.Key_G, Qt.KeyboardModifier.ControlModifier)
+    box = w.image_list.filter_bar.go_to_box
+    assert box.hasFocus()
+    clock.advance(4)
+    qtbot.keyClicks(box, "3")
+    clock.advance(4)
+    qtbot.keyClick(box, Qt.Key.Key_Return)
+    assert s.index == 2
+    assert recorded(w)[first] == {"pixel": pytest.approx(10)}
+    assert all(v == {} for i, v in recorded(w).items() if i != first)

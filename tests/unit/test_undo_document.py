@@ -56,3 +56,50 @@ def test_push_after_undo_drops_redo_steps():
     h.undo(doc)
     h.push(BlockToggleCommand(8, [], []))
     assert not h.can_redo() and len(h.commands) == 3
+
+
+def test_stroke_undo_redo_keeps_each_pixels_class():
+    """A stroke in class 2 comes back in class 2, and an eraser stroke over two classes brings
+    both back: the undo record keeps class values, not on/off bits."""
+    doc = ImageDocument(None, 1, ImageLabels((64, 64)))
+    h = UndoHistory()
+    doc.label_class = 3
+    h.push(PixelStrokeCommand(*_stroke(doc, (10.5, 20.5), (50.5, 20.5))))
+    doc.label_class = 2
+    h.push(PixelStrokeCommand(*_stroke(doc, (30.5, 10.5), (30.5, 50.5))))
+    painted = doc.pixels.copy()
+    assert set(np.unique(painted)) == {0, 2, 3}
+    h.push(PixelStrokeCommand(*_stroke(doc, (5.5, 20.5), (55.5, 20.5), size=15, value=0), erase=True))
+    assert set(np.unique(doc.pixels)) == {0, 2}
+    doc.label_class = 1  # the class picked now has no say in what undo brings back
+    h.undo(doc)
+    assert np.array_equal(doc.pixels, painted)
+    h.undo(doc)
+    h.redo(doc)
+    assert np.array_equal(doc.pixels, painted)
+
+
+def test_block_undo_redo_keeps_each_cells_class():
+    """Cells turned on come back in the class they were made in, cells turned off in the class
+    they had, whatever class is picked when undoing."""
+    doc = ImageDocument(None, 1, ImageLabels((64, 64)))
+    h = UndoHistory()
+    doc.label_class = 2
+    doc.set_cells(8, [(1, 1), (1, 2)], True)
+    h.push(BlockToggleCommand(8, {(1, 1): 2, (1, 2): 2}, {}))
+    doc.label_class = 3
+    doc.set_cells(8, [(2, 2)], True)
+    h.push(BlockToggleCommand(8, {(2, 2): 3}, {}))
+    made = dict(doc.labels.block_classes)
+    assert made == {(8, 1, 1): 2, (8, 1, 2): 2, (8, 2, 2): 3}
+    doc.set_cells(8, [(1, 2), (2, 2)], False)
+    h.push(BlockToggleCommand(8, {}, {(1, 2): 2, (2, 2): 3}))
+    doc.label_class = 1
+    h.undo(doc)
+    assert doc.labels.block_classes == made
+    h.undo(doc)
+    h.undo(doc)
+    assert doc.labels.block_classes == {} and not doc.cells[8].any()
+    h.redo(doc)
+    h.redo(doc)
+    assert doc.labels.block_classes == made

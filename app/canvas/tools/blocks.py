@@ -19,7 +19,7 @@ class BlockTool(Tool):
         self.grid = grid
         self.name = f"Blocks {grid}x{grid}"
         self._value: bool | None = None
-        self._changed: list[tuple[int, int]] = []
+        self._changed: dict[tuple[int, int], int] = {}  # cell -> the class it got (on) or had (off)
         self._last = None
 
     def activate(self) -> None:
@@ -43,13 +43,14 @@ class BlockTool(Tool):
         if self._value is None:
             self._value = not bool(doc.cells[self.grid][cell])
         if bool(doc.cells[self.grid][cell]) != self._value:
-            self._changed.append(cell)
+            had = doc.cell_class(self.grid, cell)
             doc.set_cells(self.grid, [cell], self._value, commit=False)
+            self._changed[cell] = doc.cell_class(self.grid, cell) if self._value else had
 
     def press(self, pos, event) -> None:
         if not self.canvas.can_edit():
             return
-        self._value, self._changed = None, []
+        self._value, self._changed = None, {}
         self._last = (pos.x(), pos.y())
         self._visit(*self._last)
         if self._value is None:  # pressed outside the image
@@ -70,11 +71,11 @@ class BlockTool(Tool):
             return
         self._last = None
         if self._changed:
-            self.canvas.document.commit_cells(self.grid, self._changed, self._value)
-            on = self._changed if self._value else []
-            off = [] if self._value else self._changed
+            self.canvas.document.commit_cells(self.grid, list(self._changed), self._value)
+            on = self._changed if self._value else {}
+            off = {} if self._value else self._changed
             self.canvas.command_done.emit(BlockToggleCommand(self.grid, on, off))
-        self._changed = []
+        self._changed = {}
 
     def cancel(self) -> None:
         self.release(None, None)  # a stroke in progress is kept, not thrown away
