@@ -8,6 +8,14 @@ Image score: from the anomaly map at the model's input size (bilinear upsampling
 smoothing at that size, ``eval.sigma``), so it does not depend on the size of the camera image and
 the torch checkpoint and the ONNX detector compute the same number; ``eval.image_score`` "max" (its
 maximum, the default) or "top:S" (the mean of its top share S of values), see :func:`score_top_k`.
+With the suffix "+bank" (e.g. "top:0.01+bank") the score also weighs the bank's own evidence, the
+largest nearest-neighbour distance of the image's features (PatchCore's image score on the same
+bank): each component is standardised by its mean and spread on the calibration images and the
+score is the logistic function of their mean, ``sigmoid((z_map + z_bank) / 2)`` (:func:`combine`),
+a number in (0, 1) like the others. The two rank parts differently (the map knows context, the
+distance knows how far a part lies from every normal one), so their mean ranks better than either
+where they disagree (BENCHMARKS.md, image score). Without a calibration a "+bank" model scores by
+its map component alone.
 
 Decision: an image is NG when its score is above the threshold. The threshold is the smallest
 calibration score with at most ``false_alarm`` of the calibration scores above it (with fewer than
@@ -33,12 +41,19 @@ UNCALIBRATED_NOTE = ("this model has no calibration (trained before calibration 
                      "normalised and the threshold is 0.5 on the raw score; retrain, or pass --threshold")
 
 
-IMAGE_SCORES = ("max", "top:S")
+IMAGE_SCORES = ("max", "top:S", "max+bank", "top:S+bank")
+BANK_SUFFIX = "+bank"
+
+
+def uses_bank(spec: str) -> bool:
+    """Whether ``eval.image_score`` combines the map with the bank's nearest-neighbour distance."""
+    return spec.endswith(BANK_SUFFIX)
 
 
 def score_top_k(spec: str, n_pixels: int) -> int:
-    """How many of a map's ``n_pixels`` values the image score averages (``eval.image_score``):
-    1 for "max", round(S * n_pixels) (at least 1) for "top:S"."""
+    """How many of a map's ``n_pixels`` values the map component of the image score averages
+    (``eval.image_score``): 1 for "max", round(S * n_pixels) (at least 1) for "top:S"."""
+    spec = spec[:-len(BANK_SUFFIX)] if uses_bank(spec) else spec
     if spec == "max":
         return 1
     if spec.startswith("top:"):
@@ -48,16 +63,44 @@ def score_top_k(spec: str, n_pixels: int) -> int:
             share = -1.0
         if 0.0 < share <= 1.0:
             return max(1, int(round(share * n_pixels)))
-    raise ValueError(f"eval.image_score must be 'max' or 'top:S' with 0 < S <= 1 (e.g. top:0.001), got {spec!r}")
+    raise ValueError("eval.image_score must be 'max' or 'top:S' with 0 < S <= 1 (e.g. top:0.001), optionally "
+                     f"followed by '+bank' (e.g. top:0.01+bank), got {spec!r}")
 
 
-def image_score(maps, spec: str = "max") -> np.ndarray:
-    """Image scores of (N, H, W) maps: the mean of each map's top k values (k from :func:`score_top_k`)."""
+def map_score(maps, spec: str = "max") -> np.ndarray:
+    """The map component of (N, H, W) maps: the mean of each map's top k values (k from :func:`score_top_k`)."""
     flat = np.asarray(maps, dtype=np.float32).reshape(len(maps), -1)
     k = score_top_k(spec, flat.shape[1])
     if k == 1:
         return flat.max(axis=1)
     return np.sort(flat, axis=1)[:, -k:].mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def component_stats(values) -> list[float]:
+    """[mean, spread] of one score component on the calibration images (spread floored so that a
+    constant component cannot divide by zero)."""
+    v = np.asarray(values, dtype=np.float64)
+    return [float(v.mean()), float(max(v.std(), 1e-6 * max(1.0, abs(v.mean()))))]
+
+
+def combine(map_scores, bank_scores, components: dict) -> np.ndarray:
+    """``sigmoid((z_map + z_bank) / 2)``, each component standardised by ``components``
+    ({"map": [mean, spread], "bank": [mean, spread]}, from the calibration images)."""
+    (mm, ms), (bm, bs) = components["map"], components["bank"]
+    z = 0.5 * ((np.asarray(map_scores, np.float64) - mm) / ms + (np.asarray(bank_scores, np.float64) - bm) / bs)
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+def image_score(maps, spec: str = "max", bank_scores=None, calibration: "Calibration | None" = None) -> np.ndarray:
+    """Image scores of (N, H, W) maps at the model's input size (see the module docstring);
+    ``bank_scores``: each image's largest nearest-neighbour distance, needed by a "+bank" score;
+    ``calibration``: the component statistics a "+bank" score is standardised with."""
+    m = map_score(maps, spec)
+    if not uses_bank(spec) or calibration is None or not calibration.components:
+        return m
+    if bank_scores is None:
+        raise ValueError(f"eval.image_score = {spec!r} needs each image's nearest-neighbour distance")
+    return combine(m, bank_scores, calibration.components)
 
 
 def normalise(score, threshold: float):
@@ -89,6 +132,8 @@ class Calibration:
     measured_false_alarm: float = 0.0  # share of the calibration scores above the threshold
     n_defect: int = 0  # labelled defective images scored (sup / semi), trained on
     miss_rate: float | None = None  # their share at or below the threshold
+    # a "+bank" score's standardisation: {"map": [mean, spread], "bank": [mean, spread]}; {} otherwise
+    components: dict[str, list[float]] = field(default_factory=dict)
 
     def normalise(self, score):
         return normalise(score, self.threshold)
@@ -120,15 +165,30 @@ def threshold_at(scores, false_alarm: float) -> float:
     return float(s[s.size - allowed - 1])
 
 
+def calibrate_components(map_scores, bank_scores, false_alarm: float = DEFAULT_FALSE_ALARM, n_unseen: int = 0,
+                         defect_map=None, defect_bank=None, score: str = "max") -> Calibration:
+    """A :class:`Calibration` from the normal images' score components (``bank_scores`` None for a
+    map-only score): a "+bank" score first takes its standardisation from these images, then its
+    threshold from their combined scores."""
+    if not uses_bank(score):
+        return calibrate_scores(map_scores, false_alarm, n_unseen, defect_map, score)
+    components = {"map": component_stats(map_scores), "bank": component_stats(bank_scores)}
+    defects = None if defect_map is None else combine(defect_map, defect_bank, components)
+    return calibrate_scores(combine(map_scores, bank_scores, components), false_alarm, n_unseen, defects,
+                            score, components)
+
+
 def calibrate_scores(scores, false_alarm: float = DEFAULT_FALSE_ALARM, n_unseen: int = 0,
-                     defect_scores=None, score: str = "max") -> Calibration:
-    """A :class:`Calibration` from normal images' scores (and labelled defective ones' for the miss rate)."""
+                     defect_scores=None, score: str = "max", components: dict | None = None) -> Calibration:
+    """A :class:`Calibration` from normal images' scores (and labelled defective ones' for the miss
+    rate); ``components``: the standardisation the scores of a "+bank" score were combined with."""
     s = np.asarray(scores, dtype=np.float64)
     thr = threshold_at(s, false_alarm)
     cal = Calibration(
         false_alarm=float(false_alarm), threshold=thr, n_images=int(s.size), n_unseen=int(n_unseen),
         quantiles={f"{q:g}": float(np.quantile(s, q)) for q in QUANTILES},
-        mean=float(s.mean()), std=float(s.std()), measured_false_alarm=float((s > thr).mean()), score=score)
+        mean=float(s.mean()), std=float(s.std()), measured_false_alarm=float((s > thr).mean()), score=score,
+        components=dict(components or {}))
     if defect_scores is not None and len(defect_scores):
         d = np.asarray(defect_scores, dtype=np.float64)
         cal.n_defect = int(d.size)

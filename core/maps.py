@@ -75,14 +75,17 @@ def to_image_maps(token_maps: np.ndarray, sizes: Sequence[tuple[int, int]], sigm
 
 # -- SemiREST's map: residual tokens -> bagged Swin -> image maps ------------------------------------------------------------------------------------
 def residual_tokens(cfg: Config, feats: torch.Tensor, searcher: BankSearcher, scale: float,
-                    exclude_source: int | None = None) -> torch.Tensor:
-    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7.
+                    exclude_source: int | None = None) -> tuple[torch.Tensor, float]:
+    """Test-time tokens: plain 1-NN residual (Eq. 5/6, no augmentation), scaled, then Eq. 7; and the
+    image's bank score, the largest nearest-neighbour distance of its features (PatchCore's image
+    score on this bank, a component of a "+bank" image score).
     ``exclude_source``: a training image's own bank entries are not matched (calibration)."""
     h, w, d = feats.shape
     rows = searcher.search(feats.reshape(-1, d), 1, exclude_source=exclude_source)[:, 0]
     matched = searcher.features[rows.to(searcher.device)].to(feats.device).reshape(h, w, d)
+    bank_score = float(torch.linalg.vector_norm(feats.float() - matched.float(), dim=-1).max())
     r = scale_residual(residual(feats, matched, cfg.bank.residual), scale)
-    return pcr_to_tokens(r, cfg.model.rho)
+    return pcr_to_tokens(r, cfg.model.rho), bank_score
 
 
 def swin_token_map(cfg: Config, model: nn.Module, tokens: torch.Tensor, window_batch: int = 64) -> torch.Tensor:
@@ -100,18 +103,20 @@ def swin_token_map(cfg: Config, model: nn.Module, tokens: torch.Tensor, window_b
 def predict_token_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
                        scale: float, images: Sequence[np.ndarray], window_batch: int = 64,
                        exclude_sources: Sequence[int | None] | None = None,
-                       features: torch.Tensor | None = None) -> list[np.ndarray]:
-    """Anomaly probability per feature position ((h_f, w_f) float32 each) by bagging (Eq. 10) or
-    one whole-map Swin (ablation); ``exclude_sources``: per image, a bank source not to match;
-    ``features``: the images' PCFs when already extracted (then ``images`` is not read)."""
+                       features: torch.Tensor | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """(anomaly probability per feature position ((h_f, w_f) float32 each) by bagging (Eq. 10) or
+    one whole-map Swin (ablation), each image's bank score (:func:`residual_tokens`));
+    ``exclude_sources``: per image, a bank source not to match; ``features``: the images' PCFs when
+    already extracted (then ``images`` is not read)."""
     feats = extractor(images) if features is None else features
     device = next(model.parameters()).device
-    out = []
+    out, bank_scores = [], []
     for i, f in enumerate(feats):
         exclude = exclude_sources[i] if exclude_sources is not None else None
-        tokens = residual_tokens(cfg, f.to(searcher.device), searcher, scale, exclude).to(device)
-        out.append(expand_token_map(swin_token_map(cfg, model, tokens, window_batch), cfg.model.rho).cpu().numpy())
-    return out
+        tokens, bank_score = residual_tokens(cfg, f.to(searcher.device), searcher, scale, exclude)
+        out.append(expand_token_map(swin_token_map(cfg, model, tokens.to(device), window_batch), cfg.model.rho).cpu().numpy())
+        bank_scores.append(bank_score)
+    return out, np.asarray(bank_scores, dtype=np.float32)
 
 
 def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
@@ -121,7 +126,7 @@ def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, sea
     bs = extractor.cfg.batch_size
     for i in range(0, len(images), bs):
         batch = images[i:i + bs]
-        tm = predict_token_maps(cfg, model, extractor, searcher, scale, batch)
+        tm, _ = predict_token_maps(cfg, model, extractor, searcher, scale, batch)
         maps += to_image_maps(np.stack(tm), [im.shape[:2] for im in batch], cfg.eval.sigma)
         progress(ProgressEvent("predict", min(i + bs, len(images)), len(images)))
     return maps
@@ -130,28 +135,41 @@ def predict_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, sea
 def detector_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher, scale: float,
                   images: Sequence[np.ndarray], exclude_sources: Sequence[int | None] | None = None,
                   features: torch.Tensor | None = None) -> np.ndarray:
-    """(B, H, W) maps at the model's input size (bilinear + Gaussian sigma at that size): the maps
-    the image score is taken from (:mod:`semirest.core.calibration`) and the exported detector
-    outputs, whatever the size of the images. ``features``: (B, h_f, w_f, d_f) PCFs of the images
-    when already extracted (``extractor`` may then be None and ``images`` is not read)."""
+    """(B, H, W) maps at the model's input size (:func:`detector_outputs` without the bank scores)."""
+    return detector_outputs(cfg, model, extractor, searcher, scale, images, exclude_sources, features)[0]
+
+
+def detector_outputs(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
+                     scale: float, images: Sequence[np.ndarray], exclude_sources: Sequence[int | None] | None = None,
+                     features: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """((B, H, W) maps at the model's input size (bilinear + Gaussian sigma at that size), (B,) bank
+    scores): what the image score is taken from (:mod:`semirest.core.calibration`) and the exported
+    detector computes, whatever the size of the images. ``features``: (B, h_f, w_f, d_f) PCFs of
+    the images when already extracted (``extractor`` may then be None and ``images`` is not read)."""
     maps: list[np.ndarray] = []
+    bank_scores: list[np.ndarray] = []
     fc = extractor.cfg if extractor is not None else cfg.features
     bs, size = fc.batch_size, model_input_size(fc)
     n = len(images) if features is None else len(features)
     for i in range(0, n, bs):
         ex = None if exclude_sources is None else exclude_sources[i:i + bs]
         part = None if features is None else features[i:i + bs]
-        tm = predict_token_maps(cfg, model, extractor, searcher, scale, images[i:i + bs] if features is None else [],
-                                exclude_sources=ex, features=part)
+        tm, bank = predict_token_maps(cfg, model, extractor, searcher, scale,
+                                      images[i:i + bs] if features is None else [], exclude_sources=ex, features=part)
         maps += to_image_maps(np.stack(tm), [size] * len(tm), cfg.eval.sigma)
-    return np.stack(maps) if maps else np.zeros((0,) + tuple(size), dtype=np.float32)
+        bank_scores.append(bank)
+    if not maps:
+        return np.zeros((0,) + tuple(size), dtype=np.float32), np.zeros(0, dtype=np.float32)
+    return np.stack(maps), np.concatenate(bank_scores)
 
 
 def predict_scored_maps(cfg: Config, model: nn.Module, extractor: FeatureExtractor, searcher: BankSearcher,
-                        scale: float, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+                        scale: float, images: Sequence[np.ndarray],
+                        calibration=None) -> tuple[list[np.ndarray], np.ndarray]:
     """(maps at each image's own resolution, image scores): one Swin pass gives both the map the
     studio shows and the score the calibration is about (from the map at the model's input size,
-    as :func:`detector_maps`), so a run's list scores and its threshold are in the same units."""
+    as :func:`detector_outputs`, standardised by ``calibration`` for a "+bank" score), so a run's
+    list scores and its threshold are in the same units."""
     from semirest.core.calibration import image_score
 
     maps: list[np.ndarray] = []
@@ -160,7 +178,9 @@ def predict_scored_maps(cfg: Config, model: nn.Module, extractor: FeatureExtract
     size = extractor.input_size
     for i in range(0, len(images), bs):
         batch = images[i:i + bs]
-        tm = np.stack(predict_token_maps(cfg, model, extractor, searcher, scale, batch))
+        tm, bank = predict_token_maps(cfg, model, extractor, searcher, scale, batch)
+        tm = np.stack(tm)
         maps += to_image_maps(tm, [im.shape[:2] for im in batch], cfg.eval.sigma)
-        scores.append(image_score(np.stack(to_image_maps(tm, [size] * len(tm), cfg.eval.sigma)), cfg.eval.image_score))
+        scores.append(image_score(np.stack(to_image_maps(tm, [size] * len(tm), cfg.eval.sigma)), cfg.eval.image_score,
+                                  bank, calibration))
     return maps, (np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32))

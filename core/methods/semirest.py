@@ -20,7 +20,7 @@ from semirest.core.config import Config
 from semirest.core.data.datasets import Category, Sample, split_budget
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.features.patches import choose_input_size
-from semirest.core.maps import detector_maps, predict_maps, predict_scored_maps
+from semirest.core.maps import detector_outputs, predict_maps, predict_scored_maps
 from semirest.core.memory.bank import BankSearcher
 from semirest.core.methods.registry import register_method
 from semirest.core.progress import ProgressFn
@@ -127,17 +127,18 @@ class SemiREST:
 
     def detect(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(maps (B, H, W) at the model's input size, image scores (B,)): what the exported detector
-        computes (:func:`detector_maps`); the score is the one the calibration is about."""
+        computes (:func:`detector_outputs`); the score is the one the calibration is about."""
         if self.model is None or self.searcher is None:
             raise RuntimeError("fit() or load() must run before prediction")
-        maps = detector_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images)
-        return maps, image_score(maps, self.cfg.eval.image_score)
+        maps, bank = detector_outputs(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images)
+        return maps, image_score(maps, self.cfg.eval.image_score, bank, self.calibration)
 
     def predict_scored(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         """(maps at each image's resolution, calibrated-unit image scores) in one pass (:func:`predict_scored_maps`)."""
         if self.model is None or self.searcher is None:
             raise RuntimeError("fit() or load() must run before prediction")
-        return predict_scored_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images)
+        return predict_scored_maps(self.cfg, self.model, self.extractor, self.searcher, self.residual_scale, images,
+                                   self.calibration)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike):

@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from semirest.core.calibration import Calibration, calibrate_scores
+from semirest.core.calibration import Calibration, calibrate_components, map_score, uses_bank
 from semirest.core.config import Config
 from semirest.core.memory.bank import BankSearcher
 from semirest.core.features.extractor import FeatureExtractor
 from semirest.core.progress import ProgressEvent, ProgressFn
-from semirest.core.calibration import image_score as image_scores
-from semirest.core.maps import detector_maps
+from semirest.core.maps import detector_outputs
 
 
 def _no_progress(_: ProgressEvent) -> None:
@@ -63,23 +62,26 @@ def calibrate(cfg: Config, model: nn.Module, extractor: FeatureExtractor, search
     if cfg.eval.calibration_images < 0 or n_images == 0:
         return None
     ids, n_unseen = calibration_indices(n_images, pool, cfg.eval.calibration_images, cfg.seed)
-    scores: list[float] = []
+    spec = cfg.eval.image_score
+    map_scores: list[float] = []
+    bank_scores: list[float] = []
     bs = cfg.features.batch_size if extractor is None else extractor.cfg.batch_size
     for j in range(0, len(ids), bs):
         part = ids[j:j + bs]
         if load_features is not None:
             feats = torch.from_numpy(np.stack([np.asarray(load_features(i), dtype=np.float32) for i in part]))
-            maps = detector_maps(cfg, model, extractor, searcher, scale, [], exclude_sources=part, features=feats)
+            maps, bank = detector_outputs(cfg, model, extractor, searcher, scale, [], exclude_sources=part, features=feats)
         else:
-            maps = detector_maps(cfg, model, extractor, searcher, scale, [load_image(i) for i in part], exclude_sources=part)
-        scores += image_scores(maps, cfg.eval.image_score).tolist()
+            maps, bank = detector_outputs(cfg, model, extractor, searcher, scale, [load_image(i) for i in part],
+                                          exclude_sources=part)
+        map_scores += map_score(maps, spec).tolist()
+        bank_scores += bank.tolist()
         progress(ProgressEvent("calibrate", min(j + bs, len(ids)), len(ids)))
-    defect_scores = None
+    defect_maps = defect_bank = None
     if defect_features is not None and len(defect_features):
         feats = torch.from_numpy(np.asarray(defect_features, dtype=np.float32))
-        defect_scores = image_scores(detector_maps(cfg, model, extractor, searcher, scale, [], features=feats),
-                                     cfg.eval.image_score)
+        defect_maps, defect_bank = detector_outputs(cfg, model, extractor, searcher, scale, [], features=feats)
     elif defects:
-        defect_scores = image_scores(detector_maps(cfg, model, extractor, searcher, scale, list(defects)),
-                                     cfg.eval.image_score)
-    return calibrate_scores(scores, cfg.eval.false_alarm, n_unseen, defect_scores, cfg.eval.image_score)
+        defect_maps, defect_bank = detector_outputs(cfg, model, extractor, searcher, scale, list(defects))
+    return calibrate_components(map_scores, bank_scores if uses_bank(spec) else None, cfg.eval.false_alarm, n_unseen,
+                                None if defect_maps is None else map_score(defect_maps, spec), defect_bank, spec)

@@ -60,7 +60,8 @@ METADATA_KEYS = {
     "false_alarm": "requested false-alarm rate of the threshold ('' when uncalibrated)",
     "calibrated": "'true' or 'false'",
     "calibration": "JSON of the calibration (score quantiles, images used, miss rate), or ''",
-    "score": "how the image score is made from anomaly_map (eval.image_score): 'max', or 'top:S' (mean of its top share S)",
+    "score": "how the image score is made (eval.image_score): 'max' or 'top:S' of anomaly_map (mean of its top "
+             "share S); with '+bank', combined with the largest nearest-neighbour distance (calibration's components)",
     "preset": "configuration preset the model was trained with",
     "setting": "un, sup or semi",
     "category": "category / product name given at training",
@@ -141,6 +142,11 @@ class DetectorGraph(nn.Module):
         from semirest.core.calibration import score_top_k
 
         self.top_k = score_top_k(cfg.eval.image_score, self.h * self.w)
+        # a "+bank" score's standardisation (map mean, spread, bank mean, spread); None: the map component alone
+        from semirest.core.calibration import uses_bank
+
+        comps = calibration.components if calibration is not None and uses_bank(cfg.eval.image_score) else {}
+        self.components = (*comps["map"], *comps["bank"]) if comps else None
 
     def _neighbourhoods(self, fmap: torch.Tensor) -> torch.Tensor:
         """F.unfold(kernel k, padding k // 2) as k * k shifted slices: (B, C, h, w) -> (B, h, w, C*k*k)."""
@@ -166,20 +172,24 @@ class DetectorGraph(nn.Module):
             feats = feats + self.pe
         return feats
 
-    def nearest(self, q: torch.Tensor) -> torch.Tensor:
-        """(N, d) -> (N, d) nearest bank entries: matmul shortlist, exact re-rank."""
+    def nearest(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, d) -> ((N, d) nearest bank entries, (N,) their squared distances): matmul shortlist, exact re-rank."""
         approx = self.bank_sq[None, :] - 2.0 * (q @ self.bank.T)
         cand = approx.topk(self.shortlist, dim=1, largest=False).indices
         diff = q[:, None, :] - self.bank[cand]
         exact = (diff * diff).sum(-1)
-        best = cand.gather(1, exact.argmin(dim=1, keepdim=True))[:, 0]
-        return self.bank[best]
+        nearest_sq, pick = exact.min(dim=1, keepdim=True)
+        best = cand.gather(1, pick)[:, 0]
+        return self.bank[best], nearest_sq[:, 0]
 
-    def token_maps(self, feats: torch.Tensor) -> torch.Tensor:
-        """PCFs (B, h_f, w_f, d) -> anomaly probability per feature position (B, h_f, w_f)."""
+    def token_maps(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """PCFs (B, h_f, w_f, d) -> (anomaly probability per feature position (B, h_f, w_f), (B,) bank
+        scores: the largest nearest-neighbour distance of each image's features)."""
         b, h, w, d = feats.shape
         q = feats.reshape(b * h * w, d)
-        r = scale_residual(residual(q, self.nearest(q), self.cfg.bank.residual), self.scale)
+        matched, nearest_sq = self.nearest(q)
+        bank_scores = nearest_sq.reshape(b, h * w).amax(dim=1).sqrt()
+        r = scale_residual(residual(q, matched, self.cfg.bank.residual), self.scale)
         tokens = pcr_to_tokens(r.reshape(b, h, w, d), self.cfg.model.rho)
         if not self.bagging:
             m = anomaly_probability(self.swin(tokens))
@@ -195,7 +205,7 @@ class DetectorGraph(nn.Module):
             for i, (r, c) in enumerate(self.origins):
                 total = total + F.pad(probs[i * b:(i + 1) * b], (c, wp - c - mu, r, hp - r - mu))
             m = (total / self.count)[:, :self.ht, :self.wt]
-        return expand_token_map(m, self.cfg.model.rho)
+        return expand_token_map(m, self.cfg.model.rho), bank_scores
 
     def smooth(self, m: torch.Tensor) -> torch.Tensor:
         """(B, h, w) -> (B, H, W): bilinear upsampling, then the separable Gaussian, reflect border."""
@@ -210,9 +220,13 @@ class DetectorGraph(nn.Module):
         return up[:, 0]
 
     def forward(self, image: torch.Tensor):
-        maps = self.smooth(self.token_maps(self.features(image)))
+        token_maps, bank_scores = self.token_maps(self.features(image))
+        maps = self.smooth(token_maps)
         flat = maps.flatten(1)
         score = flat.amax(dim=1) if self.top_k == 1 else flat.topk(self.top_k, dim=1).values.mean(dim=1)
+        if self.components is not None:  # calibration.combine
+            mm, ms, bm, bs = self.components
+            score = torch.sigmoid(0.5 * ((score - mm) / ms + (bank_scores - bm) / bs))
         if self.threshold is None:
             normalised = score
         else:

@@ -366,7 +366,7 @@ def speed_of(run: Run, preset: str, cat) -> dict:
             sync(dev)
             t0 = time.perf_counter()
             f = extractor([im])[0]
-            tokens = residual_tokens(c, f.to(searcher.device), searcher, 1.0).to(dev)
+            tokens = residual_tokens(c, f.to(searcher.device), searcher, 1.0)[0].to(dev)
             sync(dev)
             t1 = time.perf_counter()
             with autocast(c, dev):

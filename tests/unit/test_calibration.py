@@ -145,3 +145,68 @@ def test_outcome_at_a_threshold_counts_only_images_of_known_condition():
     assert fallback_threshold(scores, defective, 0.0) == 0.4  # no good image above it
     assert fallback_threshold(scores, {}) == pytest.approx(0.55)  # median of all: half the maps show
     assert fallback_threshold({}, {}) is None
+
+
+def test_bank_combined_score_known_answers_and_calibration():
+    from semirest.core.calibration import calibrate_components, combine, image_score, uses_bank
+
+    comps = {"map": [0.5, 0.1], "bank": [2.0, 0.5]}
+    # one spread above both means: z = 1, sigmoid(1); at both means: 0.5; map up, bank down: 0.5
+    got = combine([0.6, 0.5, 0.6], [2.5, 2.0, 1.5], comps)
+    assert got == pytest.approx([1 / (1 + np.exp(-1.0)), 0.5, 0.5], abs=1e-6)
+    assert uses_bank("top:0.01+bank") and not uses_bank("top:0.01")
+    rng = np.random.default_rng(1)
+    m, b = rng.normal(0.3, 0.05, 200), rng.normal(4.0, 0.7, 200)
+    cal = calibrate_components(m, b, 0.01, 0, defect_map=[0.9], defect_bank=[9.0], score="max+bank")
+    assert cal.components["map"] == pytest.approx([m.mean(), m.std()])
+    assert cal.components["bank"] == pytest.approx([b.mean(), b.std()])
+    combined = combine(m, b, cal.components)
+    assert cal.threshold == pytest.approx(threshold_at(combined, 0.01)) and (combined > cal.threshold).mean() <= 0.01
+    assert cal.miss_rate == 0.0  # far above both means
+    assert Calibration.from_json(cal.to_json()) == cal
+    maps = np.full((2, 4, 4), 0.3, dtype=np.float32)
+    maps[1, 0, 0] = 0.9
+    scores = image_score(maps, "max+bank", np.array([4.0, 9.0]), cal)
+    assert scores == pytest.approx(combine([0.3, 0.9], [4.0, 9.0], cal.components))
+    # a map-only calibration (or none) scores a "+bank" model by its map: older checkpoints keep working
+    assert image_score(maps, "max+bank", None, None).tolist() == pytest.approx([0.3, 0.9])
+    assert calibrate_components(m, None, 0.01).components == {}
+
+
+def test_bank_combined_score_in_torch_and_in_the_export_graph(tiny_run):
+    import copy
+
+    import torch
+
+    from semirest.core.calibration import combine, map_score
+    from semirest.core.data.images import read_image
+    from semirest.core.features.patches import images_to_tensor
+    from semirest.core.maps import detector_outputs
+    from semirest.core.train.export import DetectorGraph
+
+    m = copy.copy(tiny_run.model)
+    m.cfg = copy.deepcopy(m.cfg)
+    m.cfg.eval.image_score = "top:0.05+bank"
+    cal = m.calibrate(tiny_run.train_images)
+    assert set(cal.components) == {"map", "bank"}
+    ids = list(range(len(tiny_run.train_images)))
+    maps, bank = detector_outputs(m.cfg, m.model, m.extractor, m.searcher, m.residual_scale,
+                                  tiny_run.train_images, exclude_sources=ids)
+    # the bank component is PatchCore's image score: the largest nearest-neighbour distance, leave-one-out
+    feats = m.extractor(tiny_run.train_images[:1])[0].reshape(-1, m.bank.features.shape[1]).numpy()
+    others = m.bank.features[m.bank.source_ids != 0]
+    nn = np.sqrt(((feats[:, None, :] - others[None]) ** 2).sum(-1).min(1)).max()
+    assert bank[0] == pytest.approx(nn, rel=1e-4)
+    assert cal.components["bank"][0] == pytest.approx(bank.mean(), rel=1e-5)
+    assert cal.threshold == pytest.approx(threshold_at(combine(map_score(maps, "top:0.05"), bank, cal.components), 0.01))
+    images = [read_image(s.path) for s in tiny_run.category.test[:3]]
+    got_maps, got = m.detect(images)
+    assert got == pytest.approx(combine(map_score(got_maps, "top:0.05"),
+                                        detector_outputs(m.cfg, m.model, m.extractor, m.searcher, m.residual_scale,
+                                                         images)[1], cal.components), abs=1e-6)
+    with torch.no_grad():
+        _, graph_scores, normalised = DetectorGraph(m, cal)(images_to_tensor(images, m.extractor.input_size))
+    assert np.abs(graph_scores.numpy() - got).max() < 1e-5
+    assert normalised.numpy() == pytest.approx(cal.normalise(got), abs=1e-5)
+    _, listed = m.predict_scored(images)
+    np.testing.assert_allclose(listed, got, atol=1e-6)
