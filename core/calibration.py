@@ -41,7 +41,6 @@ UNCALIBRATED_NOTE = ("this model has no calibration (trained before calibration 
                      "normalised and the threshold is 0.5 on the raw score; retrain, or pass --threshold")
 
 
-IMAGE_SCORES = ("max", "top:S", "max+bank", "top:S+bank")
 BANK_SUFFIX = "+bank"
 
 

@@ -145,7 +145,9 @@ class EvalConfig:
     calibration_images: int = 200
     # The image score of the calibrated decision (inspect, the exported detector), taken from the
     # map at the model's input size: "max" (its maximum) or "top:S", the mean of its top share S of
-    # values (e.g. "top:0.001"), which one isolated hot spot on a good image sets less. Measured on
+    # values (e.g. "top:0.001"), which one isolated hot spot on a good image sets less; either with
+    # "+bank" (e.g. "top:0.01+bank") also weighs the bank's nearest-neighbour distance (core/calibration.py;
+    # screw validation 98.5 vs max 96.8, magnetic_tile not measured). Measured on
     # screw's validation part (BENCHMARKS.md, image score; a 100-step model): top:0.001 97.1 vs max 96.0
     # image AUROC; the default stays max until the dev categories' test parts are measured.
     image_score: str = "max"

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semirest.core import __version__
-from semirest.core.calibration import Calibration
+from semirest.core.calibration import Calibration, score_top_k, uses_bank
 from semirest.core.maps import gaussian_radius
 from semirest.core.memory.bank import residual, scale_residual
 from semirest.core.model.bagging import window_origins
@@ -139,12 +139,8 @@ class DetectorGraph(nn.Module):
             self.register_buffer("rows_idx", reflect_indices(self.h, radius))
             self.register_buffer("cols_idx", reflect_indices(self.w, radius))
         self.threshold = float(calibration.threshold) if calibration is not None else None
-        from semirest.core.calibration import score_top_k
-
         self.top_k = score_top_k(cfg.eval.image_score, self.h * self.w)
         # a "+bank" score's standardisation (map mean, spread, bank mean, spread); None: the map component alone
-        from semirest.core.calibration import uses_bank
-
         comps = calibration.components if calibration is not None and uses_bank(cfg.eval.image_score) else {}
         self.components = (*comps["map"], *comps["bank"]) if comps else None
 
